@@ -1,0 +1,66 @@
+"""tinygraph: a small, exact and fast computational-graph framework on numpy.
+
+Gates are nodes of an explicit dataflow graph held in a ``networkx.DiGraph``;
+a scheduler evaluates only what the requested outputs need, in topological
+order; gradients are graph nodes too; any graph renders to SVG.
+
+>>> import numpy as np, tinygraph as tg
+>>> g = tg.Graph("affine")
+>>> x = g.input("x", shape=(None, 3))
+>>> W = g.param("W", np.ones((3, 4)))
+>>> y = tg.softmax(tg.tanh(x @ W), axis=-1)
+>>> g.run(y, feeds={"x": np.ones((2, 3))}).shape
+(2, 4)
+"""
+
+from .api import (
+    add,
+    concat,
+    cross_entropy,
+    div,
+    exp,
+    getitem,
+    log,
+    log_softmax,
+    matmul,
+    mean,
+    mul,
+    neg,
+    one_hot,
+    pow,  # noqa: A004 - numpy's name
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    stack,
+    sub,
+    sum,  # noqa: A004 - numpy's name
+    take,
+    tanh,
+    transpose,
+)
+from .errors import (
+    CycleError,
+    DtypeError,
+    EvaluationError,
+    FeedError,
+    FormatError,
+    GraphError,
+    NodeNameError,
+    RenderError,
+    ShapeError,
+)
+from .graph import Graph, Node
+from .ops import OPS, Op
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph", "Node", "Op", "OPS",
+    "GraphError", "CycleError", "ShapeError", "FeedError", "DtypeError", "NodeNameError",
+    "EvaluationError", "FormatError", "RenderError",
+    "add", "sub", "mul", "div", "neg", "pow", "matmul",
+    "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
+    "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
+    "cross_entropy", "getitem",
+]

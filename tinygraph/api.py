@@ -1,0 +1,198 @@
+"""The primitive functions users call: ``tg.tanh(x)``, ``tg.concat([a, b])``, ….
+
+Each builds one node through :meth:`Graph.add_node`; numbers and arrays
+mixed with nodes become consts. Semantics follow numpy (broadcasting,
+``np.matmul`` rules, ``axis=`` keywords). ``name=`` picks the node's name.
+
+>>> import numpy as np, tinygraph as tg
+>>> g = tg.Graph()
+>>> x = g.input("x", shape=(2, 3))
+>>> tg.sum(x, axis=1).shape
+(2,)
+>>> tg.concat([x, x], axis=0).shape
+(4, 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import GraphError
+from .graph import Node, as_node, graph_of
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "matmul",
+    "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
+    "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
+    "cross_entropy", "getitem",
+]
+
+
+def _op(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
+    graph = graph_of(*args)
+    inputs = [as_node(graph, a, peer=next((b for b in args if isinstance(b, Node)), None))
+              for a in args]
+    return graph.add_node(op, inputs, attrs, name=name)
+
+
+def add(a, b, name=None) -> Node:
+    """``a + b`` with broadcasting."""
+    return _op("add", a, b, name=name)
+
+
+def sub(a, b, name=None) -> Node:
+    """``a - b`` with broadcasting."""
+    return _op("sub", a, b, name=name)
+
+
+def mul(a, b, name=None) -> Node:
+    """``a * b`` with broadcasting."""
+    return _op("mul", a, b, name=name)
+
+
+def div(a, b, name=None) -> Node:
+    """``a / b`` with broadcasting (true division)."""
+    return _op("div", a, b, name=name)
+
+
+def pow(a, b, name=None) -> Node:  # noqa: A001 - numpy's name, as DESIGN.md lists it
+    """``a ** b`` with broadcasting."""
+    return _op("pow", a, b, name=name)
+
+
+def neg(a, name=None) -> Node:
+    """``-a``."""
+    return _op("neg", a, name=name)
+
+
+def matmul(a, b, name=None) -> Node:
+    """``a @ b`` with ``np.matmul`` rules (1-D operands promoted, batch dims broadcast)."""
+    return _op("matmul", a, b, name=name)
+
+
+def tanh(x, name=None) -> Node:
+    """Hyperbolic tangent."""
+    return _op("tanh", x, name=name)
+
+
+def sigmoid(x, name=None) -> Node:
+    """Logistic function ``1 / (1 + exp(-x))``, computed without overflow."""
+    return _op("sigmoid", x, name=name)
+
+
+def relu(x, name=None) -> Node:
+    """``max(x, 0)``."""
+    return _op("relu", x, name=name)
+
+
+def exp(x, name=None) -> Node:
+    """``e ** x``."""
+    return _op("exp", x, name=name)
+
+
+def log(x, name=None) -> Node:
+    """Natural logarithm."""
+    return _op("log", x, name=name)
+
+
+def softmax(x, axis: int = -1, name=None) -> Node:
+    """Softmax along ``axis``, stable for large inputs (the max is subtracted first)."""
+    return _op("softmax", x, axis=axis, name=name)
+
+
+def log_softmax(x, axis: int = -1, name=None) -> Node:
+    """``log(softmax(x))`` computed as ``x - logsumexp(x)``: finite for |x| up to 1e4."""
+    return _op("log_softmax", x, axis=axis, name=name)
+
+
+def _axis_attr(axis: Any) -> Any:
+    if isinstance(axis, Sequence) and not isinstance(axis, str):
+        return tuple(axis)
+    return axis
+
+
+def sum(x, axis=None, keepdims: bool = False, name=None) -> Node:  # noqa: A001
+    """Sum over ``axis`` (``None``: all axes)."""
+    return _op("sum", x, axis=_axis_attr(axis), keepdims=keepdims, name=name)
+
+
+def mean(x, axis=None, keepdims: bool = False, name=None) -> Node:
+    """Mean over ``axis`` (``None``: all axes)."""
+    return _op("mean", x, axis=_axis_attr(axis), keepdims=keepdims, name=name)
+
+
+def transpose(x, axes: Sequence[int] | None = None, name=None) -> Node:
+    """Permute axes; the default reverses them (``x.T``)."""
+    return _op("transpose", x, axes=None if axes is None else tuple(axes), name=name)
+
+
+def reshape(x, shape: Sequence[int], name=None) -> Node:
+    """Reshape to ``shape``; one entry may be -1."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    return _op("reshape", x, shape=tuple(shape), name=name)
+
+
+def _sequence(values: Any, op: str) -> list:
+    if isinstance(values, Node) or not isinstance(values, Sequence) or not values:
+        raise GraphError(f"{op} takes a non-empty list of nodes, e.g. tg.{op}([a, b])")
+    return list(values)
+
+
+def concat(values: Sequence[Any], axis: int = 0, name=None) -> Node:
+    """Join along an existing axis (``np.concatenate``)."""
+    return _op("concat", *_sequence(values, "concat"), axis=axis, name=name)
+
+
+def stack(values: Sequence[Any], axis: int = 0, name=None) -> Node:
+    """Join along a new axis (``np.stack``)."""
+    return _op("stack", *_sequence(values, "stack"), axis=axis, name=name)
+
+
+def take(a, indices, axis: int = 0, name=None) -> Node:
+    """Entries of ``a`` along ``axis`` picked by integer ``indices``.
+
+    Unlike ``np.take`` the default axis is 0, so ``take(E, ids)`` is an
+    embedding lookup: one row of ``E`` per id.
+    """
+    graph = graph_of(a, indices)
+    ids = indices if isinstance(indices, Node) else graph.const(np.asarray(indices))
+    return graph.add_node("take", [as_node(graph, a), ids], {"axis": axis}, name=name)
+
+
+def one_hot(ids, depth: int, dtype: Any = "float64", name=None) -> Node:
+    """Integer ids -> one-hot vectors of length ``depth`` (shape ``ids.shape + (depth,)``)."""
+    return _op("one_hot", ids, depth=depth, dtype=np.dtype(dtype).name, name=name)
+
+
+def cross_entropy(logits, targets, name=None) -> Node:
+    """Mean negative log-likelihood of int ``targets`` under ``softmax(logits)``; a scalar.
+
+    ``targets`` has shape ``logits.shape[:-1]``. Computed through
+    log-softmax, so it stays finite for logits up to 1e4 in size.
+    """
+    graph = graph_of(logits, targets)
+    t = targets if isinstance(targets, Node) else graph.const(np.asarray(targets))
+    return graph.add_node("cross_entropy", [as_node(graph, logits), t], name=name)
+
+
+def _index_attr(index: Any) -> tuple:
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    for item in items:
+        if isinstance(item, slice):
+            out.append((item.start, item.stop, item.step))
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
+            out.append(int(item))
+        else:
+            raise GraphError(f"indexing a node takes ints and slices, got {item!r}; "
+                             "use tg.take for integer-array indexing")
+    return tuple(out)
+
+
+def getitem(x, index, name=None) -> Node:
+    """Basic indexing with ints and slices: ``x[:, 2:5]``, ``x[0]``."""
+    return _op("getitem", x, index=_index_attr(index), name=name)

@@ -1,0 +1,490 @@
+"""The graph: plain data about nodes, held in a ``networkx.DiGraph``.
+
+A :class:`Graph` owns its :class:`Node` handles. A node records its op name,
+its input nodes, its attributes and its inferred shape and dtype — it never
+computes anything (only :mod:`tinygraph.scheduler` runs numpy). Nodes are
+added in dependency order, so insertion order is a topological order and
+every name is stable: the same script builds the same graph.
+
+>>> import numpy as np, tinygraph as tg
+>>> g = tg.Graph("affine")
+>>> x = g.input("x", shape=(None, 3))
+>>> W = g.param("W", np.ones((3, 2)))
+>>> y = tg.tanh(x @ W + 1.0)
+>>> y.name, y.shape
+('tanh', (None, 2))
+>>> list(g.nodes)
+['x', 'W', 'matmul', 'const', 'add', 'tanh']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from .errors import CycleError, DtypeError, GraphError, NodeNameError, ShapeError
+from .ops import LEAF_OPS, OPS, DtypeMismatch
+from .shapes import ShapeMismatch, format_shape
+
+__all__ = ["Graph", "Node", "as_node", "graph_of"]
+
+SCOPE_SEP = "/"
+
+
+def _check_shape_spec(name: str, shape: Any) -> tuple:
+    if shape is None:
+        raise ShapeError(f"input '{name}': shape= is required, e.g. shape=(None, 3)")
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"input '{name}': shape must be a tuple, got {shape!r}") from None
+    for d in dims:
+        if d is not None and (isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 0):
+            raise ShapeError(
+                f"input '{name}': shape entries must be sizes >= 0 or None, got {shape!r}"
+            )
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+class Node:
+    """A handle to one node of a :class:`Graph`.
+
+    Attributes: ``name``, ``op`` (op name), ``inputs`` (tuple of Nodes),
+    ``shape`` (tuple; ``None`` for sizes known only at run time), ``dtype``,
+    ``graph``, ``attrs`` (op attributes), ``meta`` (free annotations: scope
+    origin, time step, gradient marks; not used by the op). Params also have
+    ``value``, the live array read at every run.
+
+    Arithmetic operators build new nodes: ``+ - * / @ **``, unary ``-``,
+    ``.T`` and basic indexing ``x[:, :3]``; numbers on either side become
+    consts.
+    """
+
+    __slots__ = ("name", "op", "inputs", "shape", "dtype", "graph", "attrs", "meta", "index",
+                 "_value")
+    # Makes numpy defer to Node's reflected operators: ``arr @ node`` builds a node.
+    __array_ufunc__ = None
+
+    def __init__(self, graph: Graph, name: str, op: str, inputs: tuple[Node, ...],
+                 attrs: dict[str, Any], shape: tuple, dtype: np.dtype, index: int,
+                 meta: dict[str, Any] | None = None):
+        self.graph = graph
+        self.name = name
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.shape = shape
+        self.dtype = dtype
+        self.index = index
+        self.meta = dict(meta or {})
+        self._value: np.ndarray | None = None
+
+    @property
+    def kind(self) -> str:
+        """``'input'``, ``'param'``, ``'const'`` or ``'op'``."""
+        return self.op if self.op in LEAF_OPS else "op"
+
+    @property
+    def value(self) -> np.ndarray:
+        """The live array of a param (or a const's array)."""
+        if self.op == "param":
+            return self._value
+        if self.op == "const":
+            return self.attrs["value"]
+        raise GraphError(f"node '{self.name}' is a {self.op} node; only params and consts "
+                         "hold a value (use graph.run to evaluate it)")
+
+    @value.setter
+    def value(self, new: Any) -> None:
+        if self.op != "param":
+            raise GraphError(f"node '{self.name}' is a {self.op} node; only params can be assigned")
+        arr = np.array(new, dtype=self.dtype)
+        if arr.shape != self.shape:
+            raise ShapeError(f"param '{self.name}': new value has shape {format_shape(arr.shape)}, "
+                             f"the param has shape {format_shape(self.shape)}")
+        self._value = arr
+
+    @property
+    def T(self) -> Node:  # noqa: N802 - numpy's spelling
+        from . import api
+        return api.transpose(self)
+
+    def __getitem__(self, index: Any) -> Node:
+        from . import api
+        return api.getitem(self, index)
+
+    def __repr__(self) -> str:
+        return f"<Node '{self.name}' {self.op} {format_shape(self.shape)} {self.dtype}>"
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is None:
+            raise ShapeError(f"node '{self.name}' has shape {format_shape(self.shape)}; "
+                             "len() needs a known first size")
+        return self.shape[0]
+
+    def __bool__(self) -> bool:
+        # Without this, `if node:` would silently be True; graph building never branches on values.
+        raise GraphError(f"the truth value of node '{self.name}' is only known at run time; "
+                         "compare with `is None` or evaluate the graph first")
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # Operators (reflected ones put the number first).
+    def __add__(self, o): return _binary("add", self, o)
+    def __radd__(self, o): return _binary("add", o, self)
+    def __sub__(self, o): return _binary("sub", self, o)
+    def __rsub__(self, o): return _binary("sub", o, self)
+    def __mul__(self, o): return _binary("mul", self, o)
+    def __rmul__(self, o): return _binary("mul", o, self)
+    def __truediv__(self, o): return _binary("div", self, o)
+    def __rtruediv__(self, o): return _binary("div", o, self)
+    def __matmul__(self, o): return _binary("matmul", self, o)
+    def __rmatmul__(self, o): return _binary("matmul", o, self)
+    def __pow__(self, o): return _binary("pow", self, o)
+    def __rpow__(self, o): return _binary("pow", o, self)
+    def __neg__(self): return self.graph.add_node("neg", [self])
+
+
+def _binary(op: str, a: Any, b: Any) -> Node:
+    graph = graph_of(a, b)
+    return graph.add_node(op, [as_node(graph, a, peer=b), as_node(graph, b, peer=a)])
+
+
+def graph_of(*values: Any) -> Graph:
+    """The one graph the nodes among ``values`` belong to."""
+    graph = None
+    for value in values:
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, Node):
+                if graph is not None and item.graph is not graph:
+                    raise GraphError(
+                        f"node '{item.name}' belongs to graph '{item.graph.name}', not to graph "
+                        f"'{graph.name}'; nodes of two graphs cannot be mixed"
+                    )
+                graph = item.graph
+    if graph is None:
+        raise GraphError("an op needs at least one Node argument to know its graph; "
+                         "create values with g.input/g.param/g.const first")
+    return graph
+
+
+def as_node(graph: Graph, value: Any, peer: Any = None) -> Node:
+    """``value`` if it is a node of ``graph``, else a new const holding it.
+
+    A python number takes the dtype of the node beside it, so ``2 * x``
+    stays float32 when ``x`` is float32 and ``ids + 1`` stays integer.
+    """
+    if isinstance(value, Node):
+        if value.graph is not graph:
+            raise GraphError(f"node '{value.name}' belongs to graph '{value.graph.name}', "
+                             f"not to graph '{graph.name}'; nodes of two graphs cannot be mixed")
+        return value
+    dtype = None
+    if isinstance(peer, Node) and isinstance(value, int | float) and not isinstance(value, bool):
+        if peer.dtype.kind == "f" or (peer.dtype.kind in "iu" and isinstance(value, int)):
+            dtype = peer.dtype
+    return graph.const(value, dtype=dtype)
+
+
+class Graph:
+    """A dataflow graph of primitive nodes.
+
+    Parameters
+    ----------
+    name : str
+        Shown in messages and as the title of a rendered graph.
+
+    Examples
+    --------
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> x = g.input("x", shape=(2,))
+    >>> g.run(x * 2, feeds={"x": np.array([1.0, 2.0])})
+    array([2., 4.])
+    """
+
+    def __init__(self, name: str = "graph"):
+        self.name = str(name)
+        self.nx = nx.DiGraph(name=self.name)
+        self._nodes: dict[str, Node] = {}
+        self._scopes: list[str] = []
+        self._name_counters: dict[str, int] = {}
+        self._plans: dict[Any, Any] = {}
+        self.version = 0  # bumped on every change; compiled plans check it
+
+    # ------------------------------------------------------------ mappings
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        """name -> Node for every node, in insertion (= topological) order."""
+        return types.MappingProxyType(self._nodes)
+
+    @property
+    def params(self) -> dict[str, Node]:
+        """name -> Node of the trainable params, in insertion order."""
+        return {k: n for k, n in self._nodes.items() if n.op == "param"}
+
+    @property
+    def inputs(self) -> dict[str, Node]:
+        """name -> Node of the inputs (fed at run time), in insertion order."""
+        return {k: n for k, n in self._nodes.items() if n.op == "input"}
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, Node):
+            return item.graph is self
+        return item in self._nodes
+
+    def __getitem__(self, name: str) -> Node:
+        return self.node(name)
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; NodeNameError with close matches if none."""
+        try:
+            return self._nodes[name]
+        except (KeyError, TypeError):
+            pass
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(self._nodes), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise NodeNameError(f"graph '{self.name}' has no node named {name!r}{hint}")
+
+    def __repr__(self) -> str:
+        return f"<Graph '{self.name}': {len(self._nodes)} nodes>"
+
+    # --------------------------------------------------------------- scopes
+    @contextlib.contextmanager
+    def scope(self, name: str) -> Iterator[str]:
+        """Prefix the names of nodes built inside with ``name/``; scopes nest.
+
+        >>> import tinygraph as tg
+        >>> g = tg.Graph()
+        >>> with g.scope("t=0"):
+        ...     x = g.input("x", shape=())
+        >>> x.name
+        't=0/x'
+        """
+        name = str(name)
+        if not name:
+            raise NodeNameError("a scope name must be a non-empty string")
+        self._scopes.append(name)
+        try:
+            yield self._prefix()
+        finally:
+            self._scopes.pop()
+
+    def _prefix(self) -> str:
+        return "".join(s + SCOPE_SEP for s in self._scopes)
+
+    def _unique_name(self, base: str) -> str:
+        # Pure: the counter only advances in _insert, so a failed build leaves no gap.
+        candidate = self._prefix() + base
+        if candidate not in self._nodes:
+            return candidate
+        count = self._name_counters.get(candidate, 0)
+        while True:
+            count += 1
+            name = f"{candidate}_{count}"
+            if name not in self._nodes:
+                return name
+
+    def _explicit_name(self, name: Any) -> str:
+        if not isinstance(name, str) or not name:
+            raise NodeNameError(f"a node name must be a non-empty string, got {name!r}")
+        full = self._prefix() + name
+        if full in self._nodes:
+            raise NodeNameError(f"graph '{self.name}' already has a node named {full!r}; "
+                                "pick another name or leave name= out for an automatic one")
+        return full
+
+    # --------------------------------------------------------------- leaves
+    def input(self, name: str, shape: Any = None, dtype: Any = "float64",
+              default: Any = None) -> Node:
+        """A value fed at run time. ``None`` in ``shape`` is a size of any length.
+
+        ``default`` (optional) is used when the input is not fed; it must fit
+        the shape (broadcastable zeros such as an initial state are typical).
+        """
+        full = self._explicit_name(name)
+        dims = _check_shape_spec(full, shape)
+        dt = _dtype(dtype, full)
+        attrs: dict[str, Any] = {}
+        if default is not None:
+            arr = np.array(default, dtype=dt)
+            if arr.ndim != len(dims) or any(d is not None and d != s
+                                            for d, s in zip(dims, arr.shape, strict=True)):
+                raise ShapeError(f"input '{full}': default has shape {format_shape(arr.shape)}, "
+                                 f"the input wants {format_shape(dims)}")
+            arr.setflags(write=False)
+            attrs["default"] = arr
+        return self._insert(full, "input", (), attrs, dims, dt)
+
+    def param(self, name: str, value: Any, dtype: Any = None) -> Node:
+        """A trainable value held by the graph (``node.value``, updated in place)."""
+        full = self._explicit_name(name)
+        arr = _to_array(value, dtype, full)
+        node = self._insert(full, "param", (), {}, arr.shape, arr.dtype)
+        node._value = arr
+        return node
+
+    def const(self, value: Any, name: str | None = None, dtype: Any = None) -> Node:
+        """A fixed value baked into the graph (read-only)."""
+        full = self._unique_name("const") if name is None else self._explicit_name(name)
+        arr = _to_array(value, dtype, full)
+        arr.setflags(write=False)
+        return self._insert(full, "const", (), {"value": arr}, arr.shape, arr.dtype)
+
+    # ------------------------------------------------------------------ ops
+    def add_node(self, op: str, inputs: list[Node] | tuple[Node, ...],
+                 attrs: dict[str, Any] | None = None, name: str | None = None,
+                 meta: dict[str, Any] | None = None) -> Node:
+        """Add an op node; its shape and dtype are inferred (ShapeError if they disagree)."""
+        if op not in OPS:
+            raise GraphError(f"unknown op {op!r}; known ops: {', '.join(OPS)}")
+        record = OPS[op]
+        inputs = tuple(inputs)
+        for node in inputs:
+            if not isinstance(node, Node):
+                raise GraphError(f"op {op}: inputs must be nodes, got {type(node).__name__}")
+            if node.graph is not self:
+                raise GraphError(f"node '{node.name}' belongs to graph '{node.graph.name}', not "
+                                 f"to graph '{self.name}'; nodes of two graphs cannot be mixed")
+        if record.arity is not None and len(inputs) != record.arity:
+            raise GraphError(f"op {op} takes {record.arity} inputs, got {len(inputs)}")
+        if record.arity is None and not inputs:
+            raise GraphError(f"op {op} needs at least one input")
+        attrs = dict(attrs or {})
+        full = self._unique_name(op) if name is None else self._explicit_name(name)
+        shape, dtype = infer(op, full, [(n.shape, n.dtype) for n in inputs], attrs)
+        return self._insert(full, op, inputs, attrs, shape, dtype, meta)
+
+    def _insert(self, name: str, op: str, inputs: tuple[Node, ...], attrs: dict,
+                shape: tuple, dtype: np.dtype, meta: dict | None = None) -> Node:
+        node = Node(self, name, op, inputs, attrs, tuple(shape), np.dtype(dtype),
+                    len(self._nodes), meta)
+        self._nodes[name] = node
+        stem, _, count = name.rpartition("_")
+        if count.isdigit() and stem in self._nodes:
+            self._name_counters[stem] = max(self._name_counters.get(stem, 0), int(count))
+        self.nx.add_node(name, node=node)
+        for src in inputs:
+            self.nx.add_edge(src.name, name)
+        self.version += 1
+        return node
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Lint the graph; raise a GraphError subclass naming the first problem.
+
+        Checks that the networkx graph and the node handles agree, the graph is
+        acyclic (CycleError shows the cycle), every op is registered, every
+        input of a node is a node of this graph and was built before it, names
+        are unique, and every node's shape and dtype still follow from its
+        inputs.
+        """
+        if set(self.nx.nodes) != set(self._nodes):
+            extra = sorted(set(self.nx.nodes) ^ set(self._nodes))[:3]
+            raise GraphError(f"graph '{self.name}': g.nx and g.nodes disagree about {extra}")
+        try:
+            cycle = nx.find_cycle(self.nx)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            raise CycleError([u for u, _ in cycle], context=f"graph '{self.name}'")
+        for position, (name, node) in enumerate(self._nodes.items()):
+            if node.name != name or node.graph is not self:
+                raise NodeNameError(f"node registered as {name!r} is named {node.name!r}")
+            if node.op not in OPS and node.op not in LEAF_OPS:
+                raise GraphError(f"node '{name}' has unknown op {node.op!r}")
+            edges = set(self.nx.predecessors(name))
+            if edges != {n.name for n in node.inputs}:
+                raise GraphError(f"node '{name}': g.nx edges {sorted(edges)} disagree with its "
+                                 f"inputs {[n.name for n in node.inputs]}")
+            for src in node.inputs:
+                if self._nodes.get(src.name) is not src:
+                    raise GraphError(f"node '{name}' reads '{src.name}', which is not a node "
+                                     "of this graph; run g.validate() after editing g.nx")
+                if src.index >= node.index:
+                    raise GraphError(f"node '{name}' reads '{src.name}', built after it")
+            if node.index != position:
+                raise GraphError(f"node '{name}' is out of insertion order")
+            if node.op in OPS:
+                specs = [(n.shape, n.dtype) for n in node.inputs]
+                shape, dtype = infer(node.op, name, specs, node.attrs)
+                if shape != node.shape or dtype != node.dtype:
+                    raise ShapeError(
+                        f"node '{name}' ({node.op}) records {format_shape(node.shape)} "
+                        f"{node.dtype} but its inputs give {format_shape(shape)} {dtype}"
+                    )
+
+    # ----------------------------------------------------- running (scheduler)
+    def schedule(self, fetches: Any) -> list[Node]:
+        """Exactly the ancestors of ``fetches`` (and themselves), in run order."""
+        from .scheduler import schedule
+
+        return schedule(self, fetches)
+
+    def run(self, fetches: Any, feeds: Mapping[Any, Any] | None = None,
+            optimize: bool = True) -> Any:
+        """Evaluate ``fetches`` (a node, a name, or a list/tuple/dict of those).
+
+        ``feeds`` maps input nodes or their names to arrays. Returns the fetch
+        structure with arrays in place of nodes. Plans are cached per
+        (fetches, fed names); ``optimize=False`` runs the plain interpreter.
+        """
+        from .scheduler import run
+
+        return run(self, fetches, feeds or {}, optimize=optimize)
+
+    def compile(self, fetches: Any, inputs: list[Any] | None = None):
+        """A reusable callable evaluating ``fetches``: ``fn(x=arr)`` or ``fn(arr)``."""
+        from .scheduler import compile_plan
+
+        return compile_plan(self, fetches, inputs)
+
+
+def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype]:
+    """Run ``op``'s shape rule, naming node ``name`` in any error."""
+    try:
+        shape, dtype = OPS[op].infer(specs, attrs)
+    except ShapeMismatch as exc:
+        given = ", ".join(format_shape(s) for s, _ in specs)
+        raise ShapeError(f"node '{name}' ({op}): {exc} [input shapes: {given}]") from None
+    except DtypeMismatch as exc:
+        raise DtypeError(f"node '{name}' ({op}): {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"node '{name}' ({op}): invalid attributes {attrs!r}: {exc}") from None
+    return tuple(shape), np.dtype(dtype)
+
+
+def _dtype(dtype: Any, name: str) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise GraphError(f"node '{name}': {dtype!r} is not a numpy dtype") from None
+    if dt.kind not in "biuf":
+        raise GraphError(f"node '{name}': dtype {dt} is not supported; use a float, int or bool")
+    return dt
+
+
+def _to_array(value: Any, dtype: Any, name: str) -> np.ndarray:
+    if isinstance(value, Node):
+        raise GraphError(f"node '{name}': the value must be an array, not the node "
+                         f"'{value.name}'")
+    try:
+        arr = np.array(value, dtype=None if dtype is None else _dtype(dtype, name))
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"node '{name}': cannot make an array of {value!r}: {exc}") from None
+    if dtype is None and arr.dtype.kind in "iub" and not isinstance(value, np.ndarray):
+        arr = arr.astype(np.float64)  # python numbers and lists default to float64
+    _dtype(arr.dtype, name)
+    return arr

@@ -1,0 +1,394 @@
+"""Running a graph: culling, ordering, feeding, evaluating, freeing.
+
+Policy
+------
+1. **Cull**: only the ancestors of the requested fetches run.
+2. **Order**: nodes run in topological order with ties broken by insertion
+   index. Nodes are only ever added after their inputs, so this is simply
+   the ancestors sorted by insertion index — no recursion, O(n log n).
+3. **Feed**: every needed input is fed (or has a default); feeds are checked
+   against the input's declared shape and dtype before anything runs.
+4. **Free**: a value is dropped right after its last consumer, so a long
+   chain keeps a flat peak memory.
+
+::
+
+    fetches ──cull──▶ ancestors ──sort by index──▶ [x, W, matmul, b, add, tanh]
+                                                        │
+    feeds ──check──▶ slots[0..n) ◀── step: slots[out] = forward(slots[a], slots[b])
+                                       then slots[dead] = None
+
+Two evaluators share this policy: :class:`Interpreter`, a plain loop over
+nodes with an ``env`` dict and an overridable :meth:`Interpreter.run_node`
+(the reference), and :class:`Plan`, the same work compiled into a flat list
+of steps over integer slots (what ``g.run`` and ``g.compile`` use).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import EvaluationError, FeedError, GraphError
+from .graph import Graph, Node
+from .ops import OPS
+from .shapes import format_shape
+
+__all__ = ["schedule", "run", "compile_plan", "Plan", "Interpreter", "Fetches", "check_feed"]
+
+_PLAN_CACHE_SIZE = 64
+
+
+# ------------------------------------------------------------------ fetches
+
+
+class Fetches:
+    """A fetch structure (node, name, list, tuple or dict) flattened to nodes.
+
+    ``rebuild(values)`` puts one value per node back into the same structure.
+    """
+
+    def __init__(self, graph: Graph, fetches: Any):
+        self.nodes: list[Node] = []
+        self.template = self._flatten(graph, fetches)
+        self.key = self._key(self.template)
+
+    def _resolve(self, graph: Graph, item: Any) -> Node:
+        if isinstance(item, Node):
+            if item.graph is not graph:
+                raise GraphError(f"cannot fetch node '{item.name}': it belongs to graph "
+                                 f"'{item.graph.name}', not '{graph.name}'")
+            return item
+        if isinstance(item, str):
+            return graph.node(item)
+        raise GraphError(f"a fetch must be a node, a node name, or a list/tuple/dict of those; "
+                         f"got {type(item).__name__}")
+
+    def _flatten(self, graph: Graph, fetches: Any) -> Any:
+        if isinstance(fetches, dict):
+            return dict, [(k, self._flatten(graph, v)) for k, v in fetches.items()]
+        if isinstance(fetches, list | tuple):
+            return type(fetches), [self._flatten(graph, v) for v in fetches]
+        self.nodes.append(self._resolve(graph, fetches))
+        return len(self.nodes) - 1
+
+    def _key(self, template: Any) -> Any:
+        if isinstance(template, int):
+            return self.nodes[template].name
+        kind, items = template
+        if kind is dict:
+            return ("dict", tuple((k, self._key(v)) for k, v in items))
+        return (kind.__name__, tuple(self._key(v) for v in items))
+
+    def rebuild(self, values: Sequence[Any], template: Any = None) -> Any:
+        template = self.template if template is None else template
+        if isinstance(template, int):
+            return values[template]
+        kind, items = template
+        if kind is dict:
+            return {k: self.rebuild(values, v) for k, v in items}
+        return kind(self.rebuild(values, v) for v in items)
+
+
+# ----------------------------------------------------------------- schedule
+
+
+def ancestors(graph: Graph, roots: Sequence[Node]) -> list[Node]:
+    """``roots`` and everything they read, in insertion (= topological) order."""
+    seen = bytearray(len(graph))
+    stack = list(roots)
+    order: list[int] = []
+    while stack:
+        node = stack.pop()
+        if seen[node.index]:
+            continue
+        seen[node.index] = 1
+        order.append(node.index)
+        stack.extend(node.inputs)
+    nodes = list(graph.nodes.values())
+    return [nodes[i] for i in sorted(order)]
+
+
+def schedule(graph: Graph, fetches: Any) -> list[Node]:
+    """Exactly the ancestors of ``fetches`` in the order :func:`run` evaluates them.
+
+    >>> import tinygraph as tg
+    >>> g = tg.Graph()
+    >>> x = g.input("x", shape=())
+    >>> unused = tg.exp(x)
+    >>> [n.name for n in g.schedule(tg.tanh(x * 2.0))]
+    ['x', 'const', 'mul', 'tanh']
+    """
+    return ancestors(graph, Fetches(graph, fetches).nodes)
+
+
+# -------------------------------------------------------------------- feeds
+
+
+def check_feed(node: Node, value: Any) -> np.ndarray:
+    """``value`` as an array of ``node``'s dtype; FeedError if it does not fit."""
+    want = f"shape {format_shape(node.shape)} {node.dtype}"
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise FeedError(f"input '{node.name}' wants {want}; the fed value is not an array "
+                        f"({exc})") from None
+    if arr.dtype != node.dtype:
+        if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, node.dtype, "same_kind"):
+            raise FeedError(f"input '{node.name}' wants {want}; got dtype {arr.dtype}, which "
+                            f"does not convert safely (cast it with .astype({node.dtype.name!r}))")
+        arr = arr.astype(node.dtype)
+    if arr.ndim != len(node.shape) or any(
+        d is not None and d != s for d, s in zip(node.shape, arr.shape, strict=True)
+    ):
+        raise FeedError(f"input '{node.name}' wants {want}; got shape {format_shape(arr.shape)}")
+    return arr
+
+
+def _resolve_feeds(graph: Graph, feeds: Mapping[Any, Any]) -> dict[str, np.ndarray]:
+    if not isinstance(feeds, Mapping):
+        raise FeedError(f"feeds must be a dict of input -> array, got {type(feeds).__name__}")
+    resolved: dict[str, np.ndarray] = {}
+    for key, value in feeds.items():
+        if isinstance(key, Node):
+            if key.graph is not graph:
+                raise FeedError(f"fed node '{key.name}' belongs to graph '{key.graph.name}', "
+                                f"not '{graph.name}'")
+            node = key
+        elif isinstance(key, str) and key in graph.nodes:
+            node = graph.nodes[key]
+        else:
+            inputs = list(graph.inputs)
+            close = difflib.get_close_matches(str(key), inputs, n=3)
+            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+            raise FeedError(f"feed {key!r} names no input of graph '{graph.name}'; {hint}"
+                            f"inputs: {', '.join(map(repr, inputs)) or 'none'}")
+        if node.op != "input":
+            raise FeedError(f"feed {node.name!r} is a {node.op} node; only inputs "
+                            f"(g.input) can be fed")
+        resolved[node.name] = check_feed(node, value)
+    return resolved
+
+
+def _missing_feed(node: Node, fetched: list[Node]) -> FeedError:
+    names = ", ".join(f"'{n.name}'" for n in fetched[:3])
+    return FeedError(f"input '{node.name}' (shape {format_shape(node.shape)} {node.dtype}) "
+                     f"is needed to compute {names} but was not fed; pass feeds={{'{node.name}': "
+                     "array}")
+
+
+# ----------------------------------------------------------------- evaluate
+
+
+def _last_uses(order: list[Node], keep: set[str]) -> dict[str, list[str]]:
+    """step name -> names of the values that die right after that step."""
+    last: dict[str, str] = {}
+    for node in order:
+        for src in node.inputs:
+            last[src.name] = node.name
+    dying: dict[str, list[str]] = {}
+    for value, step in last.items():
+        if value not in keep:
+            dying.setdefault(step, []).append(value)
+    return dying
+
+
+def _failure(node: Node, args: Sequence[Any], exc: Exception) -> EvaluationError:
+    shapes = ", ".join(format_shape(np.shape(a)) for a in args)
+    return EvaluationError(f"node '{node.name}' ({node.op}) failed on inputs of shape "
+                           f"[{shapes}]: {exc}")
+
+
+class Interpreter:
+    """The reference evaluator: one node at a time over an ``env`` dict.
+
+    Subclass and override :meth:`run_node` to observe or change evaluation
+    (e.g. record every value for a debugger).
+    """
+
+    def __init__(self, graph: Graph, fetches: Any):
+        self.graph = graph
+        self.fetches = Fetches(graph, fetches)
+        self.order = ancestors(graph, self.fetches.nodes)
+        self.dying = _last_uses(self.order, {n.name for n in self.fetches.nodes})
+
+    def run_node(self, node: Node, args: list[np.ndarray]) -> np.ndarray:
+        return OPS[node.op].forward(*args, **node.attrs)
+
+    def run(self, feeds: Mapping[Any, Any]) -> Any:
+        fed = _resolve_feeds(self.graph, feeds)
+        env: dict[str, Any] = {}
+        for node in self.order:
+            if node.op == "input":
+                if node.name in fed:
+                    env[node.name] = fed[node.name]
+                elif "default" in node.attrs:
+                    env[node.name] = node.attrs["default"]
+                else:
+                    raise _missing_feed(node, self.fetches.nodes)
+            elif node.op in ("param", "const"):
+                env[node.name] = node.value
+            else:
+                args = [env[src.name] for src in node.inputs]
+                try:
+                    env[node.name] = self.run_node(node, args)
+                except GraphError:
+                    raise
+                except Exception as exc:
+                    raise _failure(node, args, exc) from exc
+            for name in self.dying.get(node.name, ()):
+                del env[name]
+        return self.fetches.rebuild([_detach(n, env[n.name]) for n in self.fetches.nodes])
+
+
+def _detach(node: Node, value: Any) -> Any:
+    # A fetched param must not alias the live array the optimizer updates.
+    return value.copy() if node.op == "param" else value
+
+
+class Plan:
+    """A schedule compiled to a flat list of steps over integer slots.
+
+    Consts are placed once; params are read at call time (so in-place updates
+    and assignments take effect); inputs come from checked feeds. A step is
+    ``(forward, argument slots, output slot, slots that die after it, node)``.
+    """
+
+    def __init__(self, graph: Graph, fetches: Any, fed: Sequence[str] = ()):
+        self.graph = graph
+        self.fetches = Fetches(graph, fetches)
+        self.order = ancestors(graph, self.fetches.nodes)
+        slot = {node.name: i for i, node in enumerate(self.order)}
+        fetched = {n.name for n in self.fetches.nodes}
+        dying = _last_uses(self.order, fetched)
+        self.template: list[Any] = [None] * len(self.order)
+        self.params: list[tuple[int, Node]] = []
+        self.inputs: list[tuple[int, Node]] = []
+        self.steps: list[tuple[Callable, tuple[int, ...], int, tuple[int, ...], Node]] = []
+        fed_set = set(fed)
+        for i, node in enumerate(self.order):
+            if node.op == "input":
+                if node.name in fed_set:
+                    self.inputs.append((i, node))
+                elif "default" in node.attrs:
+                    self.template[i] = node.attrs["default"]
+                else:
+                    raise _missing_feed(node, self.fetches.nodes)
+            elif node.op == "param":
+                self.params.append((i, node))
+            elif node.op == "const":
+                self.template[i] = node.value
+            else:
+                forward = OPS[node.op].forward
+                if node.attrs:
+                    forward = functools.partial(forward, **node.attrs)
+                args = tuple(slot[src.name] for src in node.inputs)
+                frees = tuple(slot[name] for name in dying.get(node.name, ()))
+                self.steps.append((forward, args, i, frees, node))
+        self.fetch_slots = [slot[n.name] for n in self.fetches.nodes]
+        # Leaves that die are never freed: their arrays are owned by the graph or the caller.
+        self.steps = [(f, a, o, tuple(s for s in fr if self.order[s].op not in
+                                      ("input", "param", "const")), n)
+                      for f, a, o, fr, n in self.steps]
+        self.input_names = [node.name for _, node in self.inputs]
+
+    def __call__(self, fed: Mapping[str, np.ndarray]) -> Any:
+        """Evaluate with already-checked feeds (name -> array)."""
+        vals = self.template.copy()
+        for i, node in self.inputs:
+            vals[i] = fed[node.name]
+        for i, node in self.params:
+            vals[i] = node._value
+        try:
+            for forward, args, out, frees, node in self.steps:
+                vals[out] = forward(*[vals[a] for a in args])
+                for f in frees:
+                    vals[f] = None
+        except GraphError:
+            raise
+        except Exception as exc:
+            raise _failure(node, [vals[a] for a in args], exc) from exc
+        return self.fetches.rebuild([
+            _detach(self.order[s], vals[s]) for s in self.fetch_slots
+        ])
+
+
+def _cached_plan(graph: Graph, fetches: Any, fed: frozenset[str]) -> Plan:
+    key = (Fetches(graph, fetches).key, fed)
+    plan = graph._plans.get(key)
+    if plan is None:
+        plan = Plan(graph, fetches, fed)
+        if len(graph._plans) >= _PLAN_CACHE_SIZE:
+            graph._plans.pop(next(iter(graph._plans)))
+        graph._plans[key] = plan
+    return plan
+
+
+def run(graph: Graph, fetches: Any, feeds: Mapping[Any, Any], optimize: bool = True) -> Any:
+    """Evaluate ``fetches`` given ``feeds``; see :meth:`Graph.run`."""
+    if not optimize:
+        return Interpreter(graph, fetches).run(feeds)
+    fed = _resolve_feeds(graph, feeds)
+    return _cached_plan(graph, fetches, frozenset(fed))(fed)
+
+
+class CompiledGraph:
+    """A callable plan: ``fn(x=arr, h0=arr)`` or positionally in ``inputs`` order.
+
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> x = g.input("x", shape=(None,))
+    >>> fn = g.compile(tg.sum(x * x), inputs=["x"])
+    >>> float(fn(np.array([3.0, 4.0])))
+    25.0
+    """
+
+    def __init__(self, graph: Graph, fetches: Any, inputs: Sequence[Any] | None):
+        needed = [n for n in ancestors(graph, Fetches(graph, fetches).nodes) if n.op == "input"]
+        if inputs is None:
+            names = [n.name for n in needed if "default" not in n.attrs]
+        else:
+            names = [_input_name(graph, item) for item in inputs]
+        self.graph = graph
+        self.input_names = names
+        self.plan = Plan(graph, fetches, names)
+        self.schedule = self.plan.order
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(self.input_names):
+            raise FeedError(f"compiled graph takes {len(self.input_names)} positional inputs "
+                            f"({', '.join(self.input_names)}), got {len(args)}")
+        feeds = dict(zip(self.input_names, args, strict=False))
+        for name, value in kwargs.items():
+            if name in feeds:
+                raise FeedError(f"input '{name}' was given twice")
+            feeds[name] = value
+        fed = _resolve_feeds(self.graph, feeds)
+        for name in self.input_names:
+            if name not in fed:
+                raise _missing_feed(self.graph.nodes[name], self.plan.fetches.nodes)
+        extra = set(fed) - set(self.input_names)
+        if extra:
+            raise FeedError(f"input(s) {sorted(extra)} are not inputs of this compiled graph; "
+                            f"it takes {self.input_names}")
+        return self.plan(fed)
+
+    def __repr__(self) -> str:
+        return (f"<CompiledGraph of '{self.graph.name}': inputs {self.input_names}, "
+                f"{len(self.plan.steps)} steps>")
+
+
+def _input_name(graph: Graph, item: Any) -> str:
+    node = item if isinstance(item, Node) else graph.node(item) if isinstance(item, str) else None
+    if node is None or node.graph is not graph or node.op != "input":
+        raise FeedError(f"compile(inputs=...) takes input nodes or their names; got {item!r}")
+    return node.name
+
+
+def compile_plan(graph: Graph, fetches: Any, inputs: Sequence[Any] | None = None) -> CompiledGraph:
+    """See :meth:`Graph.compile`."""
+    return CompiledGraph(graph, fetches, inputs)

@@ -1,0 +1,1 @@
+"""tinygraph_rnn: recurrent cells built from tinygraph primitives, unrolled over time."""
