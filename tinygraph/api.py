@@ -33,9 +33,9 @@ __all__ = [
 
 def _op(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
     graph = graph_of(*args)
-    inputs = [as_node(graph, a, peer=next((b for b in args if isinstance(b, Node)), None))
-              for a in args]
-    return graph.add_node(op, inputs, attrs, name=name)
+    peer = next((b for b in args if isinstance(b, Node)), None)
+    with graph._atomic():  # a failed build must not leave its consts behind
+        return graph.add_node(op, [as_node(graph, a, peer=peer) for a in args], attrs, name=name)
 
 
 def add(a, b, name=None) -> Node:
@@ -126,14 +126,21 @@ def mean(x, axis=None, keepdims: bool = False, name=None) -> Node:
 
 def transpose(x, axes: Sequence[int] | None = None, name=None) -> Node:
     """Permute axes; the default reverses them (``x.T``)."""
-    return _op("transpose", x, axes=None if axes is None else tuple(axes), name=name)
+    return _op("transpose", x, axes=None if axes is None else _int_tuple(axes), name=name)
+
+
+def _int_tuple(values: Any) -> Any:
+    # numpy ints become ints; a non-sequence passes through so the shape rule names the node.
+    if not isinstance(values, Sequence):
+        return values
+    return tuple(int(v) if isinstance(v, np.integer) else v for v in values)
 
 
 def reshape(x, shape: Sequence[int], name=None) -> Node:
     """Reshape to ``shape``; one entry may be -1."""
-    if isinstance(shape, int):
+    if isinstance(shape, int | np.integer):
         shape = (shape,)
-    return _op("reshape", x, shape=tuple(shape), name=name)
+    return _op("reshape", x, shape=_int_tuple(shape), name=name)
 
 
 def _sequence(values: Any, op: str) -> list:
@@ -159,13 +166,18 @@ def take(a, indices, axis: int = 0, name=None) -> Node:
     embedding lookup: one row of ``E`` per id.
     """
     graph = graph_of(a, indices)
-    ids = indices if isinstance(indices, Node) else graph.const(np.asarray(indices))
-    return graph.add_node("take", [as_node(graph, a), ids], {"axis": axis}, name=name)
+    with graph._atomic():
+        ids = indices if isinstance(indices, Node) else graph.const(np.asarray(indices))
+        return graph.add_node("take", [as_node(graph, a), ids], {"axis": axis}, name=name)
 
 
 def one_hot(ids, depth: int, dtype: Any = "float64", name=None) -> Node:
     """Integer ids -> one-hot vectors of length ``depth`` (shape ``ids.shape + (depth,)``)."""
-    return _op("one_hot", ids, depth=depth, dtype=np.dtype(dtype).name, name=name)
+    try:
+        dtype = np.dtype(dtype).name
+    except TypeError:
+        pass  # the shape rule rejects it with a GraphError naming the node
+    return _op("one_hot", ids, depth=depth, dtype=dtype, name=name)
 
 
 def cross_entropy(logits, targets, name=None) -> Node:
@@ -175,8 +187,9 @@ def cross_entropy(logits, targets, name=None) -> Node:
     log-softmax, so it stays finite for logits up to 1e4 in size.
     """
     graph = graph_of(logits, targets)
-    t = targets if isinstance(targets, Node) else graph.const(np.asarray(targets))
-    return graph.add_node("cross_entropy", [as_node(graph, logits), t], name=name)
+    with graph._atomic():
+        t = targets if isinstance(targets, Node) else graph.const(np.asarray(targets))
+        return graph.add_node("cross_entropy", [as_node(graph, logits), t], name=name)
 
 
 def _index_attr(index: Any) -> tuple:

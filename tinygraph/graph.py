@@ -103,7 +103,9 @@ class Node:
     def value(self, new: Any) -> None:
         if self.op != "param":
             raise GraphError(f"node '{self.name}' is a {self.op} node; only params can be assigned")
-        arr = np.array(new, dtype=self.dtype)
+        if new is self._value:
+            return  # `p.value += d` already updated the array in place; keep its identity
+        arr = _to_array(new, self.dtype, self.name)
         if arr.shape != self.shape:
             raise ShapeError(f"param '{self.name}': new value has shape {format_shape(arr.shape)}, "
                              f"the param has shape {format_shape(self.shape)}")
@@ -153,7 +155,8 @@ class Node:
 
 def _binary(op: str, a: Any, b: Any) -> Node:
     graph = graph_of(a, b)
-    return graph.add_node(op, [as_node(graph, a, peer=b), as_node(graph, b, peer=a)])
+    with graph._atomic():
+        return graph.add_node(op, [as_node(graph, a, peer=b), as_node(graph, b, peer=a)])
 
 
 def graph_of(*values: Any) -> Graph:
@@ -216,6 +219,7 @@ class Graph:
         self._nodes: dict[str, Node] = {}
         self._scopes: list[str] = []
         self._name_counters: dict[str, int] = {}
+        self._journal: list[tuple[str, int | None]] | None = None  # counter undo log, see _atomic
         self._plans: dict[Any, Any] = {}
         self.version = 0  # bumped on every change; compiled plans check it
 
@@ -297,6 +301,34 @@ class Graph:
             if name not in self._nodes:
                 return name
 
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Build several nodes as one step: if the block raises, the nodes it added go.
+
+        ``x + np.ones(4)`` makes a const before the add's shape rule can fail;
+        without this the const would stay behind and shift later auto names.
+        """
+        size, outer = len(self._nodes), self._journal
+        self._journal = journal = []
+        try:
+            yield
+        except BaseException:
+            while len(self._nodes) > size:
+                name, _ = self._nodes.popitem()  # dicts pop newest first
+                self.nx.remove_node(name)
+            for stem, old in reversed(journal):
+                if old is None:
+                    self._name_counters.pop(stem, None)
+                else:
+                    self._name_counters[stem] = old
+            self.version += 1
+            raise
+        else:
+            if outer is not None:
+                outer.extend(journal)
+        finally:
+            self._journal = outer
+
     def _explicit_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise NodeNameError(f"a node name must be a non-empty string, got {name!r}")
@@ -319,7 +351,7 @@ class Graph:
         dt = _dtype(dtype, full)
         attrs: dict[str, Any] = {}
         if default is not None:
-            arr = np.array(default, dtype=dt)
+            arr = _to_array(default, dt, full)
             if arr.ndim != len(dims) or any(d is not None and d != s
                                             for d, s in zip(dims, arr.shape, strict=True)):
                 raise ShapeError(f"input '{full}': default has shape {format_shape(arr.shape)}, "
@@ -374,6 +406,8 @@ class Graph:
         self._nodes[name] = node
         stem, _, count = name.rpartition("_")
         if count.isdigit() and stem in self._nodes:
+            if self._journal is not None:
+                self._journal.append((stem, self._name_counters.get(stem)))
             self._name_counters[stem] = max(self._name_counters.get(stem, 0), int(count))
         self.nx.add_node(name, node=node)
         for src in inputs:

@@ -133,7 +133,8 @@ def _reduce(specs: list[Spec], attrs: dict, mean: bool = False) -> tuple[tuple, 
         out = tuple(1 if i in axes else d for i, d in enumerate(shape))
     else:
         out = tuple(d for i, d in enumerate(shape) if i not in axes)
-    return out, (_float_dtype(dtype) if mean else dtype)
+    # np.sum widens bool and small ints to the platform int; ask numpy rather than guess.
+    return out, (_float_dtype(dtype) if mean else np.sum(np.zeros(0, dtype)).dtype)
 
 
 def _transpose(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
