@@ -221,6 +221,9 @@ class Graph:
         self._name_counters: dict[str, int] = {}
         self._journal: list[tuple[str, int | None]] | None = None  # counter undo log, see _atomic
         self._plans: dict[Any, Any] = {}
+        # For graphs built by a pass: param name -> the original param node whose
+        # live value a compiled plan reads (so assignments to it take effect).
+        self._param_sources: dict[str, Node] = {}
         self.version = 0  # bumped on every change; compiled plans check it
 
     # ------------------------------------------------------------ mappings

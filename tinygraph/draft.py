@@ -1,0 +1,167 @@
+"""A mutable working copy of a graph, on which rewrite passes operate.
+
+:mod:`tinygraph.passes` are pure ``graph -> graph`` functions; internally each
+copies the needed part of the graph into a :class:`Draft`, edits records
+(add a node, redirect a node's users to another), and builds a fresh
+:class:`~tinygraph.graph.Graph` from it. Building re-sorts the records
+topologically, so a pass may add a node that must run before nodes that came
+earlier in the original (a batched matmul over all time steps, say) without
+thinking about order; ties keep the original insertion order.
+
+The original graph is never touched. Params of the built graph share the
+original's live arrays, and each built param records its source node in
+``meta["source"]`` only inside this module's bookkeeping (``Draft.sources``),
+so compiled plans can read the original params at run time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .graph import Graph, Node, infer
+
+__all__ = ["Rec", "Draft"]
+
+
+@dataclass
+class Rec:
+    """One node of a draft: what :class:`Node` records, plus an ordering key."""
+
+    id: int
+    op: str
+    inputs: list[int]
+    attrs: dict[str, Any]
+    shape: tuple
+    dtype: np.dtype
+    name: str
+    key: tuple
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: Node | None = None  # the original node, for leaves
+
+
+class Draft:
+    """The ancestors of ``roots`` in ``graph``, as editable records."""
+
+    def __init__(self, graph: Graph, roots: list[Node]):
+        from .scheduler import ancestors
+
+        self.graph = graph
+        self.recs: dict[int, Rec] = {}
+        self.users: dict[int, dict[int, None]] = {}  # ordered set of user ids
+        for node in ancestors(graph, roots):
+            rec = Rec(node.index, node.op, [src.index for src in node.inputs], dict(node.attrs),
+                      node.shape, node.dtype, node.name, (node.index, 0), dict(node.meta), node)
+            self.recs[rec.id] = rec
+            self.users[rec.id] = {}
+            for src in rec.inputs:
+                self.users[src][rec.id] = None
+        self.roots = [node.index for node in roots]
+        self._next_id = len(graph)
+        self._sub = 0
+
+    # ------------------------------------------------------------ editing
+    def add(self, op: str, inputs: list[int], attrs: dict[str, Any] | None = None,
+            name: str | None = None, meta: dict[str, Any] | None = None) -> int:
+        """A new op record after its inputs; its shape is inferred (errors name it)."""
+        attrs = dict(attrs or {})
+        name = name or f"opt/{op}"
+        shape, dtype = infer(op, name, [(self.recs[i].shape, self.recs[i].dtype)
+                                        for i in inputs], attrs)
+        self._sub += 1
+        key = (max(self.recs[i].key[0] for i in inputs), self._sub) if inputs else (0, self._sub)
+        rec = Rec(self._next_id, op, list(inputs), attrs, shape, dtype, name, key, dict(meta or {}))
+        self._next_id += 1
+        self.recs[rec.id] = rec
+        self.users[rec.id] = {}
+        for src in inputs:
+            self.users[src][rec.id] = None
+        return rec.id
+
+    def add_const(self, value: np.ndarray, name: str = "opt/const") -> int:
+        value = np.asarray(value)
+        value.setflags(write=False)
+        self._sub += 1
+        rec = Rec(self._next_id, "const", [], {"value": value}, value.shape, value.dtype,
+                  name, (0, self._sub))
+        self._next_id += 1
+        self.recs[rec.id] = rec
+        self.users[rec.id] = {}
+        return rec.id
+
+    def replace(self, old: int, new: int) -> None:
+        """Every user of ``old`` (and the roots) reads ``new`` instead."""
+        if old == new:
+            return
+        for user in self.users[old]:
+            rec = self.recs[user]
+            rec.inputs = [new if i == old else i for i in rec.inputs]
+            self.users[new][user] = None
+        self.users[old] = {}
+        if old in self.roots:
+            self.roots = [new if r == old else r for r in self.roots]
+            if self.recs[new].source is None and self.recs[new].name.startswith("opt/"):
+                self.recs[new].name = self.recs[old].name  # a fetched name survives its rewrite
+        self._release(old)
+
+    def _release(self, rec_id: int) -> None:
+        """Forget a record nobody reads, and then whatever only it read."""
+        stack = [rec_id]
+        while stack:
+            dead = stack.pop()
+            if self.users[dead] or dead in self.roots:
+                continue
+            for src in set(self.recs[dead].inputs):
+                self.users[src].pop(dead, None)
+                stack.append(src)
+
+    def live(self) -> list[Rec]:
+        """The records the roots need, in a topological order (ties: original order)."""
+        needed: set[int] = set()
+        stack = list(self.roots)
+        while stack:
+            i = stack.pop()
+            if i not in needed:
+                needed.add(i)
+                stack.extend(self.recs[i].inputs)
+        pending = {i: len(set(self.recs[i].inputs)) for i in needed}
+        heap = [(self.recs[i].key, i) for i, n in pending.items() if n == 0]
+        heapq.heapify(heap)
+        order: list[Rec] = []
+        while heap:
+            _, i = heapq.heappop(heap)
+            order.append(self.recs[i])
+            for user in self.users[i]:
+                if user in pending:
+                    pending[user] -= 1
+                    if pending[user] == 0:
+                        heapq.heappush(heap, (self.recs[user].key, user))
+        return order
+
+    def users_of(self, rec_id: int) -> list[Rec]:
+        return [self.recs[u] for u in self.users[rec_id]]
+
+    # ------------------------------------------------------------ building
+    def build(self, name: str | None = None) -> tuple[Graph, list[Node]]:
+        """A new Graph holding the live records, and the node of each root."""
+        graph = Graph(name or self.graph.name)
+        built: dict[int, Node] = {}
+        for rec in self.live():
+            node_name = rec.name if rec.name not in graph.nodes else graph._unique_name(rec.name)
+            if rec.op == "param":
+                # Share the live array: in-place updates of the original show through.
+                node = graph._insert(node_name, "param", (), {}, rec.shape, rec.dtype, rec.meta)
+                node._value = rec.source._value
+            elif rec.op in ("input", "const"):
+                node = graph._insert(node_name, rec.op, (), dict(rec.attrs), rec.shape,
+                                     rec.dtype, rec.meta)
+            else:
+                node = graph.add_node(rec.op, [built[i] for i in rec.inputs], rec.attrs,
+                                      name=node_name, meta=rec.meta)
+            if rec.source is not None and rec.op == "param":
+                graph._param_sources[node.name] = rec.source
+            built[rec.id] = node
+        return graph, [built[r] for r in self.roots]
