@@ -1,0 +1,353 @@
+"""Unrolling a cell over time into one graph, and running it.
+
+:func:`unroll` calls the cell's ``step`` once per time step, each time in
+the graph scope ``t=<k>``, so the T copies of the cell become clusters of
+one :class:`tinygraph.Graph`. The parameters are created once, outside every
+scope, and shared by all steps; the state flows from one step to the next::
+
+              U W b V c   (params: one node each, read by every step)
+                  │
+    s0 ──▶ [ t=0 ] ──s──▶ [ t=1 ] ──s──▶ … ──▶ [ t=T-1 ] ──▶ s
+             ▲  │           ▲  │                 ▲  │
+          t=0/x  o       t=1/x  o             t=T-1/x  o
+
+Every node built in step ``k`` carries ``node.meta["t"] = k`` and
+``node.meta["template"]``, its name without the ``t=k/`` prefix; copies of
+one cell node share a template name, so tools can map between the cell and
+its copies (the rolled and cell pictures are drawn from this).
+
+Batch axis: the graph is always batched. Step inputs have shape
+``(None, D)`` and states ``(None, H)`` (``None``: any batch size), and the
+initial state is an input whose default is zeros of shape ``(1, H)``, which
+broadcasts to any batch. :meth:`Unrolled.run` takes ``(T, D)`` or
+``(T, B, D)``: an unbatched sequence runs as a batch of one and comes back
+without the batch axis. Feeding ``net.graph`` directly takes ``(B, D)``
+arrays per step.
+
+>>> import numpy as np, tinygraph_rnn as rnn
+>>> net = rnn.unroll(rnn.VanillaRNNCell(input_size=2, hidden_size=3, seed=0), steps=4)
+>>> [n.name for n in net.inputs]
+['t=0/x', 't=1/x', 't=2/x', 't=3/x']
+>>> net.states[2].name, net.states[2].meta["t"], net.states[2].meta["template"]
+('t=2/s', 2, 's')
+>>> net.run(np.zeros((4, 5, 2)))["states"].shape
+(4, 5, 3)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+import tinygraph as tg
+
+from .cells import Cell
+
+__all__ = ["unroll", "Unrolled"]
+
+
+class _ParamTable(dict):
+    """name -> param node; a missing name is a GraphError listing the declared ones."""
+
+    cell_name = ""
+
+    def __missing__(self, key: Any) -> tg.Node:
+        raise tg.GraphError(f"{self.cell_name}.step reads params[{key!r}], which the cell does "
+                            f"not declare; declared: {', '.join(self)}")
+
+
+def _flat(state: Any) -> tuple:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _structured(parts: tuple, single: bool) -> Any:
+    return parts[0] if single else tuple(parts)
+
+
+def unroll(cell: Cell, steps: int, name: str | None = None) -> Unrolled:
+    """Build ``steps`` copies of ``cell``'s step into one graph.
+
+    Parameters
+    ----------
+    cell : Cell
+        Its current ``params`` are copied into the graph's param nodes.
+    steps : int
+        Number of time steps T (>= 1).
+    name : str, optional
+        The graph's name (default: the cell's class name).
+
+    Returns
+    -------
+    Unrolled
+
+    Raises
+    ------
+    tinygraph.GraphError
+        ``cell`` is not a Cell, ``steps`` is not a positive int, or the
+        cell's step fails or returns a state of the wrong structure or shape
+        (the message names the cell and the time step).
+
+    Examples
+    --------
+    >>> import tinygraph_rnn as rnn
+    >>> net = rnn.unroll(rnn.GRUCell(input_size=2, hidden_size=3), steps=3)
+    >>> sorted(net.graph.params)
+    ['W_hh', 'W_ih', 'b_hh', 'b_ih']
+    >>> [n.name for n in net.outputs]
+    ['t=0/h', 't=1/h', 't=2/h']
+    """
+    if not isinstance(cell, Cell):
+        raise tg.GraphError(f"unroll takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise tg.GraphError(f"unroll: steps must be a positive int, got {steps!r}")
+    return Unrolled(cell, int(steps), name)
+
+
+class Unrolled:
+    """A cell unrolled over ``steps`` time steps: one graph plus handles into it.
+
+    Attributes
+    ----------
+    graph : tinygraph.Graph
+    cell : Cell
+    steps : int
+        T.
+    params : dict of str to Node
+        The shared param nodes (``net.params["W"].value`` is the live array).
+    inputs : list of Node
+        ``t=k/x``, shape ``(None, D)``.
+    initial_state : Node or tuple of Node
+        Inputs named ``<state>0`` (``s0``; ``(h0, c0)`` for LSTM), zeros unless fed.
+    states : list
+        Per step, the new state (a node, or a tuple for several state parts).
+    outputs : list of Node
+        Per step, the cell's output.
+    logits : list of Node
+        Per step, the pre-softmax values: the input of the output's softmax,
+        or the output itself when the output is not a softmax.
+    """
+
+    def __init__(self, cell: Cell, steps: int, name: str | None = None):
+        self.cell = cell
+        self.steps = steps
+        self.graph = tg.Graph(cell.name if name is None else name)
+        g = self.graph
+        values = cell.checked_params()
+        self.params = _ParamTable((n, g.param(n, v)) for n, v in values.items())
+        self.params.cell_name = cell.name
+        self._single = len(cell.state_names) == 1
+        sizes = cell.state_sizes
+        self._initial = tuple(
+            g.input(f"{part}0", shape=(None, sizes[part]), dtype=cell.dtype,
+                    default=np.zeros((1, sizes[part]), dtype=cell.dtype))
+            for part in cell.state_names
+        )
+        for node in self._initial:
+            node.meta["role"] = "initial_state"
+        self.initial_state = _structured(self._initial, self._single)
+        self.inputs: list[tg.Node] = []
+        self.states: list[Any] = []
+        self.outputs: list[tg.Node] = []
+        self.logits: list[tg.Node] = []
+        state = self.initial_state
+        for k in range(steps):
+            state = self._build_step(k, state)
+
+    # ----------------------------------------------------------------- build
+    def _build_step(self, k: int, state: Any) -> Any:
+        g, cell = self.graph, self.cell
+        start = len(g)
+        prefix = f"t={k}"
+        with g.scope(prefix):
+            x = g.input("x", shape=(None, cell.input_size), dtype=cell.dtype)
+            new_state, output = _call_step(cell, x, state, self.params, k)
+        parts = self._check_state(new_state, k)
+        output = self._check_output(output, k)
+        # Record on every node of this step which cell node it copies and when.
+        cut = len(prefix) + 1
+        for node in itertools.islice(reversed(g.nodes.values()), len(g) - start):
+            node.meta["t"] = k
+            node.meta["template"] = node.name[cut:]
+        x.meta["role"] = "input"
+        for part in parts:
+            part.meta.setdefault("role", "state")
+        output.meta.setdefault("role", "output")
+        self.inputs.append(x)
+        self.states.append(_structured(parts, self._single))
+        self.outputs.append(output)
+        self.logits.append(output.inputs[0] if output.op == "softmax" else output)
+        return self.states[-1]
+
+    def _check_state(self, new_state: Any, k: int) -> tuple:
+        cell = self.cell
+        names = cell.state_names
+        want = "a node" if self._single else f"a tuple of {len(names)} nodes {names}"
+        parts = (new_state,) if self._single else new_state
+        if not isinstance(parts, tuple) or len(parts) != len(names) or not all(
+            isinstance(p, tg.Node) for p in parts
+        ):
+            raise tg.GraphError(f"{cell.name}.step at t={k} returned a state of type "
+                                f"{type(new_state).__name__}; the state must be {want}")
+        for part_name, node in zip(names, parts, strict=True):
+            size = cell.state_sizes[part_name]
+            if len(node.shape) != 2 or node.shape[1] != size or node.shape[0] not in (None, 1):
+                raise tg.ShapeError(
+                    f"{cell.name}.step at t={k} returned state '{part_name}' = '{node.name}' "
+                    f"of shape {_fmt(node.shape)}; it must have shape (?, {size}) "
+                    "(batch, hidden_size) to feed the next step"
+                )
+        return tuple(parts)
+
+    def _check_output(self, output: Any, k: int) -> tg.Node:
+        cell = self.cell
+        if not isinstance(output, tg.Node):
+            raise tg.GraphError(f"{cell.name}.step at t={k} returned an output of type "
+                                f"{type(output).__name__}; it must be a node")
+        if len(output.shape) != 2:
+            raise tg.ShapeError(f"{cell.name}.step at t={k} returned output '{output.name}' of "
+                                f"shape {_fmt(output.shape)}; it must be (batch, size)")
+        return output
+
+    # ------------------------------------------------------------------- run
+    def run(self, xs: Any, initial_state: Any = None) -> dict[str, Any]:
+        """Forward propagation over the whole sequence.
+
+        Parameters
+        ----------
+        xs : array, shape (T, D) or (T, B, D)
+        initial_state : array or tuple of arrays, optional
+            Shape ``(H,)`` or ``(B, H)`` per state part; zeros when omitted.
+
+        Returns
+        -------
+        dict
+            ``"outputs"``: ``(T, [B,] O)``; ``"states"``: ``(T, [B,] H)``, or
+            a tuple of those for several state parts (LSTM: ``(h, c)``).
+
+        Raises
+        ------
+        tinygraph.FeedError
+            ``xs`` or the initial state has the wrong shape (the message names
+            the step inputs and the shape they want).
+        """
+        arr, batched = self._check_xs(xs)
+        feeds: dict[Any, np.ndarray] = {}
+        for k, node in enumerate(self.inputs):
+            feeds[node] = arr[k] if batched else arr[k][None]
+        if initial_state is not None:
+            feeds.update(self._initial_feeds(initial_state, arr.shape[1] if batched else None))
+        flat_states = [part for state in self.states for part in _flat(state)]
+        result = self.graph.run({"outputs": self.outputs, "states": flat_states}, feeds)
+        outputs = np.stack(result["outputs"])
+        n_parts = len(self._initial)
+        states = tuple(np.stack(result["states"][i::n_parts]) for i in range(n_parts))
+        if not batched:
+            outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
+        return {"outputs": outputs, "states": _structured(states, self._single)}
+
+    def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
+        T, D = self.steps, self.cell.input_size  # noqa: N806
+        want = (f"the step inputs '{self.inputs[0].name}' … '{self.inputs[-1].name}' want xs of "
+                f"shape (T={T}, D={D}) or (T={T}, B, D={D})")
+        try:
+            arr = np.asarray(xs, dtype=self.cell.dtype)
+        except (TypeError, ValueError) as exc:
+            raise tg.FeedError(f"{want}; xs is not a numeric array ({exc})") from None
+        if arr.ndim not in (2, 3) or arr.shape[0] != T or arr.shape[-1] != D:
+            raise tg.FeedError(f"{want}; got shape {_fmt(arr.shape)}")
+        return arr, arr.ndim == 3
+
+    def _initial_feeds(self, initial_state: Any, batch: int | None) -> dict[tg.Node, np.ndarray]:
+        values = _flat(initial_state)
+        if len(values) != len(self._initial):
+            names = tuple(n.name for n in self._initial)
+            raise tg.FeedError(f"initial_state must be {'an array' if self._single else names} "
+                               f"for the state {names}; got {len(values)} value(s)")
+        feeds = {}
+        for node, value in zip(self._initial, values, strict=True):
+            size = node.shape[1]
+            shapes = f"({size},) or (B={batch}, {size})" if batch is not None else f"({size},)"
+            try:
+                arr = np.asarray(value, dtype=self.cell.dtype)
+            except (TypeError, ValueError) as exc:
+                raise tg.FeedError(f"initial state '{node.name}' wants shape {shapes}; "
+                                   f"got a non-numeric value ({exc})") from None
+            ok = arr.shape == (size,) or (batch is not None and arr.shape == (batch, size))
+            if not ok:
+                raise tg.FeedError(f"initial state '{node.name}' wants shape {shapes}; got "
+                                   f"shape {_fmt(arr.shape)}")
+            feeds[node] = arr.reshape(1, size) if arr.ndim == 1 else arr
+        return feeds
+
+    # ----------------------------------------------------------- navigation
+    def copies(self, template: str) -> list[tg.Node]:
+        """The T copies of the cell node called ``template`` (one per step, in order).
+
+        >>> import tinygraph_rnn as rnn
+        >>> net = rnn.unroll(rnn.VanillaRNNCell(input_size=2, hidden_size=3), steps=2)
+        >>> [n.name for n in net.copies("s")]
+        ['t=0/s', 't=1/s']
+        """
+        found = [self.graph.nodes.get(f"t={k}/{template}") for k in range(self.steps)]
+        if any(node is None for node in found):
+            names = [n.meta["template"] for n in self.graph.nodes.values() if n.meta.get("t") == 0]
+            raise tg.NodeNameError(f"the cell has no node {template!r}; its nodes: "
+                                   f"{', '.join(names)}")
+        return found
+
+    # --------------------------------------------------------------- drawing
+    def to_dot(self, view: str = "unrolled", window: int | None = None, **options: Any):
+        """A ``graphviz.Digraph`` of this net (pure: writes nothing); see :meth:`render`."""
+        from .views import view_to_dot
+
+        return view_to_dot(self, view=view, window=window, **options)
+
+    def render(self, path: Any = None, view: str = "unrolled", window: int | None = None,
+               **options: Any):
+        """Draw the net to ``path`` (format from the suffix); returns the path.
+
+        ``view``: ``"unrolled"`` (one cluster per step; ``window=k`` shows the
+        first k steps, an ellipsis, and the last k), ``"rolled"`` (the cell
+        once, its state edge looping back, labelled with the step count) or
+        ``"cell"`` (one step's gates in detail).
+        """
+        from .views import render_view
+
+        return render_view(self, path, view=view, window=window, **options)
+
+    def __repr__(self) -> str:
+        return (f"<Unrolled {self.cell.name} over {self.steps} steps: "
+                f"{len(self.graph)} nodes, {len(self.params)} shared params>")
+
+
+def _call_step(cell: Cell, x: tg.Node, state: Any, params: Mapping[str, tg.Node],
+               k: int) -> tuple[Any, Any]:
+    where = f"{cell.name}.step at t={k}"
+    try:
+        result = cell.step(x, state, params)
+    except tg.CycleError:
+        raise
+    except tg.GraphError as exc:
+        # A primitive's error names its node ('t=0/matmul'); add which cell built it.
+        if str(exc).startswith(cell.name):
+            raise
+        raise type(exc)(f"{where}: {exc}") from None
+    except NotImplementedError as exc:
+        raise tg.GraphError(str(exc)) from None
+    except Exception as exc:
+        # A bug in user cell code (e.g. np.tanh on a node): say where it happened.
+        raise tg.GraphError(f"{where} failed: {type(exc).__name__}: {exc}; "
+                            "build steps from tinygraph primitives (tg.tanh, @, + …)") from exc
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise tg.GraphError(f"{where} must return (new_state, output), "
+                            f"got {type(result).__name__}")
+    return result
+
+
+def _fmt(shape: tuple) -> str:
+    """``(None, 3)`` -> ``'(?, 3)'``, as tinygraph's own messages write shapes."""
+    inner = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
