@@ -160,7 +160,7 @@ class Cell:
     # ------------------------------------------------------------ to override
     def declare(self) -> dict[str, ParamSpec]:
         """name -> :class:`ParamSpec` of every parameter, in a fixed order."""
-        raise NotImplementedError(f"{self.name} must define declare() -> {{name: ParamSpec}}")
+        raise tg.GraphError(f"{self.name} must define declare() -> {{name: ParamSpec}}")
 
     def step(self, x: tg.Node, state: Any, params: Mapping[str, tg.Node]) -> tuple[Any, tg.Node]:
         """Build one time step; return ``(new_state, output)``.
@@ -169,7 +169,8 @@ class Cell:
         ``(None, hidden_size)`` (a tuple of them if ``state_names`` has
         several names); ``params`` maps names to the shared param nodes.
         """
-        raise NotImplementedError(f"{self.name} must define step(x, state, params)")
+        raise tg.GraphError(f"{self.name} must define step(x, state, params) -> "
+                            "(new_state, output)")
 
     # ------------------------------------------------------------ parameters
     @property
@@ -191,7 +192,12 @@ class Cell:
         self.checked_params()
 
     def _declared(self) -> dict[str, ParamSpec]:
-        specs = self.declare()
+        try:
+            specs = self.declare()
+        except tg.GraphError:
+            raise
+        except Exception as exc:
+            raise tg.GraphError(f"{self.name}.declare() failed: {type(exc).__name__}: {exc}") from exc
         if not isinstance(specs, Mapping) or not all(
             isinstance(s, ParamSpec) for s in specs.values()
         ):

@@ -335,8 +335,6 @@ def _call_step(cell: Cell, x: tg.Node, state: Any, params: Mapping[str, tg.Node]
         if str(exc).startswith(cell.name):
             raise
         raise type(exc)(f"{where}: {exc}") from None
-    except NotImplementedError as exc:
-        raise tg.GraphError(str(exc)) from None
     except Exception as exc:
         # A bug in user cell code (e.g. np.tanh on a node): say where it happened.
         raise tg.GraphError(f"{where} failed: {type(exc).__name__}: {exc}; "
