@@ -51,12 +51,13 @@ from .errors import (
     ShapeError,
 )
 from .graph import Graph, Node
+from .io import load, save
 from .ops import OPS, Op
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Graph", "Node", "Op", "OPS",
+    "Graph", "Node", "Op", "OPS", "load", "save",
     "GraphError", "CycleError", "ShapeError", "FeedError", "DtypeError", "NodeNameError",
     "EvaluationError", "FormatError", "RenderError",
     "add", "sub", "mul", "div", "neg", "pow", "matmul",

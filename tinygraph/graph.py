@@ -488,6 +488,13 @@ class Graph:
 
         return compile_plan(self, fetches, inputs)
 
+    # ------------------------------------------------------------ files (io)
+    def save(self, path: Any) -> Any:
+        """Write the graph and its arrays to ``path`` (a zip); see :func:`tinygraph.io.save`."""
+        from .io import save
+
+        return save(self, path)
+
 
 def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype]:
     """Run ``op``'s shape rule, naming node ``name`` in any error."""
