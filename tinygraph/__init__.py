@@ -39,6 +39,7 @@ from .api import (
     tanh,
     transpose,
 )
+from .autodiff import grad
 from .errors import (
     CycleError,
     DtypeError,
@@ -64,4 +65,5 @@ __all__ = [
     "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
     "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
     "cross_entropy", "getitem",
+    "grad",
 ]

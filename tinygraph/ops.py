@@ -2,47 +2,46 @@
 
 A record holds everything tinygraph knows about a primitive — its numpy
 ``forward``, its ``infer`` shape rule (run when a node is built, so mistakes
-surface at build time) and its ``vjp`` (the backward rule, a graph-to-graph
-function used by :mod:`tinygraph.autodiff`). Adding a primitive touches this
-file only: write the record and call :func:`register`.
+surface at build time; the rules live in :mod:`tinygraph.shape_rules`) and
+its ``vjp``, the backward rule that :func:`tinygraph.grad` calls. Forward
+and backward of each primitive sit side by side in this file; adding a
+primitive means writing both and one ``Op(...)`` line in the registry.
 
 Forward functions take numpy arrays positionally and the node's attributes as
-keywords; they never mutate their inputs. Shape rules take ``(shape, dtype)``
-pairs and the attributes, and raise :class:`ShapeMismatch` (turned into a
-``ShapeError`` naming the node by the graph) or :class:`DtypeMismatch`.
+keywords; they never mutate their inputs. A vjp rule
+``vjp(node, g, needs=None)`` gets the forward node and the gradient node
+``g`` of its output, and returns one gradient node (or ``None``: no
+gradient, e.g. for integer ids) per input of ``node``, built as NEW nodes of
+the same graph. It reads stored forward values — the node itself and its
+inputs — and never recomputes the forward (tanh's rule uses the tanh node:
+``g * (1 - y*y)``). ``needs`` (one bool per input) says which gradients the
+caller wants, so a rule builds nothing for the others.
+
+The ops after the user-facing primitives (``sum_to``, ``broadcast_to``, …)
+are the helpers reverse mode emits: they take a ``like`` input and read its
+RUNTIME shape, so gradients work for shapes with unknown (``None``) sizes.
 
 >>> OPS["tanh"].forward(np.zeros(2))
 array([0., 0.])
 >>> OPS["matmul"].infer([((None, 3), np.dtype("float64")), ((3, 4), np.dtype("float64"))], {})
 ((None, 4), dtype('float64'))
+>>> OPS["sum_to"].forward(np.ones((2, 3)), np.zeros((1, 3)))
+array([[2., 2., 2.]])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .shapes import (
-    ShapeMismatch,
-    broadcast_shapes,
-    format_shape,
-    matmul_shape,
-    normalize_axes,
-    normalize_axis,
-)
+from . import shape_rules as rules
+from .shape_rules import DtypeMismatch, Spec
+from .shapes import normalize_axes, normalize_axis
 
 __all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
-
-Spec = tuple[tuple, np.dtype]  # (shape, dtype) of one input
-
-FLOAT64 = np.dtype("float64")
-
-
-class DtypeMismatch(Exception):
-    """Raised by shape rules; the graph turns it into a DtypeError naming the node."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,9 @@ class Op:
     arity:   number of inputs, or ``None`` for variadic (concat, stack).
     forward: ``forward(*arrays, **attrs) -> ndarray``; pure numpy.
     infer:   ``infer(specs, attrs) -> (shape, dtype)``; validates attrs too.
-    vjp:     ``vjp(node, grad_out) -> tuple of grad nodes or None per input``,
-             building graph nodes; ``None`` until autodiff registers one.
+    vjp:     ``vjp(node, g, needs=None) -> tuple`` of one gradient node or
+             ``None`` per input; ``None`` here means the op has no backward
+             rule (``grad`` then raises, naming the op).
     """
 
     name: str
@@ -79,202 +79,70 @@ def register(op: Op) -> Op:
     return op
 
 
-# ---------------------------------------------------------------- shape rules
+# ----------------------------------------------------------- vjp plumbing
 
 
-def _float_dtype(dtype: np.dtype) -> np.dtype:
-    return dtype if dtype.kind == "f" else FLOAT64
+def _new(op: str, *inputs: Any, **attrs: Any) -> Any:
+    """A new node of ``op`` in the inputs' graph (vjp rules build only through this)."""
+    return inputs[0].graph.add_node(op, list(inputs), attrs)
 
 
-def _require_int(spec: Spec, what: str) -> None:
-    if spec[1].kind not in "iu":
-        raise DtypeMismatch(f"{what} must be an integer array, got dtype {spec[1]}")
+def _grads(needs: Sequence[bool] | None, *builders: Callable[[], Any] | None) -> tuple:
+    """Call the builder of each wanted gradient; ``None`` for the rest."""
+    needs = (True,) * len(builders) if needs is None else needs
+    return tuple(b() if want and b is not None else None
+                 for want, b in zip(needs, builders, strict=True))
 
 
-def _elementwise(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape = broadcast_shapes(*(s for s, _ in specs))
-    return shape, np.result_type(*(d for _, d in specs))
+def _unbroadcast(g: Any, x: Any) -> Any:
+    """``g`` summed to ``x``'s shape, unless the static shapes prove no broadcast happened."""
+    if g.shape == x.shape and None not in x.shape:
+        return g
+    return _new("sum_to", g, x)
 
 
-def _elementwise_float(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = _elementwise(specs, attrs)
-    return shape, _float_dtype(dtype)
+def _norm_axes(node: Any) -> tuple[int, ...]:
+    return normalize_axes(node.attrs.get("axis"), len(node.inputs[0].shape))
 
 
-def _unary_same(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    return specs[0]
+# ------------------------------------------------ forward and backward rules
 
 
-def _unary_float(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    return shape, _float_dtype(dtype)
+def _binary_vjp(da: Callable, db: Callable) -> Callable:
+    """A vjp for a broadcasting binary op from its two local derivatives ``d(g, a, b, y)``."""
+    def vjp(node, g, needs=None):
+        a, b = node.inputs
+        return _grads(needs, lambda: _unbroadcast(da(g, a, b, node), a),
+                      lambda: _unbroadcast(db(g, a, b, node), b))
+    return vjp
 
 
-def _along_axis(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    if len(shape) == 0:
-        raise ShapeMismatch("needs an input of rank >= 1, got a scalar")
-    normalize_axis(attrs.get("axis", -1), len(shape))
-    return shape, _float_dtype(dtype)
-
-
-def _matmul(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    (a, da), (b, db) = specs
-    return matmul_shape(a, b), np.result_type(da, db)
-
-
-def _reduce(specs: list[Spec], attrs: dict, mean: bool = False) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    axes = normalize_axes(attrs.get("axis"), len(shape))
-    keepdims = attrs.get("keepdims", False)
-    if not isinstance(keepdims, bool):
-        raise ShapeMismatch(f"keepdims must be True or False, got {keepdims!r}")
-    if keepdims:
-        out = tuple(1 if i in axes else d for i, d in enumerate(shape))
+def _matmul_vjp(node, g, needs=None):
+    a, b = node.inputs
+    # np.matmul promotes 1-D operands to matrices; undo that on g, then use the 2-D rules.
+    if len(a.shape) == 1 and len(b.shape) == 1:
+        g2 = _new("expand_dims", g, axis=(0, 1))
+    elif len(a.shape) == 1:
+        g2 = _new("expand_dims", g, axis=-2)
+    elif len(b.shape) == 1:
+        g2 = _new("expand_dims", g, axis=-1)
     else:
-        out = tuple(d for i, d in enumerate(shape) if i not in axes)
-    # np.sum widens bool and small ints to the platform int; ask numpy rather than guess.
-    return out, (_float_dtype(dtype) if mean else np.sum(np.zeros(0, dtype)).dtype)
+        g2 = g
+    a2 = _new("expand_dims", a, axis=0) if len(a.shape) == 1 else a
+    b2 = _new("expand_dims", b, axis=-1) if len(b.shape) == 1 else b
 
+    def swap(x):
+        axes = list(range(len(x.shape)))
+        axes[-2:] = axes[-1], axes[-2]
+        return _new("transpose", x, axes=tuple(axes))
 
-def _transpose(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    axes = attrs.get("axes")
-    if axes is None:
-        return tuple(reversed(shape)), dtype
-    if not isinstance(axes, tuple) or sorted(
-        normalize_axis(a, len(shape), "axes entry") for a in axes
-    ) != list(range(len(shape))):
-        raise ShapeMismatch(f"axes={axes!r} is not a permutation of the {len(shape)} axes")
-    return tuple(shape[a] for a in axes), dtype
+    def grad_b():
+        gb = _new("matmul", swap(a2), g2)
+        if len(b.shape) == 1:  # (…, k, 1) -> (…, k), then sum the batch axes
+            gb = _new("sum", gb, axis=-1, keepdims=False)
+        return _unbroadcast(gb, b)
 
-
-def _reshape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    target = attrs.get("shape")
-    if not isinstance(target, tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in target
-    ):
-        raise ShapeMismatch(f"shape= must be a tuple of ints >= -1, got {target!r}")
-    if list(target).count(-1) > 1:
-        raise ShapeMismatch(f"shape={target!r} may hold at most one -1")
-    known_in = None if None in shape else int(np.prod(shape, dtype=np.int64))
-    known_out = int(np.prod([d for d in target if d != -1], dtype=np.int64))
-    if -1 not in target:
-        if known_in is not None and known_in != known_out:
-            raise ShapeMismatch(
-                f"cannot reshape {format_shape(shape)} ({known_in} elements) "
-                f"to {format_shape(target)} ({known_out} elements)"
-            )
-        return target, dtype
-    if known_in is None:
-        return tuple(None if d == -1 else d for d in target), dtype
-    if known_out == 0 or known_in % known_out:
-        raise ShapeMismatch(f"cannot reshape {format_shape(shape)} to {format_shape(target)}")
-    return tuple(known_in // known_out if d == -1 else d for d in target), dtype
-
-
-def _join_dim(dims: list[int | None]) -> int | None:
-    return None if None in dims else sum(dims)
-
-
-def _concat(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shapes = [s for s, _ in specs]
-    ndim = len(shapes[0])
-    if ndim == 0 or any(len(s) != ndim for s in shapes):
-        raise ShapeMismatch(
-            "concat needs inputs of one rank >= 1, got " + ", ".join(map(format_shape, shapes))
-        )
-    axis = normalize_axis(attrs.get("axis", 0), ndim)
-    out = []
-    for i in range(ndim):
-        dims = [s[i] for s in shapes]
-        if i == axis:
-            out.append(_join_dim(dims))
-            continue
-        known = {d for d in dims if d is not None}
-        if len(known) > 1:
-            raise ShapeMismatch(
-                f"concat inputs differ off axis {axis}: " + ", ".join(map(format_shape, shapes))
-            )
-        out.append(known.pop() if known else None)
-    return tuple(out), np.result_type(*(d for _, d in specs))
-
-
-def _stack(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shapes = [s for s, _ in specs]
-    ndim = len(shapes[0])
-    if any(len(s) != ndim for s in shapes):
-        raise ShapeMismatch("stack needs inputs of one shape, got " + ", ".join(map(format_shape, shapes)))
-    axis = normalize_axis(attrs.get("axis", 0), ndim + 1)
-    common = []
-    for i in range(ndim):
-        known = {s[i] for s in shapes if s[i] is not None}
-        if len(known) > 1:
-            raise ShapeMismatch("stack needs inputs of one shape, got " + ", ".join(map(format_shape, shapes)))
-        common.append(known.pop() if known else None)
-    return tuple(common[:axis]) + (len(shapes),) + tuple(common[axis:]), np.result_type(
-        *(d for _, d in specs)
-    )
-
-
-def _take(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    (shape, dtype), ids = specs
-    _require_int(ids, "take's indices")
-    if len(shape) == 0:
-        raise ShapeMismatch("take needs an array of rank >= 1, got a scalar")
-    axis = normalize_axis(attrs.get("axis", 0), len(shape))
-    return shape[:axis] + tuple(ids[0]) + shape[axis + 1 :], dtype
-
-
-def _one_hot(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    _require_int(specs[0], "one_hot's ids")
-    depth = attrs.get("depth")
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ShapeMismatch(f"depth must be a positive int, got {depth!r}")
-    dtype = np.dtype(attrs.get("dtype", "float64"))
-    return (*specs[0][0], depth), dtype
-
-
-def _cross_entropy(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    (logits, dtype), targets = specs
-    _require_int(targets, "cross_entropy's targets")
-    if len(logits) == 0:
-        raise ShapeMismatch("cross_entropy needs logits of rank >= 1, got a scalar")
-    want = logits[:-1]
-    got = targets[0]
-    if len(got) != len(want) or not all(map(_dims_agree_, want, got)):
-        raise ShapeMismatch(
-            f"targets must have shape logits.shape[:-1] = {format_shape(want)}, "
-            f"got {format_shape(got)} (logits {format_shape(logits)})"
-        )
-    return (), _float_dtype(dtype)
-
-
-def _dims_agree_(a: int | None, b: int | None) -> bool:
-    return a is None or b is None or a == b
-
-
-def _getitem(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    index = attrs.get("index")
-    if not isinstance(index, tuple) or len(index) > len(shape):
-        raise ShapeMismatch(f"index {index!r} does not fit shape {format_shape(shape)}")
-    out: list[int | None] = []
-    for d, item in zip(shape, index, strict=False):
-        if isinstance(item, int) and not isinstance(item, bool):
-            if d is not None and not -d <= item < d:
-                raise ShapeMismatch(f"index {item} is out of range for size {d}")
-        elif isinstance(item, tuple) and len(item) == 3 and item[2] != 0 and all(
-            v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in item
-        ):
-            out.append(None if d is None else len(range(*slice(*item).indices(d))))
-        else:
-            raise ShapeMismatch(f"index entries must be ints or slices, got {item!r}")
-    return (*out, *shape[len(index) :]), dtype
-
-
-# ------------------------------------------------------------ forward rules
+    return _grads(needs, lambda: _unbroadcast(_new("matmul", g2, swap(b2)), a), grad_b)
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -282,9 +150,19 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return z / z.sum(axis=axis, keepdims=True)
 
 
+def _softmax_vjp(node, g, needs=None):
+    axis = node.attrs.get("axis", -1)
+    return (node * (g - _new("sum", g * node, axis=axis, keepdims=True)),)
+
+
 def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def _log_softmax_vjp(node, g, needs=None):
+    total = _new("sum", g, axis=node.attrs.get("axis", -1), keepdims=True)
+    return (g - _new("exp", node) * total,)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -303,6 +181,20 @@ def _take_forward(a: np.ndarray, ids: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.take(a, ids, axis=axis)
 
 
+def _take_vjp(node, g, needs=None):
+    a, ids = node.inputs
+    return _grads(needs, lambda: _new("take_grad", g, ids, a, axis=node.attrs.get("axis", 0)),
+                  None)
+
+
+def _take_grad_forward(g: np.ndarray, ids: np.ndarray, like: np.ndarray,
+                       axis: int = 0) -> np.ndarray:
+    out = np.zeros(like.shape, dtype=g.dtype)
+    # add.at, not assignment: a row picked twice gets both gradients.
+    np.add.at(out, (slice(None),) * (axis % like.ndim) + (ids,), g)
+    return out
+
+
 def _one_hot_forward(ids: np.ndarray, depth: int, dtype: str = "float64") -> np.ndarray:
     _check_ids(ids, depth, "id")
     return np.eye(depth, dtype=dtype)[ids]
@@ -315,61 +207,204 @@ def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> np.ndarra
     return -picked.mean()
 
 
-def _getitem_forward(x: np.ndarray, index: tuple) -> np.ndarray:
-    return x[tuple(slice(*i) if isinstance(i, tuple) else i for i in index)]
+def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray,
+                                targets: np.ndarray) -> np.ndarray:
+    # Fused softmax(logits) - one_hot(targets): stable, and no (N, C) one-hot array.
+    _check_ids(targets, logits.shape[-1], "target")
+    p = _softmax(logits, axis=-1)
+    picked = np.take_along_axis(p, targets[..., None], axis=-1)
+    np.put_along_axis(p, targets[..., None], picked - 1.0, axis=-1)
+    return p * (g / targets.size)
 
 
-def _reshape_forward(x: np.ndarray, shape: tuple) -> np.ndarray:
-    return np.reshape(x, shape)
+def _cross_entropy_grad_vjp(node, gg, needs=None):
+    g, logits, targets = node.inputs
+
+    def grad_g():  # the output is linear in g: d/dg = <gg, output at g = 1>
+        unit = _new("cross_entropy_grad", g.graph.const(1.0, dtype=g.dtype), logits, targets)
+        return _new("sum", gg * unit)
+
+    def grad_logits():  # g/N times the softmax Jacobian applied to gg
+        p = _new("softmax", logits, axis=-1)
+        inner = gg - _new("sum", gg * p, axis=-1, keepdims=True)
+        return p * inner * (g / _new("size", targets, dtype=node.dtype.name))
+
+    return _grads(needs, grad_g, grad_logits, None)
 
 
-def _transpose_forward(x: np.ndarray, axes: tuple | None = None) -> np.ndarray:
-    return np.transpose(x, axes)
+def _getitem_index(index: tuple) -> tuple:
+    return tuple(slice(*i) if isinstance(i, tuple) else i for i in index)
 
 
-def _concat_forward(*xs: np.ndarray, axis: int = 0) -> np.ndarray:
-    return np.concatenate(xs, axis=axis)
+def _getitem_grad_forward(g: np.ndarray, like: np.ndarray, index: tuple) -> np.ndarray:
+    out = np.zeros(like.shape, dtype=g.dtype)
+    out[_getitem_index(index)] = g  # basic indexing never repeats an element
+    return out
 
 
-def _stack_forward(*xs: np.ndarray, axis: int = 0) -> np.ndarray:
-    return np.stack(xs, axis=axis)
+def _reduce_vjp(node, g, needs=None):
+    x = node.inputs[0]
+    axes = _norm_axes(node)
+    # A full reduction broadcasts back as is; otherwise the reduced axes go back in first.
+    if axes and len(axes) < len(x.shape) and not node.attrs.get("keepdims", False):
+        g = _new("expand_dims", g, axis=axes)
+    g = _new("broadcast_to", g, x)
+    if node.op == "mean":
+        g = g / _new("size", x, axis=axes, dtype=g.dtype.name)
+    return (g,)
 
 
-def _sum_forward(x: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
-    return np.asarray(np.sum(x, axis=axis, keepdims=keepdims))
+def _transpose_vjp(node, g, needs=None):
+    axes = node.attrs.get("axes")
+    inverse = None if axes is None else tuple(int(i) for i in np.argsort(
+        [normalize_axis(a, len(axes)) for a in axes]))
+    return (_new("transpose", g, axes=inverse),)
 
 
-def _mean_forward(x: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
-    return np.asarray(np.mean(x, axis=axis, keepdims=keepdims))
+def _concat_vjp(node, g, needs=None):
+    axis = node.attrs.get("axis", 0)
+    return _grads(needs, *[
+        (lambda i=i: _new("concat_part", g, *node.inputs, index=i, axis=axis))
+        for i in range(len(node.inputs))
+    ])
+
+
+def _concat_part_forward(g: np.ndarray, *parts: np.ndarray, index: int,
+                         axis: int = 0) -> np.ndarray:
+    sizes = [p.shape[axis] for p in parts]
+    start = sum(sizes[:index])
+    return g[(slice(None),) * (axis % g.ndim) + (slice(start, start + sizes[index]),)]
+
+
+def _concat_part_vjp(node, gg, needs=None):
+    g, *parts = node.inputs
+    index = node.attrs["index"]
+    pieces = [gg if i == index else _new("zeros_like", p) for i, p in enumerate(parts)]
+    return _grads(needs, lambda: _new("concat", *pieces, axis=node.attrs.get("axis", 0)),
+                  *[None] * len(parts))
+
+
+def _stack_vjp(node, g, needs=None):
+    axis = normalize_axis(node.attrs.get("axis", 0), len(node.shape))
+    whole = (None, None, None)
+    return _grads(needs, *[(lambda i=i: _new("getitem", g, index=(whole,) * axis + (i,)))
+                           for i in range(len(node.inputs))])
+
+
+def _like_vjp(op: str) -> Callable:
+    """vjp of ``op_x(x, like)`` whose adjoint is ``op(g, x)``: sum_to <-> broadcast_to."""
+    def vjp(node, g, needs=None):
+        return _grads(needs, lambda: _new(op, g, node.inputs[0]), None)
+    return vjp
+
+
+def _no_grad(node, g, needs=None):
+    """For outputs that are piecewise constant in (or do not depend on) float inputs."""
+    return (None,) * len(node.inputs)
+
+
+def _sum_to_forward(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if x.shape == like.shape:
+        return x
+    lead = x.ndim - like.ndim
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(like.shape)
+                                      if d == 1 and x.shape[lead + i] != 1)
+    return x.sum(axis=axes).reshape(like.shape)
+
+
+def _size_forward(x: np.ndarray, axis: Any = None, dtype: str = "float64") -> np.ndarray:
+    axes = range(x.ndim) if axis is None else np.atleast_1d(axis)
+    return np.array(np.prod([x.shape[a] for a in axes]), dtype=dtype)
+
+
+def _unary(formula: Callable) -> Callable:
+    """vjp of a one-input op from ``formula(g, x, y)``."""
+    return lambda node, g, needs=None: (formula(g, node.inputs[0], node),)
+
+
+def _new_unary(op: str) -> Callable:
+    return lambda x: _new(op, x)
+
+
+_log = _new_unary("log")
+_sign = _new_unary("sign")
 
 
 # ------------------------------------------------------------------ registry
 
 for _op in [
-    Op("add", 2, np.add, _elementwise, doc="a + b, broadcasting"),
-    Op("sub", 2, np.subtract, _elementwise, doc="a - b, broadcasting"),
-    Op("mul", 2, np.multiply, _elementwise, doc="a * b, broadcasting"),
-    Op("div", 2, np.true_divide, _elementwise_float, doc="a / b, broadcasting"),
-    Op("pow", 2, np.power, _elementwise, doc="a ** b, broadcasting"),
-    Op("neg", 1, np.negative, _unary_same, doc="-a"),
-    Op("matmul", 2, np.matmul, _matmul, doc="a @ b with np.matmul rules"),
-    Op("tanh", 1, np.tanh, _unary_float, doc="hyperbolic tangent"),
-    Op("sigmoid", 1, _sigmoid, _unary_float, doc="logistic function 1 / (1 + exp(-x))"),
-    Op("relu", 1, lambda x: np.maximum(x, 0), _unary_same, doc="max(x, 0)"),
-    Op("exp", 1, np.exp, _unary_float, doc="e ** x"),
-    Op("log", 1, np.log, _unary_float, doc="natural logarithm"),
-    Op("softmax", 1, _softmax, _along_axis, doc="stable softmax along axis"),
-    Op("log_softmax", 1, _log_softmax, _along_axis, doc="stable log-softmax along axis"),
-    Op("sum", 1, _sum_forward, _reduce, doc="sum over axis (None: all)"),
-    Op("mean", 1, _mean_forward, lambda s, a: _reduce(s, a, mean=True), doc="mean over axis"),
-    Op("transpose", 1, _transpose_forward, _transpose, doc="permute axes (default: reverse)"),
-    Op("reshape", 1, _reshape_forward, _reshape, doc="reshape to shape (one -1 allowed)"),
-    Op("concat", None, _concat_forward, _concat, doc="join along an existing axis"),
-    Op("stack", None, _stack_forward, _stack, doc="join along a new axis"),
-    Op("take", 2, _take_forward, _take, doc="pick entries of a along axis (default 0) by ids"),
-    Op("one_hot", 1, _one_hot_forward, _one_hot, doc="ids -> one-hot vectors of length depth"),
-    Op("cross_entropy", 2, _cross_entropy_forward, _cross_entropy,
+    Op("add", 2, np.add, rules.elementwise, _binary_vjp(
+        lambda g, a, b, y: g, lambda g, a, b, y: g), doc="a + b, broadcasting"),
+    Op("sub", 2, np.subtract, rules.elementwise, _binary_vjp(
+        lambda g, a, b, y: g, lambda g, a, b, y: -g), doc="a - b, broadcasting"),
+    Op("mul", 2, np.multiply, rules.elementwise, _binary_vjp(
+        lambda g, a, b, y: g * b, lambda g, a, b, y: g * a), doc="a * b, broadcasting"),
+    Op("div", 2, np.true_divide, rules.elementwise_float, _binary_vjp(
+        lambda g, a, b, y: g / b, lambda g, a, b, y: -(g * y / b)), doc="a / b, broadcasting"),
+    Op("pow", 2, np.power, rules.elementwise, _binary_vjp(
+        lambda g, a, b, y: g * b * a ** (b - 1), lambda g, a, b, y: g * y * _log(a)),
+       doc="a ** b, broadcasting (d/db needs a > 0)"),
+    Op("neg", 1, np.negative, rules.unary_same, _unary(lambda g, x, y: -g), doc="-a"),
+    Op("matmul", 2, np.matmul, rules.matmul, _matmul_vjp, doc="a @ b with np.matmul rules"),
+    Op("tanh", 1, np.tanh, rules.unary_float, _unary(lambda g, x, y: g * (1 - y * y)),
+       doc="hyperbolic tangent"),
+    Op("sigmoid", 1, _sigmoid, rules.unary_float, _unary(lambda g, x, y: g * (y * (1 - y))),
+       doc="logistic function 1 / (1 + exp(-x))"),
+    Op("relu", 1, lambda x: np.maximum(x, 0), rules.unary_same,
+       _unary(lambda g, x, y: g * _sign(y)), doc="max(x, 0)"),
+    Op("exp", 1, np.exp, rules.unary_float, _unary(lambda g, x, y: g * y), doc="e ** x"),
+    Op("log", 1, np.log, rules.unary_float, _unary(lambda g, x, y: g / x),
+       doc="natural logarithm"),
+    Op("softmax", 1, _softmax, rules.along_axis, _softmax_vjp, doc="stable softmax along axis"),
+    Op("log_softmax", 1, _log_softmax, rules.along_axis, _log_softmax_vjp,
+       doc="stable log-softmax along axis"),
+    Op("sum", 1, lambda x, axis=None, keepdims=False: np.asarray(x.sum(axis, keepdims=keepdims)),
+       rules.reduce, _reduce_vjp, doc="sum over axis (None: all)"),
+    Op("mean", 1, lambda x, axis=None, keepdims=False: np.asarray(x.mean(axis, keepdims=keepdims)),
+       lambda s, a: rules.reduce(s, a, mean=True), _reduce_vjp, doc="mean over axis"),
+    Op("transpose", 1, lambda x, axes=None: np.transpose(x, axes), rules.transpose,
+       _transpose_vjp, doc="permute axes (default: reverse)"),
+    Op("reshape", 1, lambda x, shape: np.reshape(x, shape), rules.reshape,
+       _unary(lambda g, x, y: _new("reshape_like", g, x)), doc="reshape (one -1 allowed)"),
+    Op("concat", None, lambda *xs, axis=0: np.concatenate(xs, axis=axis), rules.concat,
+       _concat_vjp, doc="join along an existing axis"),
+    Op("stack", None, lambda *xs, axis=0: np.stack(xs, axis=axis), rules.stack, _stack_vjp,
+       doc="join along a new axis"),
+    Op("take", 2, _take_forward, rules.take, _take_vjp,
+       doc="pick entries of a along axis (default 0) by ids"),
+    Op("one_hot", 1, _one_hot_forward, rules.one_hot, _no_grad,
+       doc="ids -> one-hot vectors of length depth"),
+    Op("cross_entropy", 2, _cross_entropy_forward, rules.cross_entropy,
+       lambda node, g, needs=None: _grads(
+           needs, lambda: _new("cross_entropy_grad", g, *node.inputs), None),
        doc="mean negative log-likelihood of int targets under softmax(logits)"),
-    Op("getitem", 1, _getitem_forward, _getitem, doc="basic indexing with ints and slices"),
+    Op("getitem", 1, lambda x, index: x[_getitem_index(index)], rules.getitem,
+       _unary(lambda g, x, y: _new("getitem_grad", g, x, index=y.attrs["index"])),
+       doc="basic indexing with ints and slices"),
+    Op("sign", 1, np.sign, rules.unary_same, _no_grad, doc="-1, 0 or 1 by the sign of x"),
+    Op("zeros_like", 1, np.zeros_like, rules.unary_same, _no_grad, doc="zeros of x's shape"),
+    # Helpers emitted by reverse mode; ``like`` inputs only lend their runtime shape.
+    Op("sum_to", 2, _sum_to_forward, rules.sum_to, _like_vjp("broadcast_to"),
+       doc="x summed down to like's shape (undoes broadcasting)"),
+    Op("broadcast_to", 2, lambda x, like: np.broadcast_to(x, like.shape).copy(),
+       rules.broadcast_to, _like_vjp("sum_to"), doc="x repeated to like's shape"),
+    Op("reshape_like", 2, lambda x, like: np.reshape(x, like.shape), rules.reshape_like,
+       _like_vjp("reshape_like"), doc="x reshaped to like's shape"),
+    Op("expand_dims", 1, lambda x, axis: np.expand_dims(x, axis), rules.expand_dims,
+       _unary(lambda g, x, y: _new("reshape_like", g, x)), doc="insert size-1 axes"),
+    Op("size", 1, _size_forward, rules.size, _no_grad,
+       doc="number of elements of x along axis (None: all), as a scalar"),
+    Op("concat_part", None, _concat_part_forward, rules.concat_part, _concat_part_vjp,
+       doc="the slice of g along axis that part index filled in a concat"),
+    Op("take_grad", 3, _take_grad_forward, rules.take_grad,
+       lambda node, gg, needs=None: _grads(needs, lambda: _new(
+           "take", gg, node.inputs[1], axis=node.attrs.get("axis", 0)), None, None),
+       doc="g added into zeros of like's shape at ids along axis (take's adjoint)"),
+    Op("getitem_grad", 2, _getitem_grad_forward, rules.getitem_grad,
+       lambda node, gg, needs=None: _grads(needs, lambda: _new(
+           "getitem", gg, index=node.attrs["index"]), None),
+       doc="g written into zeros of like's shape at index (getitem's adjoint)"),
+    Op("cross_entropy_grad", 3, _cross_entropy_grad_forward, rules.cross_entropy_grad,
+       _cross_entropy_grad_vjp, doc="g * (softmax(logits) - one_hot(targets)) / targets.size"),
 ]:
     register(_op)

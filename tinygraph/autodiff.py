@@ -1,0 +1,177 @@
+"""Reverse-mode automatic differentiation as a graph-to-graph transform.
+
+:func:`grad` does not compute gradients: it adds the nodes that compute them
+to the same graph, as Theano and TensorFlow 1 did (unlike a tape). The
+scheduler then runs forward and backward nodes alike, passes can optimise
+them and the renderer draws them. On an unrolled RNN this *is*
+backpropagation through time, for any cell, with no hand-written BPTT.
+
+How it works: the reverse pass walks the ancestors of ``y`` in reverse
+insertion (= reverse topological) order — a plain loop, never recursion, so a
+10,000-step unroll differentiates fine. Each node's incoming gradient
+contributions are summed with ``add`` nodes in a fixed order, then handed to
+the vjp rule of its op (``tinygraph.ops``), which builds one gradient node
+per input. Only nodes on a path from some ``wrt`` node to ``y`` are visited.
+
+::
+
+    forward:   x ──▶ mul ──▶ tanh ──▶ sum = y
+                     ▲
+               W ────┘
+    backward:  seed(1) ─▶ broadcast_to ─▶ g*(1-t*t) ─▶ g*x ─▶ sum_to ─▶ dy/dW
+                          (every node in scope "grad/", meta["grad"] = True)
+
+Choices
+-------
+- A ``wrt`` node that ``y`` does not depend on gets a ``zeros_like`` node
+  (zeros of its runtime shape), not an error: a parameter unused by one loss
+  simply has a zero gradient. ``zeros_like`` reads the node's value, so an
+  unused ``input`` must still be fed when its gradient is fetched.
+- No gradient flows into integer (or bool) nodes, such as ids and targets;
+  asking for a gradient *with respect to* one is a :class:`DtypeError`.
+- ``y`` must be a float scalar (shape ``()``); reduce it first, e.g. with
+  ``tg.sum`` or ``tg.mean``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import DtypeError, GraphError, ShapeError
+from .graph import Node
+from .ops import LEAF_OPS, OPS
+from .scheduler import ancestors
+from .shapes import format_shape
+
+__all__ = ["grad", "GRAD_SCOPE"]
+
+GRAD_SCOPE = "grad"
+
+
+def _as_wrt(y: Node, item: Any) -> Node:
+    node = y.graph.node(item) if isinstance(item, str) else item
+    if not isinstance(node, Node):
+        raise GraphError(f"grad(y, wrt): wrt takes nodes or node names, got "
+                         f"{type(item).__name__}")
+    if node.graph is not y.graph:
+        raise GraphError(f"grad: node '{node.name}' belongs to graph '{node.graph.name}', but y "
+                         f"'{y.name}' belongs to graph '{y.graph.name}'")
+    if node.dtype.kind != "f":
+        raise DtypeError(f"grad: node '{node.name}' has dtype {node.dtype}; gradients exist only "
+                         "for float nodes (integer ids and targets get none)")
+    return node
+
+
+def _check_y(y: Any) -> Node:
+    if not isinstance(y, Node):
+        raise GraphError(f"grad(y, wrt): y must be a node, got {type(y).__name__}")
+    if y.shape != ():
+        raise ShapeError(f"grad: y '{y.name}' ({y.op}) must be a scalar, got shape "
+                         f"{format_shape(y.shape)}; reduce it first, e.g. tg.sum(y) or "
+                         "tg.mean(y)")
+    if y.dtype.kind != "f":
+        raise DtypeError(f"grad: y '{y.name}' has dtype {y.dtype}; it must be a float scalar")
+    return y
+
+
+def grad(y: Node, wrt: Sequence[Any] | Node | str) -> list[Node] | Node:
+    """Add the nodes computing ``dy/dw`` for each ``w`` in ``wrt`` to y's graph.
+
+    Parameters
+    ----------
+    y : Node
+        A float scalar (shape ``()``), typically a loss.
+    wrt : sequence of Node or str, or one Node or name
+        The nodes to differentiate with respect to (params, inputs or any
+        intermediate float node), by node or by name.
+
+    Returns
+    -------
+    list of Node, or Node
+        One gradient node per ``wrt`` entry, with that entry's shape; a
+        single node when ``wrt`` is a single node or name. The nodes live in
+        the scope ``grad`` and carry ``meta["grad"] = True``; evaluate them
+        with ``g.run``. A ``wrt`` node ``y`` does not depend on gets zeros.
+
+    Raises
+    ------
+    ShapeError
+        ``y`` is not a scalar.
+    DtypeError
+        ``y`` or a ``wrt`` node is not a float node.
+    GraphError
+        A node on the way has an op without a vjp rule (the message names
+        the op and the node), or the arguments are not nodes of one graph.
+
+    Examples
+    --------
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> x = g.input("x", shape=(3,))
+    >>> W = g.param("W", np.array([1.0, 2.0, 3.0]))
+    >>> loss = tg.sum(tg.tanh(x * W))
+    >>> gW, gx = tg.grad(loss, [W, x])
+    >>> gW.name.startswith("grad/"), gW.shape, gW.meta["grad"]
+    (True, (3,), True)
+    >>> xs = np.array([0.5, 0.0, -1.0])
+    >>> np.allclose(g.run(gW, feeds={x: xs}), xs * (1 - np.tanh(xs * W.value) ** 2))
+    True
+    """
+    single = isinstance(wrt, Node | str)
+    y = _check_y(y)
+    targets = [_as_wrt(y, w) for w in ([wrt] if single else list(wrt))]
+    graph = y.graph
+    order = ancestors(graph, [y])
+
+    # Forward mark: which nodes lie downstream of some wrt node (only they need gradients).
+    wanted = bytearray(len(graph))
+    for node in targets:
+        wanted[node.index] = 1
+    for node in order:
+        if not wanted[node.index] and any(wanted[src.index] for src in node.inputs):
+            wanted[node.index] = 1
+
+    first_new = len(graph)
+    totals: dict[int, Node] = {}
+    with graph.scope(GRAD_SCOPE):
+        pending: dict[int, list[Node]] = {y.index: [graph.const(1.0, dtype=y.dtype)]}
+        for node in reversed(order):
+            parts = pending.pop(node.index, None)
+            if parts is None:
+                continue
+            total = parts[0]
+            for part in parts[1:]:
+                total = graph.add_node("add", [total, part])
+            totals[node.index] = total
+            if node.op in LEAF_OPS:
+                continue
+            needs = tuple(bool(wanted[src.index]) and src.dtype.kind == "f"
+                          for src in node.inputs)
+            if not any(needs):
+                continue
+            _push(node, total, needs, pending)
+        results = [totals[n.index] if n.index in totals else graph.add_node("zeros_like", [n])
+                   for n in targets]
+    for node in list(graph.nodes.values())[first_new:]:
+        node.meta["grad"] = True
+    for node, result in zip(targets, results, strict=True):
+        result.meta.setdefault("grad_of", node.name)
+    return results[0] if single else results
+
+
+def _push(node: Node, total: Node, needs: tuple[bool, ...],
+          pending: dict[int, list[Node]]) -> None:
+    """Run ``node``'s vjp rule and file each input's gradient under that input."""
+    rule = OPS[node.op].vjp
+    if rule is None:
+        raise GraphError(f"grad: node '{node.name}' has op '{node.op}', which has no vjp rule, "
+                         "so no gradient can flow through it; add vjp= to its Op record in "
+                         "tinygraph/ops.py")
+    outs = rule(node, total, needs)
+    if len(outs) != len(node.inputs):
+        raise GraphError(f"grad: the vjp rule of op '{node.op}' returned {len(outs)} gradients "
+                         f"for the {len(node.inputs)} inputs of node '{node.name}'")
+    for src, want, part in zip(node.inputs, needs, outs, strict=True):
+        if want and part is not None:
+            pending.setdefault(src.index, []).append(part)
