@@ -16,7 +16,6 @@ so compiled plans can read the original params at run time.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,27 +118,42 @@ class Draft:
                 stack.append(src)
 
     def live(self) -> list[Rec]:
-        """The records the roots need, in a topological order (ties: original order)."""
-        needed: set[int] = set()
-        stack = list(self.roots)
-        while stack:
-            i = stack.pop()
-            if i not in needed:
-                needed.add(i)
-                stack.extend(self.recs[i].inputs)
-        pending = {i: len(set(self.recs[i].inputs)) for i in needed}
-        heap = [(self.recs[i].key, i) for i, n in pending.items() if n == 0]
-        heapq.heapify(heap)
+        """The records the roots need, inputs before users (depth-first, deterministic).
+
+        Iterative post-order from the roots in order, inputs in order: no
+        recursion, O(n), and valid however passes reordered dependencies.
+        """
         order: list[Rec] = []
-        while heap:
-            _, i = heapq.heappop(heap)
-            order.append(self.recs[i])
-            for user in self.users[i]:
-                if user in pending:
-                    pending[user] -= 1
-                    if pending[user] == 0:
-                        heapq.heappush(heap, (self.recs[user].key, user))
+        state: dict[int, bool] = {}  # id -> finished?
+        for root in self.roots:
+            if root in state:
+                continue
+            stack = [(root, False)]
+            while stack:
+                rec_id, expanded = stack.pop()
+                if expanded:
+                    state[rec_id] = True
+                    order.append(self.recs[rec_id])
+                    continue
+                if rec_id in state:
+                    continue
+                state[rec_id] = False
+                stack.append((rec_id, True))
+                for src in reversed(self.recs[rec_id].inputs):
+                    if src not in state:
+                        stack.append((src, False))
         return order
+
+    def descendants(self, start: list[int]) -> set[int]:
+        """``start`` and every live record that reads one of them, directly or not."""
+        seen = set(start)
+        stack = list(start)
+        while stack:
+            for user in self.users[stack.pop()]:
+                if user not in seen:
+                    seen.add(user)
+                    stack.append(user)
+        return seen
 
     def users_of(self, rec_id: int) -> list[Rec]:
         return [self.recs[u] for u in self.users[rec_id]]
@@ -158,9 +172,9 @@ class Draft:
             elif rec.op in ("input", "const"):
                 node = graph._insert(node_name, rec.op, (), dict(rec.attrs), rec.shape,
                                      rec.dtype, rec.meta)
-            else:
-                node = graph.add_node(rec.op, [built[i] for i in rec.inputs], rec.attrs,
-                                      name=node_name, meta=rec.meta)
+            else:  # shapes were inferred when the record was made
+                node = graph._insert(node_name, rec.op, tuple(built[i] for i in rec.inputs),
+                                     rec.attrs, rec.shape, rec.dtype, rec.meta)
             if rec.source is not None and rec.op == "param":
                 graph._param_sources[node.name] = rec.source
             built[rec.id] = node

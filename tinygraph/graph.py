@@ -215,7 +215,7 @@ class Graph:
 
     def __init__(self, name: str = "graph"):
         self.name = str(name)
-        self.nx = nx.DiGraph(name=self.name)
+        self._nx: nx.DiGraph | None = None  # made on first use of g.nx, then kept in sync
         self._nodes: dict[str, Node] = {}
         self._scopes: list[str] = []
         self._name_counters: dict[str, int] = {}
@@ -318,7 +318,8 @@ class Graph:
         except BaseException:
             while len(self._nodes) > size:
                 name, _ = self._nodes.popitem()  # dicts pop newest first
-                self.nx.remove_node(name)
+                if self._nx is not None:
+                    self._nx.remove_node(name)
             for stem, old in reversed(journal):
                 if old is None:
                     self._name_counters.pop(stem, None)
@@ -412,11 +413,27 @@ class Graph:
             if self._journal is not None:
                 self._journal.append((stem, self._name_counters.get(stem)))
             self._name_counters[stem] = max(self._name_counters.get(stem, 0), int(count))
-        self.nx.add_node(name, node=node)
-        for src in inputs:
-            self.nx.add_edge(src.name, name)
+        if self._nx is not None:
+            self._nx.add_node(name, node=node)
+            self._nx.add_edges_from((src.name, name) for src in inputs)
         self.version += 1
         return node
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        """The ``networkx.DiGraph`` of the graph: key = node name, ``node=`` the Node,
+        an edge from each input to its user.
+
+        Made on first access (building stays cheap for graphs nobody inspects
+        this way) and kept in sync with every node added afterwards.
+        """
+        if self._nx is None:
+            graph = nx.DiGraph(name=self.name)
+            graph.add_nodes_from((name, {"node": node}) for name, node in self._nodes.items())
+            graph.add_edges_from((src.name, node.name) for node in self._nodes.values()
+                                 for src in node.inputs)
+            self._nx = graph
+        return self._nx
 
     # ------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -482,11 +499,36 @@ class Graph:
 
         return run(self, fetches, feeds or {}, optimize=optimize)
 
-    def compile(self, fetches: Any, inputs: list[Any] | None = None):
-        """A reusable callable evaluating ``fetches``: ``fn(x=arr)`` or ``fn(arr)``."""
+    def compile(self, fetches: Any, inputs: list[Any] | None = None, optimize: bool = True):
+        """A reusable callable evaluating ``fetches``: ``fn(x=arr)`` or ``fn(arr)``.
+
+        ``optimize=False`` skips the rewrite passes (the plan then runs the
+        graph exactly as built).
+        """
         from .scheduler import compile_plan
 
-        return compile_plan(self, fetches, inputs)
+        return compile_plan(self, fetches, inputs, optimize=optimize)
+
+    # ------------------------------------------------------------ drawing (render)
+    def to_dot(self, fetches: Any = None, **options: Any):
+        """The graph as a ``graphviz.Digraph`` (pure); see :func:`tinygraph.render.to_dot`."""
+        from .render import to_dot
+
+        return to_dot(self, fetches, **options)
+
+    def render(self, path: Any, format: str | None = None, **options: Any) -> str:  # noqa: A002
+        """Draw into ``path`` (svg, png, pdf, dot); see :func:`tinygraph.render.render`."""
+        from .render import render
+
+        return render(self, path, format, **options)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import mimebundle
+
+        return mimebundle(self)
+
+    def _repr_svg_(self) -> str | None:
+        return self._repr_mimebundle_().get("image/svg+xml")
 
     # ------------------------------------------------------------ files (io)
     def save(self, path: Any) -> Any:

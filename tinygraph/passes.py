@@ -23,8 +23,9 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
 >>> g = tg.Graph()
 >>> x = g.input("x", shape=(2,))
 >>> y = tg.tanh(x * 2.0) + tg.tanh(x * 2.0)
->>> len(g), len(tg.passes.cse(g, [y]))
-(7, 5)
+>>> from tinygraph import passes
+>>> len(g), len(passes.cse(g, [y]))
+(8, 5)
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _cse(draft: Draft) -> None:
             continue
         if rec.op == "const" and rec.attrs["value"].size > 4096:
             continue
-        key = (rec.op, tuple(rec.inputs), _freeze(rec.attrs))
+        key = (rec.op, tuple(rec.inputs), _freeze(rec.attrs) if rec.attrs else None)
         if key in seen:
             draft.replace(rec.id, seen[key])
         else:
@@ -136,18 +137,10 @@ def _onehot_take(draft: Draft) -> None:
 # -------------------------------------------------------- batching over time
 
 
-def _depends_on(draft: Draft, order: list[Rec], members: set[int]) -> dict[int, bool]:
-    """rec id -> whether some member of ``members`` is among its ancestors (or itself)."""
-    hit: dict[int, bool] = {}
-    for rec in order:
-        hit[rec.id] = rec.id in members or any(hit[i] for i in rec.inputs)
-    return hit
-
-
-def _batch_groups(draft: Draft, order: list[Rec]) -> dict[tuple, list[Rec]]:
+def _batch_groups(draft: Draft) -> dict[tuple, list[Rec]]:
     """Candidate groups: matmuls ``a @ W`` and takes ``take(W, ids)`` sharing W and a shape."""
     groups: dict[tuple, list[Rec]] = {}
-    for rec in order:
+    for rec in draft.live():
         if rec.op == "matmul":
             a, w = (draft.recs[i] for i in rec.inputs)
             if len(w.shape) == 2 and len(a.shape) >= 1 and a.shape.count(None) <= 1:
@@ -214,13 +207,10 @@ _SLICEWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu
               "softmax", "log_softmax"}
 
 
-def _invariant(draft: Draft, order: list[Rec]) -> dict[int, bool]:
+def _invariant(draft: Draft) -> dict[int, bool]:
     """rec id -> computed from params and consts only (the same at every step)."""
-    out: dict[int, bool] = {}
-    for rec in order:
-        out[rec.id] = rec.op in ("param", "const") or (
-            rec.op in OPS and all(out[i] for i in rec.inputs))
-    return out
+    varying = draft.descendants([i for i, r in draft.recs.items() if r.op == "input"])
+    return {i: i not in varying for i in draft.recs}
 
 
 def _sink_slicewise(draft: Draft, batched: int, invariant: dict[int, bool]) -> int | None:
@@ -276,8 +266,8 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
 
     Changes the order of two float additions: results move by an ulp at most.
     """
-    for rec in draft.live():
-        if rec.op != "add":
+    for rec in list(draft.recs.values()):
+        if rec.op != "add" or not draft.users[rec.id] and rec.id not in draft.roots:
             continue
         for inner_id, k in (rec.inputs, rec.inputs[::-1]):
             inner = draft.recs[inner_id]
@@ -306,17 +296,15 @@ def _fits_inside(small: tuple, big: tuple) -> bool:
 
 
 def _batch(draft: Draft) -> None:
-    order = draft.live()
     batched_ids = []
-    for (kind, *_), members in _batch_groups(draft, order).items():
-        hit = _depends_on(draft, draft.live(), {m.id for m in members})
+    for (kind, *_), members in _batch_groups(draft).items():
+        hit = draft.descendants([m.id for m in members])
         operand = 1 if kind == "take" else 0
-        free = [m for m in members if not hit[m.inputs[operand]]]
+        free = [m for m in members if m.inputs[operand] not in hit]
         if len(free) > 1:
             batched_ids.append(_batch_group(draft, kind, free))
-    invariant = _invariant(draft, draft.live())
-    _reassociate(draft, invariant)
-    invariant = _invariant(draft, draft.live())
+    _reassociate(draft, _invariant(draft))
+    invariant = _invariant(draft)
     work = list(batched_ids)
     while work:
         current = work.pop()

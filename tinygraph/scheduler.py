@@ -20,15 +20,16 @@ Policy
 
 Two evaluators share this policy: :class:`Interpreter`, a plain loop over
 nodes with an ``env`` dict and an overridable :meth:`Interpreter.run_node`
-(the reference), and :class:`Plan`, the same work compiled into a flat list
-of steps over integer slots (what ``g.run`` and ``g.compile`` use).
+(the reference, ``g.run(..., optimize=False)``), and
+:class:`tinygraph.plan.Plan`, the graph rewritten by
+:mod:`tinygraph.passes` and compiled to straight-line code (what ``g.run``
+caches and ``g.compile`` returns).
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,11 @@ import numpy as np
 from .errors import EvaluationError, FeedError, GraphError
 from .graph import Graph, Node
 from .ops import OPS
+from .plan import CompiledGraph, Plan, _last_uses, failure, missing_feed
 from .shapes import format_shape
 
-__all__ = ["schedule", "run", "compile_plan", "Plan", "Interpreter", "Fetches", "check_feed"]
+__all__ = ["schedule", "run", "compile_plan", "Interpreter", "Fetches", "check_feed", "resolve_feeds",
+           "ancestors"]
 
 _PLAN_CACHE_SIZE = 64
 
@@ -149,7 +152,7 @@ def check_feed(node: Node, value: Any) -> np.ndarray:
     return arr
 
 
-def _resolve_feeds(graph: Graph, feeds: Mapping[Any, Any]) -> dict[str, np.ndarray]:
+def resolve_feeds(graph: Graph, feeds: Mapping[Any, Any]) -> dict[str, np.ndarray]:
     if not isinstance(feeds, Mapping):
         raise FeedError(f"feeds must be a dict of input -> array, got {type(feeds).__name__}")
     resolved: dict[str, np.ndarray] = {}
@@ -174,33 +177,7 @@ def _resolve_feeds(graph: Graph, feeds: Mapping[Any, Any]) -> dict[str, np.ndarr
     return resolved
 
 
-def _missing_feed(node: Node, fetched: list[Node]) -> FeedError:
-    names = ", ".join(f"'{n.name}'" for n in fetched[:3])
-    return FeedError(f"input '{node.name}' (shape {format_shape(node.shape)} {node.dtype}) "
-                     f"is needed to compute {names} but was not fed; pass feeds={{'{node.name}': "
-                     "array}")
-
-
 # ----------------------------------------------------------------- evaluate
-
-
-def _last_uses(order: list[Node], keep: set[str]) -> dict[str, list[str]]:
-    """step name -> names of the values that die right after that step."""
-    last: dict[str, str] = {}
-    for node in order:
-        for src in node.inputs:
-            last[src.name] = node.name
-    dying: dict[str, list[str]] = {}
-    for value, step in last.items():
-        if value not in keep:
-            dying.setdefault(step, []).append(value)
-    return dying
-
-
-def _failure(node: Node, args: Sequence[Any], exc: Exception) -> EvaluationError:
-    shapes = ", ".join(format_shape(np.shape(a)) for a in args)
-    return EvaluationError(f"node '{node.name}' ({node.op}) failed on inputs of shape "
-                           f"[{shapes}]: {exc}")
 
 
 class Interpreter:
@@ -220,7 +197,7 @@ class Interpreter:
         return OPS[node.op].forward(*args, **node.attrs)
 
     def run(self, feeds: Mapping[Any, Any]) -> Any:
-        fed = _resolve_feeds(self.graph, feeds)
+        fed = resolve_feeds(self.graph, feeds)
         env: dict[str, Any] = {}
         for node in self.order:
             if node.op == "input":
@@ -229,7 +206,7 @@ class Interpreter:
                 elif "default" in node.attrs:
                     env[node.name] = node.attrs["default"]
                 else:
-                    raise _missing_feed(node, self.fetches.nodes)
+                    raise missing_feed(node, self.fetches.nodes)
             elif node.op in ("param", "const"):
                 env[node.name] = node.value
             else:
@@ -239,7 +216,7 @@ class Interpreter:
                 except GraphError:
                     raise
                 except Exception as exc:
-                    raise _failure(node, args, exc) from exc
+                    raise failure(node, args, exc) from exc
             for name in self.dying.get(node.name, ()):
                 del env[name]
         return self.fetches.rebuild([_detach(n, env[n.name]) for n in self.fetches.nodes])
@@ -250,78 +227,11 @@ def _detach(node: Node, value: Any) -> Any:
     return value.copy() if node.op == "param" else value
 
 
-class Plan:
-    """A schedule compiled to a flat list of steps over integer slots.
-
-    Consts are placed once; params are read at call time (so in-place updates
-    and assignments take effect); inputs come from checked feeds. A step is
-    ``(forward, argument slots, output slot, slots that die after it, node)``.
-    """
-
-    def __init__(self, graph: Graph, fetches: Any, fed: Sequence[str] = ()):
-        self.graph = graph
-        self.fetches = Fetches(graph, fetches)
-        self.order = ancestors(graph, self.fetches.nodes)
-        slot = {node.name: i for i, node in enumerate(self.order)}
-        fetched = {n.name for n in self.fetches.nodes}
-        dying = _last_uses(self.order, fetched)
-        self.template: list[Any] = [None] * len(self.order)
-        self.params: list[tuple[int, Node]] = []
-        self.inputs: list[tuple[int, Node]] = []
-        self.steps: list[tuple[Callable, tuple[int, ...], int, tuple[int, ...], Node]] = []
-        fed_set = set(fed)
-        for i, node in enumerate(self.order):
-            if node.op == "input":
-                if node.name in fed_set:
-                    self.inputs.append((i, node))
-                elif "default" in node.attrs:
-                    self.template[i] = node.attrs["default"]
-                else:
-                    raise _missing_feed(node, self.fetches.nodes)
-            elif node.op == "param":
-                self.params.append((i, node))
-            elif node.op == "const":
-                self.template[i] = node.value
-            else:
-                forward = OPS[node.op].forward
-                if node.attrs:
-                    forward = functools.partial(forward, **node.attrs)
-                args = tuple(slot[src.name] for src in node.inputs)
-                frees = tuple(slot[name] for name in dying.get(node.name, ()))
-                self.steps.append((forward, args, i, frees, node))
-        self.fetch_slots = [slot[n.name] for n in self.fetches.nodes]
-        # Leaves that die are never freed: their arrays are owned by the graph or the caller.
-        self.steps = [(f, a, o, tuple(s for s in fr if self.order[s].op not in
-                                      ("input", "param", "const")), n)
-                      for f, a, o, fr, n in self.steps]
-        self.input_names = [node.name for _, node in self.inputs]
-
-    def __call__(self, fed: Mapping[str, np.ndarray]) -> Any:
-        """Evaluate with already-checked feeds (name -> array)."""
-        vals = self.template.copy()
-        for i, node in self.inputs:
-            vals[i] = fed[node.name]
-        for i, node in self.params:
-            vals[i] = node._value
-        try:
-            for forward, args, out, frees, node in self.steps:
-                vals[out] = forward(*[vals[a] for a in args])
-                for f in frees:
-                    vals[f] = None
-        except GraphError:
-            raise
-        except Exception as exc:
-            raise _failure(node, [vals[a] for a in args], exc) from exc
-        return self.fetches.rebuild([
-            _detach(self.order[s], vals[s]) for s in self.fetch_slots
-        ])
-
-
 def _cached_plan(graph: Graph, fetches: Any, fed: frozenset[str]) -> Plan:
     key = (Fetches(graph, fetches).key, fed)
     plan = graph._plans.get(key)
     if plan is None:
-        plan = Plan(graph, fetches, fed)
+        plan = Plan(graph, fetches, fed, optimize=True)
         if len(graph._plans) >= _PLAN_CACHE_SIZE:
             graph._plans.pop(next(iter(graph._plans)))
         graph._plans[key] = plan
@@ -332,63 +242,11 @@ def run(graph: Graph, fetches: Any, feeds: Mapping[Any, Any], optimize: bool = T
     """Evaluate ``fetches`` given ``feeds``; see :meth:`Graph.run`."""
     if not optimize:
         return Interpreter(graph, fetches).run(feeds)
-    fed = _resolve_feeds(graph, feeds)
+    fed = resolve_feeds(graph, feeds)
     return _cached_plan(graph, fetches, frozenset(fed))(fed)
 
 
-class CompiledGraph:
-    """A callable plan: ``fn(x=arr, h0=arr)`` or positionally in ``inputs`` order.
-
-    >>> import numpy as np, tinygraph as tg
-    >>> g = tg.Graph()
-    >>> x = g.input("x", shape=(None,))
-    >>> fn = g.compile(tg.sum(x * x), inputs=["x"])
-    >>> float(fn(np.array([3.0, 4.0])))
-    25.0
-    """
-
-    def __init__(self, graph: Graph, fetches: Any, inputs: Sequence[Any] | None):
-        needed = [n for n in ancestors(graph, Fetches(graph, fetches).nodes) if n.op == "input"]
-        if inputs is None:
-            names = [n.name for n in needed if "default" not in n.attrs]
-        else:
-            names = [_input_name(graph, item) for item in inputs]
-        self.graph = graph
-        self.input_names = names
-        self.plan = Plan(graph, fetches, names)
-        self.schedule = self.plan.order
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if len(args) > len(self.input_names):
-            raise FeedError(f"compiled graph takes {len(self.input_names)} positional inputs "
-                            f"({', '.join(self.input_names)}), got {len(args)}")
-        feeds = dict(zip(self.input_names, args, strict=False))
-        for name, value in kwargs.items():
-            if name in feeds:
-                raise FeedError(f"input '{name}' was given twice")
-            feeds[name] = value
-        fed = _resolve_feeds(self.graph, feeds)
-        for name in self.input_names:
-            if name not in fed:
-                raise _missing_feed(self.graph.nodes[name], self.plan.fetches.nodes)
-        extra = set(fed) - set(self.input_names)
-        if extra:
-            raise FeedError(f"input(s) {sorted(extra)} are not inputs of this compiled graph; "
-                            f"it takes {self.input_names}")
-        return self.plan(fed)
-
-    def __repr__(self) -> str:
-        return (f"<CompiledGraph of '{self.graph.name}': inputs {self.input_names}, "
-                f"{len(self.plan.steps)} steps>")
-
-
-def _input_name(graph: Graph, item: Any) -> str:
-    node = item if isinstance(item, Node) else graph.node(item) if isinstance(item, str) else None
-    if node is None or node.graph is not graph or node.op != "input":
-        raise FeedError(f"compile(inputs=...) takes input nodes or their names; got {item!r}")
-    return node.name
-
-
-def compile_plan(graph: Graph, fetches: Any, inputs: Sequence[Any] | None = None) -> CompiledGraph:
+def compile_plan(graph: Graph, fetches: Any, inputs: Sequence[Any] | None = None,
+                 optimize: bool = True) -> CompiledGraph:
     """See :meth:`Graph.compile`."""
-    return CompiledGraph(graph, fetches, inputs)
+    return CompiledGraph(graph, fetches, inputs, optimize=optimize)

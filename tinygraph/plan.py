@@ -1,0 +1,260 @@
+"""Compiled plans: a schedule turned into straight-line Python over numpy.
+
+A :class:`Plan` is what ``g.run`` caches and ``g.compile`` returns. Building
+one (1) optionally rewrites the graph with :func:`tinygraph.passes.optimize`,
+(2) orders the needed nodes (:func:`tinygraph.scheduler.ancestors`), and
+(3) emits one Python function whose body is one line per node::
+
+    def plan(inputs, params):
+        v0 = inputs[0]            # x
+        v1 = params[0]            # W, read at call time: updates take effect
+        v2 = f2(v0, v1)           # matmul
+        del v0                    # dead after its last use: memory stays flat
+        v3 = f3(v2)               # tanh
+        return [v3]
+
+Running that function costs one numpy call per node and almost nothing else
+(about 0.05 µs per node, against ~0.3 µs for a loop over step tuples). Very
+long plans (more than ``CODEGEN_MAX_STEPS`` nodes) skip code generation,
+whose compile time grows with the line count, and run the same steps in a
+loop; graphs of more than ``OPTIMIZE_MAX_NODES`` needed nodes skip the passes. A failure inside numpy is reported as an ``EvaluationError`` naming the
+node, found from the failing line.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import EvaluationError, FeedError, GraphError
+from .graph import Graph, Node
+from .ops import OPS
+from .shapes import format_shape
+
+__all__ = ["Plan", "CompiledGraph", "CODEGEN_MAX_STEPS", "OPTIMIZE_MAX_NODES"]
+
+CODEGEN_MAX_STEPS = 20_000
+# Above this many needed nodes plans skip the rewrite passes: in Python they
+# cost ~50 µs per node, more than a first run saves on graphs that large.
+OPTIMIZE_MAX_NODES = 50_000
+_LEAVES = ("input", "param", "const")
+
+
+def _last_uses(order: list[Node], keep: set[str]) -> dict[str, list[str]]:
+    """step name -> names of the values that die right after that step."""
+    last: dict[str, str] = {}
+    for node in order:
+        for src in node.inputs:
+            last[src.name] = node.name
+    dying: dict[str, list[str]] = {}
+    for value, step in last.items():
+        if value not in keep:
+            dying.setdefault(step, []).append(value)
+    return dying
+
+
+def failure(node: Node, args: Sequence[Any], exc: Exception) -> EvaluationError:
+    """The error for numpy failing on ``node`` with arguments ``args``."""
+    shapes = ", ".join(format_shape(np.shape(a)) for a in args)
+    return EvaluationError(f"node '{node.name}' ({node.op}) failed on inputs of shape "
+                           f"[{shapes}]: {exc}")
+
+
+def missing_feed(node: Node, fetched: Sequence[Node]) -> FeedError:
+    names = ", ".join(f"'{n.name}'" for n in fetched[:3])
+    return FeedError(f"input '{node.name}' (shape {format_shape(node.shape)} {node.dtype}) "
+                     f"is needed to compute {names} but was not fed; pass feeds={{'{node.name}': "
+                     "array}")
+
+
+class Plan:
+    """``fetches`` of ``graph`` compiled for the inputs named in ``fed``.
+
+    ``optimize=True`` runs the rewrite passes first; the plan then evaluates
+    the rewritten graph (``plan.graph``) while reading params from the
+    original graph, so in-place updates and assignments take effect.
+    """
+
+    def __init__(self, graph: Graph, fetches: Any, fed: Sequence[str] = (),
+                 optimize: bool = False):
+        from .scheduler import Fetches, ancestors
+
+        self.source = graph
+        self.fetches = Fetches(graph, fetches)
+        nodes = self.fetches.nodes
+        if optimize and len(ancestors(graph, nodes)) > OPTIMIZE_MAX_NODES:
+            optimize = False  # the passes would cost more than they save on a first run
+        if optimize:
+            from .passes import OPTIMIZE_PASSES, rewrite
+
+            graph, nodes = rewrite(graph, nodes, OPTIMIZE_PASSES)
+        self.graph = graph
+        self.fetch_nodes = nodes
+        self.order = ancestors(graph, nodes)
+        slot = {node.name: i for i, node in enumerate(self.order)}
+        dying = _last_uses(self.order, {n.name for n in nodes})
+        self.consts: dict[int, np.ndarray] = {}
+        self.params: list[tuple[int, Node]] = []
+        self.inputs: list[tuple[int, Node]] = []
+        self.steps: list[tuple[Callable, tuple[int, ...], int, tuple[int, ...]]] = []
+        self.step_nodes: list[Node] = []
+        fed_set = set(fed)
+        for i, node in enumerate(self.order):
+            if node.op == "input":
+                if node.name in fed_set:
+                    self.inputs.append((i, node))
+                elif "default" in node.attrs:
+                    self.consts[i] = node.attrs["default"]
+                else:
+                    raise missing_feed(node, self.fetches.nodes)
+            elif node.op == "param":
+                self.params.append((i, graph._param_sources.get(node.name, node)))
+            elif node.op == "const":
+                self.consts[i] = node.value
+            else:
+                forward = OPS[node.op].forward
+                if node.attrs:
+                    forward = functools.partial(forward, **node.attrs)
+                # Leaves are never freed: their arrays belong to the graph or the caller.
+                frees = tuple(slot[n] for n in dying.get(node.name, ())
+                              if self.order[slot[n]].op not in _LEAVES)
+                self.steps.append((forward, tuple(slot[s.name] for s in node.inputs), i, frees))
+                self.step_nodes.append(node)
+        self.fetch_slots = [slot[n.name] for n in nodes]
+        self.input_names = [node.name for _, node in self.inputs]
+        self._detach = [n.op == "param" for n in nodes]
+        self._body = (self._generate() if len(self.steps) <= CODEGEN_MAX_STEPS
+                      else self._loop)
+
+    # -------------------------------------------------------------- running
+    def __call__(self, fed: Mapping[str, np.ndarray]) -> Any:
+        """Evaluate with already-checked feeds (input name -> array)."""
+        inputs = [fed[node.name] for _, node in self.inputs]
+        params = [node._value for _, node in self.params]
+        try:
+            values = self._body(inputs, params)
+        except GraphError:
+            raise
+        except Exception as exc:
+            raise self._locate(exc) from exc
+        # A fetched param must not alias the live array an optimizer updates.
+        values = [v.copy() if d else v for v, d in zip(values, self._detach, strict=True)]
+        return self.fetches.rebuild(values)
+
+    def _loop(self, inputs: list[np.ndarray], params: list[np.ndarray]) -> list[Any]:
+        vals: list[Any] = [None] * len(self.order)
+        for i, value in self.consts.items():
+            vals[i] = value
+        for (i, _), value in zip(self.inputs, inputs, strict=True):
+            vals[i] = value
+        for (i, _), value in zip(self.params, params, strict=True):
+            vals[i] = value
+        for position, (forward, args, out, frees) in enumerate(self.steps):
+            try:
+                vals[out] = forward(*[vals[a] for a in args])
+            except Exception as exc:
+                node = self.step_nodes[position]
+                raise failure(node, [vals[a] for a in args], exc) from exc
+            for f in frees:
+                vals[f] = None
+        return [vals[s] for s in self.fetch_slots]
+
+    def _generate(self) -> Callable[[list, list], list]:
+        names: dict[str, Any] = {}
+        lines = ["def plan(inputs, params):"]
+        for k, (i, _) in enumerate(self.inputs):
+            lines.append(f"    v{i} = inputs[{k}]")
+        for k, (i, _) in enumerate(self.params):
+            lines.append(f"    v{i} = params[{k}]")
+        for i, value in self.consts.items():
+            names[f"c{i}"] = value
+            lines.append(f"    v{i} = c{i}")
+        self._line_of_step: dict[int, int] = {}
+        for position, (forward, args, out, frees) in enumerate(self.steps):
+            names[f"f{out}"] = forward
+            self._line_of_step[len(lines) + 1] = position
+            lines.append(f"    v{out} = f{out}({', '.join(f'v{a}' for a in args)})")
+            if frees:
+                lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
+        lines.append(f"    return [{', '.join(f'v{s}' for s in self.fetch_slots)}]")
+        code = compile("\n".join(lines), f"<tinygraph plan of '{self.graph.name}'>", "exec")
+        exec(code, names)  # noqa: S102 - our own generated source: identifiers only, no user text
+        self._code = names["plan"].__code__
+        return names["plan"]
+
+    def _locate(self, exc: Exception) -> Exception:
+        """Turn an exception from the generated body into an error naming the node."""
+        if isinstance(exc, EvaluationError):
+            return exc
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is getattr(self, "_code", None):
+                position = self._line_of_step.get(tb.tb_lineno)
+                if position is not None:
+                    _, args, _, _ = self.steps[position]
+                    frame = tb.tb_frame.f_locals
+                    return failure(self.step_nodes[position],
+                                   [frame.get(f"v{a}") for a in args], exc)
+            tb = tb.tb_next
+        return EvaluationError(f"evaluating graph '{self.graph.name}' failed: {exc}")
+
+
+class CompiledGraph:
+    """A callable plan: ``fn(x=arr, h0=arr)`` or positionally in ``inputs`` order.
+
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> x = g.input("x", shape=(None,))
+    >>> fn = g.compile(tg.sum(x * x), inputs=["x"])
+    >>> float(fn(np.array([3.0, 4.0])))
+    25.0
+    """
+
+    def __init__(self, graph: Graph, fetches: Any, inputs: Sequence[Any] | None,
+                 optimize: bool = True):
+        from .scheduler import Fetches, ancestors
+
+        needed = [n for n in ancestors(graph, Fetches(graph, fetches).nodes) if n.op == "input"]
+        if inputs is None:
+            names = [n.name for n in needed if "default" not in n.attrs]
+        else:
+            names = [_input_name(graph, item) for item in inputs]
+        self.graph = graph
+        self.input_names = names
+        self.plan = Plan(graph, fetches, names, optimize=optimize)
+        self.schedule = self.plan.order
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .scheduler import resolve_feeds
+
+        if len(args) > len(self.input_names):
+            raise FeedError(f"compiled graph takes {len(self.input_names)} positional inputs "
+                            f"({', '.join(self.input_names)}), got {len(args)}")
+        feeds = dict(zip(self.input_names, args, strict=False))
+        for name, value in kwargs.items():
+            if name in feeds:
+                raise FeedError(f"input '{name}' was given twice")
+            feeds[name] = value
+        fed = resolve_feeds(self.graph, feeds)
+        for name in self.input_names:
+            if name not in fed:
+                raise missing_feed(self.graph.nodes[name], self.plan.fetches.nodes)
+        extra = set(fed) - set(self.input_names)
+        if extra:
+            raise FeedError(f"input(s) {sorted(extra)} are not inputs of this compiled graph; "
+                            f"it takes {self.input_names}")
+        return self.plan(fed)
+
+    def __repr__(self) -> str:
+        return (f"<CompiledGraph of '{self.graph.name}': inputs {self.input_names}, "
+                f"{len(self.plan.steps)} steps>")
+
+
+def _input_name(graph: Graph, item: Any) -> str:
+    node = item if isinstance(item, Node) else graph.node(item) if isinstance(item, str) else None
+    if node is None or node.graph is not graph or node.op != "input":
+        raise FeedError(f"compile(inputs=...) takes input nodes or their names; got {item!r}")
+    return node.name
