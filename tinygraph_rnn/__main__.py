@@ -1,17 +1,178 @@
-"""``python -m tinygraph_rnn demo``: a placeholder until the RNN demo lands."""
+"""``python -m tinygraph_rnn demo|render``: the seed's RNN as a graph, run and drawn.
+
+``demo`` builds the seed's vanilla RNN over the character vocabulary of the
+bundled corpus, unrolls it over a sentence, runs forward propagation, prints
+for every step the input character, the most likely next character and its
+probability, and writes the unrolled, rolled and cell pictures as SVG.
+``render`` draws any built-in cell in any view. ``make demo`` runs ``demo``.
+
+::
+
+    python -m tinygraph_rnn demo [--text "..."] [--steps T] [--hidden H] [--out DIR]
+    python -m tinygraph_rnn render [--cell vanilla|gru|lstm] [--view rolled] [-o PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import tinygraph as tg
 
+from .cells import GRUCell, LSTMCell, VanillaRNNCell
+from .unroll import Unrolled, unroll
+from .vocab import Vocab, load_corpus, show_char
 
-def main() -> None:
-    g = tg.Graph("demo")
-    x = g.input("x", shape=(None, 3))
-    W = g.param("W", np.full((3, 4), 0.5))
-    y = tg.softmax(tg.tanh(x @ W), axis=-1)
-    print(g.run(y, feeds={"x": np.ones((2, 3))}))
+__all__ = ["main", "demo", "build_demo_cell", "DEFAULT_TEXT"]
+
+#: The corpus's first sentence.
+DEFAULT_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a "
+                "good fortune, must be in want of a wife.")
+
+#: Above this many steps the unrolled picture shows a window: first k, "…", last k.
+FULL_PICTURE_STEPS = 8
+WINDOW = 3
+
+
+def build_demo_cell(vocab: Vocab, hidden_size: int, seed: int = 0) -> VanillaRNNCell:
+    """The seed's vanilla RNN over ``vocab``: one-hot chars in, next-char distribution out.
+
+    The weights are the seed's untrained initialisation. This is the place
+    where trained weights come in: assign ``cell.params`` before unrolling.
+    """
+    return VanillaRNNCell(input_size=len(vocab), hidden_size=hidden_size,
+                          output_size=len(vocab), seed=seed)
+
+
+def predictions(net: Unrolled, vocab: Vocab, text: str) -> list[dict[str, Any]]:
+    """Run ``net`` over ``text``; per step the input, the argmax next char and its probability."""
+    probs = net.run(vocab.one_hot(text, dtype=net.cell.dtype))["outputs"]
+    rows = []
+    for k, ch in enumerate(text):
+        best = int(np.argmax(probs[k]))
+        rows.append({"step": k, "input": ch, "predicted": vocab.chars[best],
+                     "probability": float(probs[k, best]),
+                     "actual": text[k + 1] if k + 1 < len(text) else None,
+                     "p_actual": (float(probs[k, vocab.index[text[k + 1]]])
+                                  if k + 1 < len(text) else None)})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The per-step predictions as a fixed-width text table."""
+    lines = [f"{'step':>4}  {'input':<6} {'next (argmax)':<14} {'p':>6}   "
+             f"{'actual next':<11} {'p(actual)':>9}"]
+    for r in rows:
+        actual = "" if r["actual"] is None else show_char(r["actual"])
+        p_actual = "" if r["p_actual"] is None else f"{r['p_actual']:.4f}"
+        lines.append(f"{r['step']:>4}  {show_char(r['input']):<6} "
+                     f"{show_char(r['predicted']):<14} {r['probability']:>6.4f}   "
+                     f"{actual:<11} {p_actual:>9}")
+    return "\n".join(lines)
+
+
+def write_pictures(net: Unrolled, out: Path) -> list[Path]:
+    """The unrolled (windowed when long), rolled and cell views as SVGs in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    window = WINDOW if net.steps > FULL_PICTURE_STEPS else None
+    paths = []
+    for view, options in (("unrolled", {"window": window}), ("rolled", {}), ("cell", {})):
+        path = out / f"rnn_{view}.svg"
+        paths.append(Path(net.render(path, view=view, **options)))
+    return paths
+
+
+def demo(text: str = DEFAULT_TEXT, steps: int | None = None, hidden_size: int = 32,
+         out: str | Path = "out", seed: int = 0, pictures: bool = True,
+         file: Any = None) -> dict[str, Any]:
+    """Run the demo; print to ``file`` (stdout); return the net, the rows and the SVG paths."""
+    file = sys.stdout if file is None else file
+    corpus = load_corpus()
+    vocab = Vocab.from_text(corpus)
+    text = text if steps is None else text[:steps]
+    if not text:
+        raise tg.FeedError("the demo needs a non-empty text (and --steps >= 1)")
+    vocab.encode(text)  # unknown characters fail here, before anything is built
+    cell = build_demo_cell(vocab, hidden_size, seed)
+    net = unroll(cell, steps=len(text), name="vanilla_rnn")
+    rows = predictions(net, vocab, text)
+
+    print(f"vocabulary: {len(vocab)} characters of the bundled corpus ({len(corpus):,} chars)",
+          file=file)
+    print(f"cell: VanillaRNNCell(input_size={len(vocab)}, hidden_size={hidden_size}, "
+          f"output_size={len(vocab)}), untrained (seed {seed}); uniform guessing would give "
+          f"p = 1/{len(vocab)} = {1 / len(vocab):.4f}", file=file)
+    print(f"unrolled over {net.steps} steps: {len(net.graph)} nodes, "
+          f"{len(net.params)} shared params", file=file)
+    print(f"text: {text!r}\n", file=file)
+    print(format_table(rows), file=file)
+    known = [r["p_actual"] for r in rows if r["p_actual"] is not None]
+    if known:
+        print(f"\nmean log-likelihood of the actual next characters: "
+              f"{np.mean(np.log(known)):.4f} nats (uniform: {-np.log(len(vocab)):.4f})",
+              file=file)
+    paths = write_pictures(net, Path(out)) if pictures else []
+    for path in paths:
+        print(f"wrote {path}", file=file)
+    return {"net": net, "vocab": vocab, "rows": rows, "paths": paths}
+
+
+CELLS = {"vanilla": VanillaRNNCell, "gru": GRUCell, "lstm": LSTMCell}
+
+
+def render(cell: str = "vanilla", steps: int = 4, view: str = "unrolled",
+           window: int | None = None, output: str | Path = "out/rnn.svg",
+           input_size: int = 3, hidden_size: int = 4, file: Any = None) -> Path:
+    """Draw a built-in cell unrolled over ``steps`` in ``view``; returns the written path."""
+    file = sys.stdout if file is None else file
+    net = unroll(CELLS[cell](input_size=input_size, hidden_size=hidden_size), steps=steps)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    path = Path(net.render(output, view=view, window=window))
+    print(f"wrote {path}", file=file)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tinygraph_rnn",
+                                     description="Recurrent cells as tinygraph graphs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="the seed's vanilla RNN over a sentence: predict, draw")
+    d.add_argument("--text", default=DEFAULT_TEXT,
+                   help="characters to feed (default: the corpus's first sentence)")
+    d.add_argument("--steps", type=int, default=None, help="use only the first STEPS characters")
+    d.add_argument("--hidden", type=int, default=32, help="hidden size (default 32)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    d.add_argument("--out", default="out", help="directory for the SVGs (default out/)")
+    d.add_argument("--no-pictures", action="store_true", help="skip writing SVGs")
+    r = sub.add_parser("render", help="draw a built-in cell unrolled, rolled or alone")
+    r.add_argument("--cell", choices=sorted(CELLS), default="vanilla")
+    r.add_argument("--steps", type=int, default=4)
+    r.add_argument("--view", choices=["unrolled", "rolled", "cell"], default="unrolled")
+    r.add_argument("--window", type=int, default=None,
+                   help="unrolled view of long nets: first/last WINDOW steps")
+    r.add_argument("-o", "--output", default="out/rnn.svg",
+                   help="file to write; the format follows the suffix (svg, png, pdf, dot)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            demo(text=args.text, steps=args.steps, hidden_size=args.hidden, out=args.out,
+                 seed=args.seed, pictures=not args.no_pictures)
+        else:
+            render(cell=args.cell, steps=args.steps, view=args.view, window=args.window,
+                   output=args.output)
+    except tg.GraphError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
