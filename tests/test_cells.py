@@ -33,7 +33,7 @@ def seed_forward(xs, U, W, b, V, c, s0):
     return np.array(states), np.array(outputs)
 
 
-def vanilla_case(seed=5, T=7, D=4, H=6, O=3):
+def vanilla_case(seed=5, T=7, D=4, H=6, O=3):  # noqa: E741
     rng = np.random.default_rng(seed)
     cell = rnn.VanillaRNNCell(input_size=D, hidden_size=H, output_size=O, seed=seed)
     # Nonzero biases so a wiring bug in b or c cannot hide behind the zero init.
@@ -155,7 +155,7 @@ def test_from_torch_rejects_wrong_layouts():
 
 
 def test_initial_params_follow_the_seed_rule():
-    D, H, O = 5, 16, 7
+    D, H, O = 5, 16, 7  # noqa: E741
     cell = rnn.VanillaRNNCell(input_size=D, hidden_size=H, output_size=O, seed=3)
     rng = np.random.default_rng(3)
     # declaration order U, W, (b zeros), V, (c zeros); bounds 1/sqrt(fan_in)

@@ -7,7 +7,7 @@ import tinygraph as tg
 import tinygraph_rnn as rnn
 
 
-def vanilla(T=5, D=3, H=4, O=2, seed=0):
+def vanilla(T=5, D=3, H=4, O=2, seed=0):  # noqa: E741
     cell = rnn.VanillaRNNCell(input_size=D, hidden_size=H, output_size=O, seed=seed)
     return cell, rnn.unroll(cell, steps=T)
 

@@ -197,7 +197,8 @@ class Cell:
         except tg.GraphError:
             raise
         except Exception as exc:
-            raise tg.GraphError(f"{self.name}.declare() failed: {type(exc).__name__}: {exc}") from exc
+            raise tg.GraphError(f"{self.name}.declare() failed: "
+                                f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(specs, Mapping) or not all(
             isinstance(s, ParamSpec) for s in specs.values()
         ):
@@ -291,7 +292,8 @@ def _torch_array(cls: type, what: str, value: Any, ndim: int) -> np.ndarray:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise tg.GraphError(f"{cls.__name__}.from_torch: {what} is not an array ({exc}); "
-                            "pass numpy arrays, e.g. module.weight_ih_l0.detach().numpy()") from None
+                            "pass numpy arrays, e.g. module.weight_ih_l0.detach().numpy()"
+                            ) from None
     if arr.ndim != ndim:
         raise tg.ShapeError(f"{cls.__name__}.from_torch: {what} has shape {arr.shape}, "
                             f"expected a {ndim}-D array")
@@ -302,7 +304,12 @@ def _torch_array(cls: type, what: str, value: Any, ndim: int) -> np.ndarray:
 
 
 class VanillaRNNCell(_TorchLayout, Cell):
-    """The seed's vanilla RNN: ``s_t = tanh(x_t @ U + s_{t-1} @ W + b)``, ``o_t = softmax(s_t @ V + c)``.
+    """The seed's vanilla RNN, with an optional softmax output layer.
+
+    ::
+
+        s_t = tanh(x_t @ U + s_{t-1} @ W + b)
+        o_t = softmax(s_t @ V + c)
 
     Parameters: ``U (D, H)``, ``W (H, H)``, ``b (H,)`` and, unless
     ``output_size`` is None (then the outputs are the states), ``V (H, O)``,
