@@ -24,6 +24,7 @@ node, found from the failing line.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,22 @@ def missing_feed(node: Node, fetched: Sequence[Node]) -> FeedError:
     return FeedError(f"input '{node.name}' (shape {format_shape(node.shape)} {node.dtype}) "
                      f"is needed to compute {names} but was not fed; pass feeds={{'{node.name}': "
                      "array}")
+
+
+def _bind(node: Node) -> Callable:
+    """The node's forward with its attributes bound, as cheap to call as possible."""
+    if node.op == "getitem":
+        # x[index] through operator.itemgetter: one C call, no per-run tuple building.
+        index = tuple(slice(*i) if isinstance(i, tuple) else i for i in node.attrs["index"])
+        return operator.itemgetter(index[0] if len(index) == 1 else index)
+    forward = OPS[node.op].forward
+    return functools.partial(forward, **node.attrs) if node.attrs else forward
+
+
+# Ops whose result is always a new array (never a view of an input), so once
+# dead it may be overwritten by a later ufunc's ``out=``.
+_FRESH = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "exp", "log", "relu", "matmul",
+          "sigmoid", "softmax", "log_softmax", "take", "one_hot", "stack", "concat"}
 
 
 class Plan:
@@ -115,15 +132,16 @@ class Plan:
             elif node.op == "const":
                 self.consts[i] = node.value
             else:
-                forward = OPS[node.op].forward
-                if node.attrs:
-                    forward = functools.partial(forward, **node.attrs)
+                forward = _bind(node)
                 # Leaves are never freed: their arrays belong to the graph or the caller.
                 frees = tuple(slot[n] for n in dying.get(node.name, ())
                               if self.order[slot[n]].op not in _LEAVES)
                 self.steps.append((forward, tuple(slot[s.name] for s in node.inputs), i, frees))
                 self.step_nodes.append(node)
         self.fetch_slots = [slot[n.name] for n in nodes]
+        # Values some view op reads: overwriting them would change the view too.
+        self._viewed = {slot[src.name] for node in self.step_nodes
+                        if node.op in ("getitem", "reshape", "transpose") for src in node.inputs}
         self.input_names = [node.name for _, node in self.inputs]
         self._detach = [n.op == "param" for n in nodes]
         self._body = (self._generate() if len(self.steps) <= CODEGEN_MAX_STEPS
@@ -176,7 +194,16 @@ class Plan:
         for position, (forward, args, out, frees) in enumerate(self.steps):
             names[f"f{out}"] = forward
             self._line_of_step[len(lines) + 1] = position
-            lines.append(f"    v{out} = f{out}({', '.join(f'v{a}' for a in args)})")
+            call = f"f{out}({', '.join(f'v{a}' for a in args)}"
+            target = self._reusable(position)
+            if target is None:
+                lines.append(f"    v{out} = {call})")
+            elif len(args) == 1 or self._same_shape_known(position):
+                lines.append(f"    v{out} = {call}, out=v{target})")
+            else:  # sizes known only at run time: reuse only when the shapes agree
+                a, b = (f"v{i}" for i in args)
+                lines.append(f"    v{out} = {call}, out=v{target}) if {a}.shape == {b}.shape "
+                             f"else {call})")
             if frees:
                 lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
         lines.append(f"    return [{', '.join(f'v{s}' for s in self.fetch_slots)}]")
@@ -184,6 +211,29 @@ class Plan:
         exec(code, names)  # noqa: S102 - our own generated source: identifiers only, no user text
         self._code = names["plan"].__code__
         return names["plan"]
+
+    def _reusable(self, position: int) -> int | None:
+        """A dead input slot this ufunc step can write its result into, if any.
+
+        The value must die at this step, come from an op that returns a new
+        array (a view could alias a live value), and have the result's dtype.
+        """
+        forward, args, _, frees = self.steps[position]
+        node = self.step_nodes[position]
+        if not isinstance(forward, np.ufunc) or node.attrs:
+            return None
+        for a in args:
+            source = self.order[a]
+            if (a in frees and source.op in _FRESH and source.dtype == node.dtype
+                    and len(source.shape) == len(node.shape) >= 1  # 0-d results are scalars
+                    and a not in self._viewed):
+                return a
+        return None
+
+    def _same_shape_known(self, position: int) -> bool:
+        """Both operands statically have the result's shape, with no unknown size."""
+        node = self.step_nodes[position]
+        return None not in node.shape and all(src.shape == node.shape for src in node.inputs)
 
     def _locate(self, exc: Exception) -> Exception:
         """Turn an exception from the generated body into an error naming the node."""

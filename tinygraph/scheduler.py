@@ -134,6 +134,13 @@ def schedule(graph: Graph, fetches: Any) -> list[Node]:
 
 def check_feed(node: Node, value: Any) -> np.ndarray:
     """``value`` as an array of ``node``'s dtype; FeedError if it does not fit."""
+    # Fast path (the common case, checked per input on every run): a numpy
+    # array of the right dtype whose sizes match the declared ones.
+    if type(value) is np.ndarray and value.dtype == node.dtype:
+        shape = value.shape
+        if shape == node.shape or (len(shape) == len(node.shape) and all(
+                d is None or d == s for d, s in zip(node.shape, shape, strict=True))):
+            return value
     want = f"shape {format_shape(node.shape)} {node.dtype}"
     try:
         arr = np.asarray(value)
@@ -162,8 +169,8 @@ def resolve_feeds(graph: Graph, feeds: Mapping[Any, Any]) -> dict[str, np.ndarra
                 raise FeedError(f"fed node '{key.name}' belongs to graph '{key.graph.name}', "
                                 f"not '{graph.name}'")
             node = key
-        elif isinstance(key, str) and key in graph.nodes:
-            node = graph.nodes[key]
+        elif isinstance(key, str) and key in graph._nodes:
+            node = graph._nodes[key]
         else:
             inputs = list(graph.inputs)
             close = difflib.get_close_matches(str(key), inputs, n=3)
