@@ -224,6 +224,49 @@ def test_long_chain_round_trips_without_recursion(tmp_path):
     assert np.array_equal(k.run(h.name, feeds={"x": feed}), want)
 
 
+def test_unrolled_rnn_with_gradients_round_trips(tmp_path):
+    import tinygraph_rnn as rnn
+
+    net = rnn.unroll(rnn.VanillaRNNCell(input_size=3, hidden_size=4, output_size=2, seed=3),
+                     steps=5)
+    g = net.graph
+    loss = tg.sum(net.states[-1] * net.states[-1], name="loss")
+    gU, gW = tg.grad(loss, [g["U"], g["W"]])
+    xs = RNG.standard_normal((5, 2, 3))
+    feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
+    fetches = [node.name for node in net.outputs] + [loss.name, gU.name, gW.name]
+    h = roundtrip(g, tmp_path)
+    h.validate()
+    assert [h[n].meta for n in h.nodes] == [g[n].meta for n in g.nodes]
+    got = h.run(fetches, feeds=feeds)
+    for a, b in zip(g.run(fetches, feeds=feeds), got, strict=True):
+        assert np.array_equal(a, b)
+    # Independent reference: the seed's recurrence in numpy, gradients by central differences.
+    b_, V, c = (g[k].value for k in ("b", "V", "c"))
+
+    def forward(U, W):
+        s, outs = np.zeros((1, 4)), []
+        for x in xs:
+            s = np.tanh(x @ U + s @ W + b_)
+            outs.append(softmax(s @ V + c))
+        return outs, (s * s).sum()
+
+    U0, W0 = g["U"].value.copy(), g["W"].value.copy()
+    outs, total = forward(U0, W0)
+    for want, out in zip(outs, got[:5], strict=True):
+        np.testing.assert_allclose(out, want, rtol=1e-12)
+    np.testing.assert_allclose(got[5], total, rtol=1e-12)
+    for k, base in enumerate((U0, W0)):
+        numeric = np.zeros_like(base)
+        for idx in np.ndindex(base.shape):
+            step = np.zeros_like(base)
+            step[idx] = 1e-6
+            args = [[base + step, W0], [U0, base + step]][k]
+            minus = [[base - step, W0], [U0, base - step]][k]
+            numeric[idx] = (forward(*args)[1] - forward(*minus)[1]) / 2e-6
+        np.testing.assert_allclose(got[6 + k], numeric, rtol=1e-6, atol=1e-8)
+
+
 def test_golden_file_of_format_version_1_still_loads(tmp_path):
     golden = os.path.join(os.path.dirname(__file__), "data", "io_v1.tgraph")
     g = tg.load(golden)
@@ -573,6 +616,8 @@ def test_oversized_files_are_refused(monkeypatch):
     assert load_bytes(data, max_bytes=len(data) + 10_000)
     monkeypatch.setattr(tgio, "MAX_BYTES", 100)
     fails(data, "pass max_bytes=")
+    for bad in ("1GB", -1, 2.5, True):
+        fails(data, "max_bytes must be", error=tg.GraphError, max_bytes=bad)
 
 
 def test_zip_bomb_is_refused_before_unpacking():
@@ -729,3 +774,13 @@ def test_unsavable_values_raise_graph_error(tmp_path):
         base_graph().save(tmp_path / "no" / "dir.tgraph")
     with pytest.raises(tg.GraphError, match="takes a tinygraph.Graph"):
         tg.save("not a graph", tmp_path / "a.tgraph")
+
+
+def test_docs_io_page_examples_run():
+    import doctest
+
+    page = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "io.md")
+    result = doctest.testfile(page, module_relative=False, verbose=False, globs={},
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 25, result
+    assert result.failed == 0, result

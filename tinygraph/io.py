@@ -172,6 +172,9 @@ def load(path: Any, *, max_bytes: int | None = None) -> Graph:
     tinygraph.errors.FormatError: <file object>: not a tinygraph file (not a zip archive)
     """
     limit = MAX_BYTES if max_bytes is None else max_bytes
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise GraphError(f"load(): max_bytes must be a size in bytes (an int >= 0), "
+                         f"got {max_bytes!r}")
     try:
         source = "<file object>" if hasattr(path, "read") else repr(os.fspath(path))
     except TypeError:
