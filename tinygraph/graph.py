@@ -556,9 +556,9 @@ def _dtype(dtype: Any, name: str) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise GraphError(f"node '{name}': {dtype!r} is not a numpy dtype") from None
+        raise DtypeError(f"node '{name}': {dtype!r} is not a numpy dtype") from None
     if dt.kind not in "biuf":
-        raise GraphError(f"node '{name}': dtype {dt} is not supported; use a float, int or bool")
+        raise DtypeError(f"node '{name}': dtype {dt} is not supported; use a float, int or bool")
     return dt
 
 
