@@ -77,10 +77,14 @@ def _bind(node: Node) -> Callable:
         # x[index] through operator.itemgetter: one C call, no per-run tuple building.
         index = tuple(slice(*i) if isinstance(i, tuple) else i for i in node.attrs["index"])
         return operator.itemgetter(index[0] if len(index) == 1 else index)
+    if node.op == "matmul":
+        return operator.matmul  # the @ operator dispatches faster than the np.matmul ufunc
     forward = OPS[node.op].forward
     return functools.partial(forward, **node.attrs) if node.attrs else forward
 
 
+# Elementwise ufunc ops: their result may be written into a dead operand.
+_ELEMENTWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "exp", "log", "sign"}
 # Ops whose result is always a new array (never a view of an input), so once
 # dead it may be overwritten by a later ufunc's ``out=``.
 _FRESH = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "exp", "log", "relu", "matmul",
@@ -207,7 +211,8 @@ class Plan:
             if frees:
                 lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
         lines.append(f"    return [{', '.join(f'v{s}' for s in self.fetch_slots)}]")
-        code = compile("\n".join(lines), f"<tinygraph plan of '{self.graph.name}'>", "exec")
+        self.source = "\n".join(lines)  # kept for debugging: print(plan.source)
+        code = compile(self.source, f"<tinygraph plan of '{self.graph.name}'>", "exec")
         exec(code, names)  # noqa: S102 - our own generated source: identifiers only, no user text
         self._code = names["plan"].__code__
         return names["plan"]
@@ -220,7 +225,7 @@ class Plan:
         """
         forward, args, _, frees = self.steps[position]
         node = self.step_nodes[position]
-        if not isinstance(forward, np.ufunc) or node.attrs:
+        if node.op not in _ELEMENTWISE or not isinstance(forward, np.ufunc) or node.attrs:
             return None
         for a in args:
             source = self.order[a]
