@@ -294,3 +294,17 @@ def test_a_100000_node_chain_schedules_and_runs_without_recursion():
         want = math.tanh(want) + 0.25
     assert g.run(h, {"x": 0.5}, optimize=False) == pytest.approx(want, rel=1e-12)
     assert g.run(h, {"x": 0.5}) == pytest.approx(want, rel=1e-12)
+
+
+def test_the_overhead_benchmark_runs_and_reports_per_node_times(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "overhead.py"
+    spec = importlib.util.spec_from_file_location("overhead_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    per_node = module.main(["--steps", "20", "--repeats", "2"])
+    assert set(per_node) >= {"bare numpy loop", "compiled plan (g.compile)"}
+    assert all(v > 0 for v in per_node.values())
+    assert "µs per node" in capsys.readouterr().out
