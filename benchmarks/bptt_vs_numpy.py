@@ -26,7 +26,10 @@ NAMES = ("U", "W", "b", "V", "c")
 
 
 def numpy_bptt(P: dict, xs: np.ndarray, targets: np.ndarray):  # noqa: N803
-    """Loss and gradients (dict) of the seed's RNN by explicit BPTT; xs (T, B, D), targets (T, B)."""
+    """Loss and gradients (dict) of the seed's RNN by explicit BPTT.
+
+    xs (T, B, D) one-hot rows, targets (T, B) ids; the initial state is zeros.
+    """
     U, W, b, V, c = (P[k] for k in NAMES)  # noqa: N806
     steps, batch = targets.shape
     s = np.zeros((batch, W.shape[0]))

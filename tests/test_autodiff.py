@@ -62,8 +62,10 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "reshape": [([f(3, 4)], {"shape": (2, 6)}), ([f(3, 4, decl=(None, 4))], {"shape": (-1,)})],
     "concat": [([f(2, 3), f(4, 3)], {"axis": 0}),
                ([f(3, 2, decl=NONE2), f(3, 4, decl=(3, None)), f(3, 1)], {"axis": 1})],
-    "stack": [([f(2, 3), f(2, 3, decl=(None, 3))], {"axis": 0}), ([f(2, 3), f(2, 3)], {"axis": -1})],
-    "take": [([f(4, 3), ids([[0, 2], [2, 2]])], {"axis": 0}), ([f(3, 4), ids([3, 0, 3])], {"axis": 1})],
+    "stack": [([f(2, 3), f(2, 3, decl=(None, 3))], {"axis": 0}),
+              ([f(2, 3), f(2, 3)], {"axis": -1})],
+    "take": [([f(4, 3), ids([[0, 2], [2, 2]])], {"axis": 0}),
+             ([f(3, 4), ids([3, 0, 3])], {"axis": 1})],
     "one_hot": [([ids([0, 2, 1])], {"depth": 3})],
     "cross_entropy": [([f(3, 4), ids([1, 0, 3])], {}),
                       ([f(2, 3, 4, decl=(None, 3, 4)), ids([[0, 1, 2], [3, 3, 0]])], {})],
@@ -72,11 +74,14 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "sign": [([f(2, 3, kind="away")], {})],
     "zeros_like": [([f(2, 3)], {})],
     "sum_to": [([f(3, 4), f(4)], {}), ([f(2, 3, 4), f(1, 4, decl=(None, 4))], {})],
-    "broadcast_to": [([f(4), f(3, 4)], {}), ([f(3, 1, decl=(None, 1)), f(2, 3, 4, decl=(2, None, 4))], {})],
-    "reshape_like": [([f(3, 4), f(2, 6)], {}), ([f(3, 4, decl=(None, 4)), f(12, decl=(None,))], {})],
+    "broadcast_to": [([f(4), f(3, 4)], {}),
+                     ([f(3, 1, decl=(None, 1)), f(2, 3, 4, decl=(2, None, 4))], {})],
+    "reshape_like": [([f(3, 4), f(2, 6)], {}),
+                     ([f(3, 4, decl=(None, 4)), f(12, decl=(None,))], {})],
     "expand_dims": [([f(3, 4)], {"axis": (0, 2)}), ([f(3, 4, decl=(None, 4))], {"axis": -1})],
     "size": [([f(3, 4)], {"axis": 1}), ([f(2, 3, decl=NONE2)], {})],
-    "concat_part": [([f(3, 7, decl=NONE2), f(3, 2, decl=(3, None)), f(3, 5)], {"index": 1, "axis": 1}),
+    "concat_part": [([f(3, 7, decl=NONE2), f(3, 2, decl=(3, None)), f(3, 5)],
+                     {"index": 1, "axis": 1}),
                     ([f(5, 2), f(2, 2), f(3, 2)], {"index": 0, "axis": 0})],
     "take_grad": [([f(2, 2, 4), ids([[0, 2], [2, 1]]), f(3, 4)], {"axis": 0}),
                   ([f(3, 5), ids([1, 1, 0, 3, 1]), f(3, 4)], {"axis": 1})],
@@ -169,7 +174,8 @@ def random_graph(seed):
     pool = []
     for k in range(int(rng.integers(2, 5))):
         shape = [(B, N), (N,), (B, 1), (1, N), ()][int(rng.integers(5))] if k else (B, N)
-        decl = (None, *shape[1:]) if len(shape) == 2 and shape[0] == B and rng.random() < 0.5 else shape
+        unknown_batch = len(shape) == 2 and shape[0] == B and rng.random() < 0.5
+        decl = (None, *shape[1:]) if unknown_batch else shape
         x = g.input(f"x{k}", shape=decl)
         feeds[x.name] = rng.normal(size=shape)
         pool.append(x)

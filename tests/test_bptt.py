@@ -161,7 +161,7 @@ def test_gradients_equal_pytorch_golden(kind, prefix):
 
 
 class GatedReluCell(rnn.Cell):
-    """h' = g * relu(x A + h B) + (1 - g) * h with g = sigmoid(x G): a cell no one wrote BPTT for."""
+    """h' = g * relu(x A + h B) + (1 - g) * h, g = sigmoid(x G): no one wrote its BPTT."""
 
     def declare(self):
         D, H = self.input_size, self.hidden_size  # noqa: N806

@@ -172,14 +172,15 @@ def concat(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 def stack(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     shapes = [s for s, _ in specs]
     ndim = len(shapes[0])
+    listed = ", ".join(map(format_shape, shapes))
     if any(len(s) != ndim for s in shapes):
-        raise ShapeMismatch("stack needs inputs of one shape, got " + ", ".join(map(format_shape, shapes)))
+        raise ShapeMismatch(f"stack needs inputs of one shape, got {listed}")
     axis = normalize_axis(attrs.get("axis", 0), ndim + 1)
     common = []
     for i in range(ndim):
         known = {s[i] for s in shapes if s[i] is not None}
         if len(known) > 1:
-            raise ShapeMismatch("stack needs inputs of one shape, got " + ", ".join(map(format_shape, shapes)))
+            raise ShapeMismatch(f"stack needs inputs of one shape, got {listed}")
         common.append(known.pop() if known else None)
     return tuple(common[:axis]) + (len(shapes),) + tuple(common[axis:]), np.result_type(
         *(d for _, d in specs)
