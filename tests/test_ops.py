@@ -168,8 +168,9 @@ def test_unary_float32_stays_float32(op):
     assert node.dtype == np.float32
     val = np.array([0.25, 1.0, 2.0], dtype=np.float32)
     got = evaluate(node, {"x": val})
-    refs = {"tanh": np.tanh, "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "relu": lambda v: np.where(v > 0, v, 0),
-            "exp": np.exp, "log": np.log, "neg": lambda v: -v}
+    refs = {"tanh": np.tanh, "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+            "relu": lambda v: np.where(v > 0, v, 0), "exp": np.exp, "log": np.log,
+            "neg": lambda v: -v}
     close(got, refs[op](val.astype(np.float64)), rtol=1e-6, atol=1e-7)
 
 

@@ -353,6 +353,33 @@ class RecipeMaker:
 # ------------------------------------------------------------ tinygraph side
 
 
+def operator_node(kind: str, a: tg.Node, b: tg.Node) -> tg.Node:
+    if kind == "add":
+        return a + b
+    if kind == "sub":
+        return a - b
+    return a * b
+
+
+def number_node(form: str, v: tg.Node, c: float) -> tg.Node:
+    """A python number on the left or the right of an operator."""
+    if form == "x+c":
+        return v + c
+    if form == "c+x":
+        return c + v
+    if form == "x-c":
+        return v - c
+    if form == "c-x":
+        return c - v
+    if form == "x*c":
+        return v * c
+    if form == "c*x":
+        return c * v
+    if form == "x/c":
+        return v / c
+    return c / (v * v + 1)
+
+
 def build(steps: list[Step]) -> tuple[tg.Graph, list[tg.Node], dict[str, np.ndarray]]:
     g = tg.Graph("random")
     nodes: list[tg.Node] = []
@@ -367,15 +394,12 @@ def build(steps: list[Step]) -> tuple[tg.Graph, list[tg.Node], dict[str, np.ndar
         elif k == "param":
             node = g.param(e["name"], e["array"])
         elif k in ("add", "sub", "mul"):
-            node = {"add": x[0] + x[1], "sub": x[0] - x[1], "mul": x[0] * x[1]}[k] \
-                if len(g) % 2 else getattr(tg, k)(x[0], x[1])
+            # Alternate between the operator and the function spelling.
+            node = operator_node(k, x[0], x[1]) if len(g) % 2 else getattr(tg, k)(x[0], x[1])
         elif k == "div_safe":
             node = x[0] / (x[1] * x[1] + 1.0)
         elif k == "number":
-            c, v = e["c"], x[0]
-            node = {"x+c": lambda: v + c, "c+x": lambda: c + v, "x-c": lambda: v - c,
-                    "c-x": lambda: c - v, "x*c": lambda: v * c, "c*x": lambda: c * v,
-                    "x/c": lambda: v / c, "c/(x*x+1)": lambda: c / (v * v + 1)}[e["form"]]()
+            node = number_node(e["form"], x[0], e["c"])
         elif k in ("tanh", "sigmoid", "relu", "exp"):
             node = getattr(tg, k)(x[0])
         elif k == "neg":
