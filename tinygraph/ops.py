@@ -101,10 +101,6 @@ def _unbroadcast(g: Any, x: Any) -> Any:
     return _new("sum_to", g, x)
 
 
-def _norm_axes(node: Any) -> tuple[int, ...]:
-    return normalize_axes(node.attrs.get("axis"), len(node.inputs[0].shape))
-
-
 # ------------------------------------------------ forward and backward rules
 
 
@@ -244,7 +240,7 @@ def _getitem_grad_forward(g: np.ndarray, like: np.ndarray, index: tuple) -> np.n
 
 def _reduce_vjp(node, g, needs=None):
     x = node.inputs[0]
-    axes = _norm_axes(node)
+    axes = normalize_axes(node.attrs.get("axis"), len(x.shape))
     # A full reduction broadcasts back as is; otherwise the reduced axes go back in first.
     if axes and len(axes) < len(x.shape) and not node.attrs.get("keepdims", False):
         g = _new("expand_dims", g, axis=axes)
@@ -331,14 +327,6 @@ def _unary(formula: Callable) -> Callable:
     return lambda node, g, needs=None: (formula(g, node.inputs[0], node),)
 
 
-def _new_unary(op: str) -> Callable:
-    return lambda x: _new(op, x)
-
-
-_log = _new_unary("log")
-_sign = _new_unary("sign")
-
-
 # ------------------------------------------------------------------ registry
 
 for _op in [
@@ -351,7 +339,7 @@ for _op in [
     Op("div", 2, np.true_divide, rules.elementwise_float, _binary_vjp(
         lambda g, a, b, y: g / b, lambda g, a, b, y: -(g * y / b)), doc="a / b, broadcasting"),
     Op("pow", 2, np.power, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g * b * a ** (b - 1), lambda g, a, b, y: g * y * _log(a)),
+        lambda g, a, b, y: g * b * a ** (b - 1), lambda g, a, b, y: g * y * _new("log", a)),
        doc="a ** b, broadcasting (d/db needs a > 0)"),
     Op("neg", 1, np.negative, rules.unary_same, _unary(lambda g, x, y: -g), doc="-a"),
     Op("matmul", 2, np.matmul, rules.matmul, _matmul_vjp, doc="a @ b with np.matmul rules"),
@@ -360,7 +348,7 @@ for _op in [
     Op("sigmoid", 1, _sigmoid, rules.unary_float, _unary(lambda g, x, y: g * (y * (1 - y))),
        doc="logistic function 1 / (1 + exp(-x))"),
     Op("relu", 1, lambda x: np.maximum(x, 0), rules.unary_same,
-       _unary(lambda g, x, y: g * _sign(y)), doc="max(x, 0)"),
+       _unary(lambda g, x, y: g * _new("sign", y)), doc="max(x, 0)"),
     Op("exp", 1, np.exp, rules.unary_float, _unary(lambda g, x, y: g * y), doc="e ** x"),
     Op("log", 1, np.log, rules.unary_float, _unary(lambda g, x, y: g / x),
        doc="natural logarithm"),
