@@ -308,3 +308,35 @@ def test_the_overhead_benchmark_runs_and_reports_per_node_times(capsys):
     assert set(per_node) >= {"bare numpy loop", "compiled plan (g.compile)"}
     assert all(v > 0 for v in per_node.values())
     assert "µs per node" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["run", "interpreter", "compiled"])
+def test_runs_never_overwrite_feeds_params_consts_or_earlier_results(mode):
+    # Plans may write ufunc results into dead intermediates; nothing a caller
+    # can see (feeds, params, consts, returned arrays, views of them) may change.
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 3))
+    W = g.param("W", np.ones((2, 3)))
+    c = g.const(np.full((2, 3), 2.0))
+    t = tg.tanh(x)
+    view_T, view_flat, view_slice = t.T, tg.reshape(t, (-1,)), t[:, 1:]
+    u = tg.exp(t)  # the last use of t: a plan might like to reuse its buffer
+    fetch = [u + 1.0, view_T, view_flat, view_slice, tg.tanh(x * W) * c + u, x * 1.0, W + 0.0]
+    fn = g.compile(fetch, inputs=["x"])
+    runners = {"run": lambda v: g.run(fetch, {"x": v}),
+               "interpreter": lambda v: g.run(fetch, {"x": v}, optimize=False),
+               "compiled": fn}
+    xv = np.linspace(-1, 1, 6).reshape(2, 3)
+    first = runners[mode](xv)
+    kept = [a.copy() for a in first]
+    runners[mode](xv * 3)
+    for got, saved in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(got, saved)
+    np.testing.assert_array_equal(xv, np.linspace(-1, 1, 6).reshape(2, 3))
+    assert (W.value == 1).all() and (c.value == 2).all()
+    tanh_x = np.tanh(xv)
+    np.testing.assert_allclose(kept[0], np.exp(tanh_x) + 1, rtol=1e-15)
+    np.testing.assert_allclose(kept[1], tanh_x.T, rtol=1e-15)
+    np.testing.assert_allclose(kept[2], tanh_x.ravel(), rtol=1e-15)
+    np.testing.assert_allclose(kept[3], tanh_x[:, 1:], rtol=1e-15)
+    np.testing.assert_allclose(kept[4], np.tanh(xv) * 2 + np.exp(tanh_x), rtol=1e-15)
