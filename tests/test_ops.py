@@ -544,6 +544,30 @@ def test_operators_keep_float32_and_int_dtypes():
     np.testing.assert_array_equal(evaluate(ids * 0.5, feeds), [1.5, 2.0])
 
 
+def test_float32_stays_float32_through_every_float_primitive():
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 3), dtype="float32")
+    W = g.param("W", np.ones((3, 2), np.float32))
+    ids = g.const(np.array([1, 0]))
+    built = [x + x, x - 1, x * x, x / 2, -x, x ** 2, tg.pow(x, x), x @ W, tg.tanh(x),
+             tg.sigmoid(x), tg.relu(x), tg.exp(x), tg.log(x), tg.softmax(x),
+             tg.log_softmax(x, axis=0), tg.sum(x, axis=1), tg.mean(x), x.T,
+             tg.reshape(x, (-1,)), tg.concat([x, x]), tg.stack([x, x], axis=2),
+             tg.take(x, ids), tg.one_hot(ids, 3, dtype="float32"),
+             tg.cross_entropy(x, np.array([2, 0])), x[:, 0]]
+    val = np.array([[0.5, 1.0, 2.0], [1.5, 0.25, 3.0]], np.float32)
+    wide = val.astype(np.float64)
+    for node in built:
+        assert node.dtype == np.float32, node
+        got = evaluate(node, {"x": val})
+        assert got.dtype == np.float32, node
+    # Spot values: float32 arithmetic stays close to the float64 reference.
+    close(evaluate(built[7], {"x": val}), wide.sum(axis=1, keepdims=True).repeat(2, 1),
+          rtol=1e-6)
+    close(evaluate(built[23], {"x": val}), ref_cross_entropy(wide, np.array([2, 0])),
+          rtol=1e-6)
+
+
 def test_every_design_primitive_was_value_tested():
     # Runs last in this module (pytest keeps file order): all tests above filled TESTED.
     missing = [op for op in DESIGN_PRIMITIVES if op not in TESTED]
