@@ -193,7 +193,7 @@ def tinygraph_forward(p: Problem, xs, targets, P, mode: str):
     """mode: "interpreted" (optimize=False), "compiled" (plan, no passes), "optimized"."""
     net = tinygraph_net(p, P)
     fetches = {"outputs": net.outputs, "states": net.states}
-    feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
+    feeds = tinygraph_feeds(p, net, xs)
     if mode == "interpreted":
         return lambda: net.graph.run(fetches, feeds, optimize=False)
     fn = net.graph.compile(fetches, inputs=list(feeds), optimize=(mode == "optimized"))
@@ -201,14 +201,15 @@ def tinygraph_forward(p: Problem, xs, targets, P, mode: str):
 
 
 def tinygraph_loss(p: Problem, net):
-    """Mean cross-entropy over all steps; targets are inputs ``t=k/targets``."""
-    g = net.graph
-    losses = []
-    for k, logits in enumerate(net.logits):
-        with g.scope(f"t={k}"):
-            targets = g.input("targets", shape=(None,), dtype="int64")
-        losses.append(tg.cross_entropy(logits, targets))
-    return tg.mean(tg.stack(losses))
+    """Mean cross-entropy over all steps and batch rows: one op on the stacked logits."""
+    targets = net.graph.input("targets", shape=(p.steps, None), dtype="int64")
+    return tg.cross_entropy(tg.stack(net.logits), targets)
+
+
+def tinygraph_feeds(p: Problem, net, xs) -> dict:
+    feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
+    feeds[net.initial_state.name] = np.zeros((p.batch, p.hidden))
+    return feeds
 
 
 def tinygraph_backward(p: Problem, xs, targets, P, mode: str):
@@ -216,8 +217,8 @@ def tinygraph_backward(p: Problem, xs, targets, P, mode: str):
     loss = tinygraph_loss(p, net)
     params = [net.params[k] for k in "UWbVc"]
     grads = tg.grad(loss, params)
-    feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
-    feeds.update({f"t={k}/targets": targets[k] for k in range(p.steps)})
+    feeds = tinygraph_feeds(p, net, xs)
+    feeds["targets"] = targets
     fetches = [loss, *grads]
     if mode == "interpreted":
         return lambda: net.graph.run(fetches, feeds, optimize=False)

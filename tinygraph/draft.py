@@ -23,7 +23,7 @@ import numpy as np
 
 from .graph import Graph, Node, infer
 
-__all__ = ["Rec", "Draft"]
+__all__ = ["Rec", "Draft", "freeze"]
 
 
 @dataclass
@@ -179,3 +179,14 @@ class Draft:
                 graph._param_sources[node.name] = rec.source
             built[rec.id] = node
         return graph, [built[r] for r in self.roots]
+
+
+def freeze(value: Any) -> Any:
+    """A hashable stand-in for attrs (tuples, dicts, arrays), for comparing nodes."""
+    if isinstance(value, dict):
+        return tuple((k, freeze(v)) for k, v in sorted(value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(freeze(v) for v in value))
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    return value

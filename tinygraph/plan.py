@@ -83,6 +83,11 @@ def _bind(node: Node) -> Callable:
     return functools.partial(forward, **node.attrs) if node.attrs else forward
 
 
+# Shape-adapting helpers of reverse mode that return x itself when its shape
+# already is like's; the plan inlines that test.
+_IDENTITY_WHEN_SHAPES_AGREE = {"sum_to", "broadcast_to", "reshape_like"}
+# Ops whose result may share memory with their first input.
+_VIEWS = {"getitem", "reshape", "transpose", "expand_dims", *_IDENTITY_WHEN_SHAPES_AGREE}
 # Elementwise ufunc ops: their result may be written into a dead operand.
 _ELEMENTWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "exp", "log", "sign"}
 # Ops whose result is always a new array (never a view of an input), so once
@@ -108,6 +113,8 @@ class Plan:
         nodes = self.fetches.nodes
         if optimize and len(ancestors(graph, nodes)) > OPTIMIZE_MAX_NODES:
             optimize = False  # the passes would cost more than they save on a first run
+        self.optimized = optimize
+        self._unoptimized: tuple[Any, Sequence[str]] | Plan = (fetches, tuple(fed))
         if optimize:
             from .passes import OPTIMIZE_PASSES, rewrite
 
@@ -145,7 +152,7 @@ class Plan:
         self.fetch_slots = [slot[n.name] for n in nodes]
         # Values some view op reads: overwriting them would change the view too.
         self._viewed = {slot[src.name] for node in self.step_nodes
-                        if node.op in ("getitem", "reshape", "transpose") for src in node.inputs}
+                        if node.op in _VIEWS for src in node.inputs[:1]}
         self.input_names = [node.name for _, node in self.inputs]
         self._detach = [n.op == "param" for n in nodes]
         self._body = (self._generate() if len(self.steps) <= CODEGEN_MAX_STEPS
@@ -158,13 +165,25 @@ class Plan:
         params = [node._value for _, node in self.params]
         try:
             values = self._body(inputs, params)
-        except GraphError:
-            raise
         except Exception as exc:
+            if self.optimized:
+                # A batched rewrite assumed equal runtime sizes (e.g. a (1, H) initial
+                # state next to a (B, H) batch): run the graph as built instead, which
+                # also reports any real error in terms of the user's nodes.
+                return self.unoptimized()(fed)
+            if isinstance(exc, GraphError):
+                raise
             raise self._locate(exc) from exc
         # A fetched param must not alias the live array an optimizer updates.
         values = [v.copy() if d else v for v, d in zip(values, self._detach, strict=True)]
         return self.fetches.rebuild(values)
+
+    def unoptimized(self) -> Plan:
+        """The same fetches compiled without the rewrite passes (made on first use)."""
+        if not isinstance(self._unoptimized, Plan):
+            fetches, fed = self._unoptimized
+            self._unoptimized = Plan(self.source, fetches, fed, optimize=False)
+        return self._unoptimized
 
     def _loop(self, inputs: list[np.ndarray], params: list[np.ndarray]) -> list[Any]:
         vals: list[Any] = [None] * len(self.order)
@@ -200,7 +219,11 @@ class Plan:
             self._line_of_step[len(lines) + 1] = position
             call = f"f{out}({', '.join(f'v{a}' for a in args)}"
             target = self._reusable(position)
-            if target is None:
+            if self.step_nodes[position].op in _IDENTITY_WHEN_SHAPES_AGREE:
+                # The common case (no broadcasting happened) costs a tuple compare, no call.
+                x, like = (f"v{i}" for i in args)
+                lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
+            elif target is None:
                 lines.append(f"    v{out} = {call})")
             elif len(args) == 1 or self._same_shape_known(position):
                 lines.append(f"    v{out} = {call}, out=v{target})")
@@ -211,8 +234,8 @@ class Plan:
             if frees:
                 lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
         lines.append(f"    return [{', '.join(f'v{s}' for s in self.fetch_slots)}]")
-        self.source = "\n".join(lines)  # kept for debugging: print(plan.source)
-        code = compile(self.source, f"<tinygraph plan of '{self.graph.name}'>", "exec")
+        self.python_source = "\n".join(lines)  # for debugging: print(plan.python_source)
+        code = compile(self.python_source, f"<tinygraph plan of '{self.graph.name}'>", "exec")
         exec(code, names)  # noqa: S102 - our own generated source: identifiers only, no user text
         self._code = names["plan"].__code__
         return names["plan"]

@@ -1,0 +1,341 @@
+"""Batching over time: per-step work of an unrolled graph done once, for all steps.
+
+An unrolled RNN repeats the same small ops T times. Only the recurrence
+itself (``s_{t-1} @ W`` and what feeds the next state) must run step by
+step; everything else can run as one large op on the stacked steps, which
+costs one numpy call instead of T. :func:`batch_pass` finds that work on the
+graph alone — never from names — and rewrites it::
+
+    x_t @ U  (T matmuls, operands independent)   ->  stack(x) @ U, sliced per step
+    op(B[t], k) for every slice of a batched B   ->  op(B, k), sliced
+    op(s_t, k) for every s_t of an existing stack(s) -> op(stack(s), k), sliced
+    (B[t] + v) + k                               ->  (B[t] + k) + v      (k invariant)
+    stack(B[0], …, B[T-1])                       ->  B
+    Σ_t transpose(a_t) @ g_t   (an add tree)      ->  transpose(stack(a)) @ stack(g)
+    Σ_t sum_to(g_t, like)                        ->  sum_to(stack(g), like)
+
+Independence is proven: a group is merged only when no member's operand has
+another member among its ancestors, and ops are moved into a batch only when
+nothing they feed leads back into the stacked values. Batched values are
+built with ``stack``, which insists on equal runtime shapes; when sizes
+known only at run time differ (a ``(1, H)`` initial state next to a
+``(B, H)`` batch), the plan falls back to the unbatched graph.
+"""
+
+from __future__ import annotations
+
+from .draft import Draft, Rec, freeze
+from .shapes import ShapeMismatch, broadcast_shapes
+
+__all__ = ["batch_pass"]
+
+# Ops that act on each time slice independently when their other operands are
+# time-invariant and of rank <= the slice's rank (so broadcasting aligns).
+_SLICEWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp", "log",
+              "softmax", "log_softmax"}
+_MIN_GROUP = 2
+
+
+# ------------------------------------------------------------ shared weights
+
+
+def _batch_groups(draft: Draft) -> dict[tuple, list[Rec]]:
+    """Candidate groups: matmuls ``a @ W`` and takes ``take(W, ids)`` sharing W and a shape."""
+    groups: dict[tuple, list[Rec]] = {}
+    for rec in draft.live():
+        if rec.op == "matmul":
+            a, w = (draft.recs[i] for i in rec.inputs)
+            if len(w.shape) == 2 and len(a.shape) >= 1 and a.shape.count(None) <= 1:
+                groups.setdefault(("matmul", w.id, a.shape, a.dtype), []).append(rec)
+        elif rec.op == "take" and rec.attrs.get("axis", 0) == 0:
+            ids = draft.recs[rec.inputs[1]]
+            groups.setdefault(("take", rec.inputs[0], ids.shape, ids.dtype), []).append(rec)
+    return {k: v for k, v in groups.items() if len(v) >= _MIN_GROUP}
+
+
+def _rows(draft: Draft, stacked: int, width: int | None, name: str) -> int:
+    """A stack of (…, width) operands as one (rows, width) matrix."""
+    return draft.add("reshape", [stacked], {"shape": (-1, width)}, name=name + "/rows",
+                     meta={"batched": True})
+
+
+def _batch_group(draft: Draft, kind: str, members: list[Rec]) -> int:
+    """Replace independent ``members`` by slices of one batched op; the batched rec id."""
+    count = len(members)
+    first = members[0]
+    meta = {"batched": count}
+    if kind == "take":
+        stacked = draft.add("stack", [m.inputs[1] for m in members], {"axis": 0},
+                            name=first.name + "/stack_ids", meta=meta)
+        batched = draft.add("take", [first.inputs[0], stacked], {"axis": 0},
+                            name=first.name + "/batched", meta=meta)
+    else:
+        weight = first.inputs[1]
+        operand = draft.recs[first.inputs[0]]
+        stacked = draft.add("stack", [m.inputs[0] for m in members], {"axis": 0},
+                            name=first.name + "/stack", meta=meta)
+        if len(operand.shape) == 1:
+            batched = draft.add("matmul", [stacked, weight], name=first.name + "/batched",
+                                meta=meta)
+        else:
+            rows = _rows(draft, stacked, operand.shape[-1], first.name)
+            product = draft.add("matmul", [rows, weight], name=first.name + "/batched",
+                                meta=meta)
+            out_shape = (count, *(-1 if d is None else d for d in first.shape))
+            batched = draft.add("reshape", [product], {"shape": out_shape},
+                                name=first.name + "/unrows", meta=meta)
+    _slice_into(draft, batched, members)
+    return batched
+
+
+def _slice_into(draft: Draft, batched: int, members: list[Rec]) -> None:
+    for t, member in enumerate(members):
+        draft.replace(member.id, draft.add("getitem", [batched], {"index": (t,)},
+                                           name=member.name, meta=member.meta))
+
+
+# ------------------------------------------------------- moving ops into batches
+
+
+def _time_slices(draft: Draft, rec_id: int) -> list[Rec] | None:
+    """The users ``B[0] … B[T-1]`` of a batched value B if they are exactly all of its slices."""
+    rec = draft.recs[rec_id]
+    if not rec.shape or rec.shape[0] is None:
+        return None
+    slices: dict[int, Rec] = {}
+    for user in draft.users_of(rec_id):
+        index = user.attrs.get("index") if user.op == "getitem" else None
+        if (index is None or len(index) != 1 or not isinstance(index[0], int)
+                or index[0] < 0 or index[0] in slices):
+            continue
+        slices[index[0]] = user
+    if sorted(slices) != list(range(rec.shape[0])):
+        return None
+    return [slices[t] for t in range(rec.shape[0])]
+
+
+def _invariant(draft: Draft) -> dict[int, bool]:
+    """rec id -> computed from params and consts only (the same at every step)."""
+    varying = draft.descendants([i for i, r in draft.recs.items() if r.op == "input"])
+    return {i: i not in varying for i in draft.recs}
+
+
+def _signature(draft: Draft, user: Rec, piece: int, rank: int,
+               invariant: dict[int, bool]) -> tuple | None:
+    """How ``user`` applies to one step's value ``piece``, if it is a per-slice op."""
+    if user.op not in _SLICEWISE:
+        return None
+    others = tuple(i for i in user.inputs if i != piece)
+    if not all(invariant.get(i, False) and len(draft.recs[i].shape) <= rank for i in others):
+        return None
+    places = tuple(i == piece for i in user.inputs)
+    return (user.op, freeze(user.attrs), places, others)
+
+
+def _lift(draft: Draft, batched: int, pieces: list[Rec], users: list[Rec]) -> int:
+    """``users[t] = op(pieces[t], k)`` -> slices of ``op(batched, k)``."""
+    first = users[0]
+    attrs = dict(first.attrs)
+    if "axis" in attrs and attrs["axis"] >= 0:
+        attrs["axis"] += 1
+    inputs = [batched if i == pieces[0].id else i for i in first.inputs]
+    new = draft.add(first.op, inputs, attrs, name=first.name + "/batched",
+                    meta={"batched": len(users)})
+    _slice_into(draft, new, users)
+    return new
+
+
+def _common_users(draft: Draft, pieces: list[Rec], rank: int,
+                  invariant: dict[int, bool], single: bool) -> list[list[Rec]]:
+    """Groups of per-slice users, one user per piece, applying the same op the same way."""
+    by_signature: dict[tuple, list[Rec]] = {}
+    for t, piece in enumerate(pieces):
+        users = draft.users_of(piece.id)
+        if single and len(users) != 1:
+            return []
+        for user in users:
+            sig = _signature(draft, user, piece.id, rank, invariant)
+            if sig is not None and len(by_signature.setdefault(sig, [])) == t:
+                by_signature[sig].append(user)
+    return [group for group in by_signature.values() if len(group) == len(pieces)]
+
+
+def _sink_slicewise(draft: Draft, batched: int, invariant: dict[int, bool]) -> list[int]:
+    """``op(B[t], k)`` for every slice t of B -> ``op(B, k)[t]``; the new batched recs."""
+    slices = _time_slices(draft, batched)
+    if slices is None:
+        return []
+    rank = len(draft.recs[batched].shape) - 1
+    groups = _common_users(draft, slices, rank, invariant, single=True)
+    return [_lift(draft, batched, slices, group) for group in groups]
+
+
+def _sink_into_stacks(draft: Draft, invariant: dict[int, bool]) -> list[int]:
+    """``op(s_t, k)`` for every part of an existing ``stack(s_0 … s_T-1)`` -> slices of
+    ``op(stack, k)``, when nothing those ops feed leads back into any ``s_t``."""
+    made = []
+    for rec in draft.live():
+        if (rec.op != "stack" or rec.attrs.get("axis", 0) != 0 or len(rec.inputs) < _MIN_GROUP
+                or len(set(rec.inputs)) != len(rec.inputs)):
+            continue
+        pieces = [draft.recs[i] for i in rec.inputs]
+        rank = len(pieces[0].shape)
+        for group in _common_users(draft, pieces, rank, invariant, single=False):
+            if draft.descendants([u.id for u in group]) & set(rec.inputs):
+                continue  # a user feeds a later step: batching it would make a cycle
+            made.append(_lift(draft, rec.id, pieces, group))
+    return made
+
+
+def _unstack(draft: Draft, batched: int) -> None:
+    """``stack([B[0], …, B[T-1]])`` -> ``B``."""
+    slices = _time_slices(draft, batched)
+    if slices is None:
+        return
+    ids = [s.id for s in slices]
+    for user in list(draft.users_of(slices[0].id)):
+        if user.op == "stack" and user.attrs.get("axis", 0) == 0 and user.inputs == ids:
+            draft.replace(user.id, batched)
+
+
+def _fits_inside(small: tuple, big: tuple) -> bool:
+    """Broadcasting ``small`` against ``big`` leaves ``big``'s shape unchanged."""
+    try:
+        return len(small) <= len(big) and broadcast_shapes(small, big) == tuple(big)
+    except ShapeMismatch:
+        return False
+
+
+def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
+    """``(B[t] + v) + k`` -> ``(B[t] + k) + v`` for invariant k, so ``+ k`` can join the batch.
+
+    Changes the order of two float additions: results move by an ulp at most.
+    """
+    for rec in list(draft.recs.values()):
+        if rec.op != "add" or not draft.users[rec.id] and rec.id not in draft.roots:
+            continue
+        for inner_id, k in (rec.inputs, rec.inputs[::-1]):
+            inner = draft.recs[inner_id]
+            if not invariant.get(k) or inner.op != "add" or len(draft.users[inner_id]) != 1:
+                continue
+            for p, v in (inner.inputs, inner.inputs[::-1]):
+                piece = draft.recs[p]
+                if (piece.op != "getitem" or invariant.get(v)
+                        or not draft.recs[piece.inputs[0]].meta.get("batched")
+                        or not _fits_inside(draft.recs[k].shape, piece.shape)):
+                    continue
+                first = draft.add("add", [p, k], name=inner.name, meta=inner.meta)
+                draft.replace(rec.id, draft.add("add", [first, v], name=rec.name, meta=rec.meta))
+                break
+            else:
+                continue
+            break
+
+
+# ------------------------------------------------------------- sums over time
+
+
+def _add_tree_leaves(draft: Draft, root: Rec) -> list[int]:
+    """The terms of the add tree rooted at ``root`` (inner adds read only by the tree)."""
+    leaves, stack = [], list(reversed(root.inputs))
+    while stack:
+        i = stack.pop()
+        rec = draft.recs[i]
+        if rec.op == "add" and len(draft.users[i]) == 1 and i not in draft.roots:
+            stack.extend(reversed(rec.inputs))
+        else:
+            leaves.append(i)
+    return leaves
+
+
+def _term_key(draft: Draft, leaf: int) -> tuple | None:
+    """How a term of a sum can be batched with others, if at all."""
+    rec = draft.recs[leaf]
+    if len(draft.users[leaf]) != 1:
+        return None
+    if rec.op == "matmul":
+        a, g = (draft.recs[i] for i in rec.inputs)
+        if (a.op == "transpose" and len(a.shape) == 2 and len(g.shape) == 2
+                and a.attrs.get("axes") in (None, (1, 0)) and a.shape.count(None) <= 1
+                and g.shape.count(None) <= 1):
+            return ("a.T @ g", draft.recs[a.inputs[0]].shape, g.shape, rec.dtype)
+    if rec.op == "sum_to":
+        g, like = rec.inputs
+        return ("sum_to", like, draft.recs[g].shape, rec.dtype)
+    return None
+
+
+def _batched_term(draft: Draft, key: tuple, terms: list[Rec]) -> int:
+    meta = {"batched": len(terms)}
+    name = terms[0].name
+    if key[0] == "sum_to":
+        g_stack = draft.add("stack", [t.inputs[0] for t in terms], {"axis": 0},
+                            name=name + "/stack", meta=meta)
+        return draft.add("sum_to", [g_stack, terms[0].inputs[1]], name=name + "/batched",
+                         meta=meta)
+    a_parts = [draft.recs[t.inputs[0]].inputs[0] for t in terms]
+    g_parts = [t.inputs[1] for t in terms]
+    a_rows = _rows(draft, draft.add("stack", a_parts, {"axis": 0}, name=name + "/stack_a",
+                                    meta=meta), draft.recs[a_parts[0]].shape[-1], name + "/a")
+    g_rows = _rows(draft, draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g",
+                                    meta=meta), draft.recs[g_parts[0]].shape[-1], name + "/g")
+    a_cols = draft.add("transpose", [a_rows], {"axes": (1, 0)}, name=name + "/a.T", meta=meta)
+    return draft.add("matmul", [a_cols, g_rows], name=name + "/batched", meta=meta)
+
+
+def _batch_sums(draft: Draft) -> None:
+    """Σ over time of per-step terms (parameter gradients) -> one batched term."""
+    for root in draft.live():
+        if root.op != "add" or (len(draft.users[root.id]) == 1 and root.id not in draft.roots
+                                and draft.recs[next(iter(draft.users[root.id]))].op == "add"):
+            continue
+        leaves = _add_tree_leaves(draft, root)
+        if len(leaves) <= _MIN_GROUP:
+            continue
+        groups: dict[tuple, list[Rec]] = {}
+        rest = []
+        for leaf in leaves:
+            key = _term_key(draft, leaf)
+            if key is None:
+                rest.append(leaf)
+            else:
+                groups.setdefault(key, []).append(draft.recs[leaf])
+        if not any(len(g) > _MIN_GROUP for g in groups.values()):
+            continue
+        terms = list(rest)
+        for key, members in groups.items():
+            if len(members) > _MIN_GROUP:
+                terms.append(_batched_term(draft, key, members))
+            else:
+                terms.extend(m.id for m in members)
+        total = terms[0]
+        for term in terms[1:]:
+            total = draft.add("add", [total, term], name=root.name + "/sum",
+                              meta={"batched": True})
+        if draft.recs[total].shape == root.shape:
+            draft.replace(root.id, total)
+
+
+# ------------------------------------------------------------------- driver
+
+
+def batch_pass(draft: Draft) -> None:
+    """Every rewrite above, in an order where each one exposes work for the next."""
+    batched_ids = []
+    for (kind, *_), members in _batch_groups(draft).items():
+        hit = draft.descendants([m.id for m in members])
+        operand = 1 if kind == "take" else 0
+        free = [m for m in members if m.inputs[operand] not in hit]
+        if len(free) >= _MIN_GROUP:
+            batched_ids.append(_batch_group(draft, kind, free))
+    _reassociate(draft, _invariant(draft))
+    invariant = _invariant(draft)
+    work = list(batched_ids)
+    work.extend(_sink_into_stacks(draft, invariant))
+    while work:
+        current = work.pop()
+        for new in _sink_slicewise(draft, current, invariant):
+            invariant[new] = False
+            work.append(new)
+        _unstack(draft, current)
+    _batch_sums(draft)
