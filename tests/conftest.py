@@ -1,0 +1,47 @@
+"""Suite-wide check: every graph any test runs is run both ways.
+
+Each ``Graph.run`` with the default optimized plan is repeated with the plain
+interpreter (``optimize=False``), the reference, and the two results must
+agree to 1e-12 — so the rewrite passes are tested on every graph of the suite,
+not only on the graphs written for them.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+
+_original_run = tg.Graph.run
+
+
+def _assert_close(fast, slow, where: str) -> None:
+    if isinstance(fast, dict):
+        assert fast.keys() == slow.keys(), where
+        for key in fast:
+            _assert_close(fast[key], slow[key], where)
+    elif isinstance(fast, list | tuple):
+        assert len(fast) == len(slow), where
+        for a, b in zip(fast, slow, strict=True):
+            _assert_close(a, b, where)
+    else:
+        a, b = np.asarray(fast), np.asarray(slow)
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        # atol: sums reassociated by the passes may cancel to ~1e-17 instead of 0.
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=where)
+
+
+def _run_both_ways(self, fetches, feeds=None, optimize=True):
+    result = _original_run(self, fetches, feeds, optimize=optimize)
+    if optimize and not tracemalloc.is_tracing():  # a memory test measures one run only
+        reference = _original_run(self, fetches, feeds, optimize=False)
+        _assert_close(result, reference, f"optimized vs interpreter on graph '{self.name}'")
+    return result
+
+
+@pytest.fixture(autouse=True)
+def optimized_equals_interpreter(monkeypatch):
+    monkeypatch.setattr(tg.Graph, "run", _run_both_ways)

@@ -1,0 +1,217 @@
+"""Rewrite passes: each keeps the values (checked against hand-written numpy and
+the plain interpreter), leaves the input graph untouched, and validates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+from tinygraph import passes
+
+RNG = np.random.default_rng(42)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def vanilla_rnn(steps=6, batch=None, vocab=5, hidden=4, onehot=False, seed=0):
+    """The seed's RNN written with primitives, plus its numpy reference loop."""
+    rng = np.random.default_rng(seed)
+    P = {"U": rng.uniform(-.5, .5, (vocab, hidden)), "W": rng.uniform(-.5, .5, (hidden, hidden)),
+         "b": rng.uniform(-.5, .5, hidden), "V": rng.uniform(-.5, .5, (hidden, vocab)),
+         "c": rng.uniform(-.5, .5, vocab)}
+    g = tg.Graph("rnn")
+    U, W, b, V, c = (g.param(k, P[k]) for k in "UWbVc")
+    s = g.input("s0", shape=(None, hidden), default=np.zeros((1, hidden)))
+    outputs, states = [], []
+    for t in range(steps):
+        with g.scope(f"t={t}"):
+            if onehot:
+                x = tg.one_hot(g.input("ids", shape=(None,), dtype="int64"), vocab)
+            else:
+                x = g.input("x", shape=(None, vocab))
+            s = tg.tanh(x @ U + s @ W + b, name="s")
+            outputs.append(tg.softmax(s @ V + c, name="o"))
+            states.append(s)
+    B = batch or 3
+    if onehot:
+        ids = rng.integers(0, vocab, (steps, B))
+        feeds = {f"t={t}/ids": ids[t] for t in range(steps)}
+        xs = np.eye(vocab)[ids]
+    else:
+        xs = rng.standard_normal((steps, B, vocab))
+        feeds = {f"t={t}/x": xs[t] for t in range(steps)}
+    ref_s, ref_o = [], []
+    h = np.zeros((1, hidden))
+    for t in range(steps):
+        h = np.tanh(xs[t] @ P["U"] + h @ P["W"] + P["b"])
+        ref_s.append(h)
+        ref_o.append(_softmax(h @ P["V"] + P["c"]))
+    return g, outputs, states, feeds, ref_o, ref_s
+
+
+def _ops(graph):
+    return [n.op for n in graph.nodes.values()]
+
+
+@pytest.mark.parametrize("onehot", [False, True])
+def test_optimized_rnn_equals_numpy_and_batches_projections(onehot):
+    g, outs, states, feeds, ref_o, ref_s = vanilla_rnn(onehot=onehot)
+    before = list(g.nodes)
+    og, roots = passes.rewrite(g, [outs, states], passes.OPTIMIZE_PASSES)
+    og.validate()
+    assert list(g.nodes) == before  # pure: the input graph is untouched
+    got = og.run(roots, feeds)  # the fetches, flattened: outputs then states
+    got_o, got_s = got[:len(outs)], got[len(outs):]
+    np.testing.assert_allclose(got_o, ref_o, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got_s, ref_s, rtol=1e-12, atol=1e-14)
+    # x_t @ U and s_t @ V became one matmul each (or a take); the recurrence s @ W stays per step.
+    n_matmul = _ops(og).count("matmul")
+    assert n_matmul == len(outs) + (1 if onehot else 2)
+    assert _ops(og).count("softmax") == 1
+    if onehot:
+        assert "one_hot" not in _ops(og) and _ops(og).count("take") == 1
+
+
+def test_dependent_matmuls_are_not_merged():
+    # s_t @ W feeds s_{t+1} @ W: merging them would need s_{t+1} before s_t.
+    g = tg.Graph()
+    W = g.param("W", RNG.standard_normal((3, 3)) * 0.3)
+    s = g.input("s", shape=(2, 3))
+    chain = [s]
+    for _ in range(4):
+        chain.append(tg.tanh(chain[-1] @ W))
+    og = passes.batch_over_time(g, [chain[-1]])
+    og.validate()
+    assert _ops(og).count("matmul") == 4
+    value = RNG.standard_normal((2, 3))
+    want = value
+    for _ in range(4):
+        want = np.tanh(want @ W.value)
+    np.testing.assert_allclose(og.run(chain[-1].name, {"s": value}), want, rtol=1e-14)
+
+
+def test_independence_is_read_from_the_graph_not_from_names():
+    # Same names pattern as an unroll, but step 1's input depends on step 0's product.
+    g = tg.Graph()
+    U = g.param("U", RNG.standard_normal((3, 3)))
+    with g.scope("t=0"):
+        a = g.input("x", shape=(2, 3)) @ U
+    with g.scope("t=1"):
+        b = tg.tanh(a) @ U
+    og = passes.batch_over_time(g, [b])
+    assert _ops(og).count("matmul") == 2
+    x = RNG.standard_normal((2, 3))
+    np.testing.assert_allclose(og.run(b.name, {"t=0/x": x}),
+                               np.tanh(x @ U.value) @ U.value, rtol=1e-14)
+
+
+def test_cse_merges_equal_subexpressions_and_keeps_fetch_names():
+    g = tg.Graph()
+    x = g.input("x", shape=(2,))
+    y = tg.add(tg.tanh(x * 2.0), tg.tanh(x * 2.0), name="y")
+    og = passes.cse(g, [y])
+    og.validate()
+    assert _ops(og).count("tanh") == 1 and _ops(og).count("const") == 1
+    v = np.array([0.1, -0.4])
+    np.testing.assert_allclose(og.run("y", {"x": v}), 2 * np.tanh(2 * v), rtol=1e-15)
+
+
+def test_fold_constants_evaluates_const_only_ops():
+    g = tg.Graph()
+    x = g.input("x", shape=(2,))
+    k = tg.exp(g.const(np.array([0.0, 1.0]))) * 3.0
+    y = tg.add(x, k, name="y")
+    og = passes.fold_constants(g, [y])
+    og.validate()
+    assert "exp" not in _ops(og) and "mul" not in _ops(og)
+    np.testing.assert_allclose(og.run("y", {"x": np.ones(2)}), 1 + 3 * np.exp([0.0, 1.0]))
+
+
+def test_onehot_matmul_becomes_take():
+    g = tg.Graph()
+    ids = g.input("ids", shape=(None,), dtype="int64")
+    E = g.param("E", RNG.standard_normal((6, 3)))
+    y = tg.add(tg.one_hot(ids, 6) @ E, 0.0, name="y")
+    og = passes.onehot_to_take(g, [y])
+    og.validate()
+    assert "one_hot" not in _ops(og) and "take" in _ops(og)
+    v = np.array([5, 0, 2])
+    np.testing.assert_array_equal(og.run("y", {"ids": v}), E.value[v])
+
+
+def test_cull_keeps_only_what_fetches_need():
+    g = tg.Graph()
+    x = g.input("x", shape=(2,))
+    tg.exp(x)  # unused
+    y = tg.tanh(x, name="y")
+    og = passes.cull(g, [y])
+    assert list(og.nodes) == ["x", "y"]
+
+
+def test_params_of_optimized_plans_follow_updates_and_assignments():
+    g, outs, states, feeds, _, _ = vanilla_rnn()
+    fn = g.compile(states[-1], inputs=list(feeds))
+    first = fn(**feeds)
+    g.params["W"].value *= 0.0  # in place
+    in_place = fn(**feeds)
+    g.params["W"].value = np.zeros((4, 4))  # assignment
+    assigned = fn(**feeds)
+    np.testing.assert_allclose(in_place, assigned, rtol=1e-15)
+    assert not np.allclose(first, in_place)
+    np.testing.assert_allclose(in_place, g.run(states[-1], feeds, optimize=False), rtol=1e-12)
+
+
+def test_batched_plan_falls_back_when_runtime_sizes_differ():
+    # The (1, H) default initial state next to a batch of 3 breaks a stack of states
+    # in the batched backward; the plan must silently run the graph as built.
+    g, outs, states, feeds, ref_o, ref_s = vanilla_rnn(batch=3)
+    targets = g.input("targets", shape=(6, None), dtype="int64")
+    logits = [o.inputs[0] for o in outs]
+    loss = tg.cross_entropy(tg.stack(logits), targets)
+    grads = tg.grad(loss, list(g.params.values()))
+    feeds = dict(feeds, targets=RNG.integers(0, 5, (6, 3)))
+    fast = g.run([loss, *grads], feeds)
+    slow = g.run([loss, *grads], feeds, optimize=False)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    plan = next(iter(g._plans.values()))
+    assert plan.optimized and isinstance(plan._unoptimized, type(plan))  # it did fall back
+
+
+def test_batched_backward_matches_interpreter_and_finite_differences():
+    g, outs, states, feeds, _, _ = vanilla_rnn(batch=2)
+    feeds["s0"] = np.zeros((2, 4))  # equal batch sizes: the batched path runs
+    targets = g.input("targets", shape=(6, None), dtype="int64")
+    loss = tg.cross_entropy(tg.stack([o.inputs[0] for o in outs]), targets)
+    W = g.params["W"]
+    (gW,) = tg.grad(loss, [W])
+    feeds["targets"] = RNG.integers(0, 5, (6, 2))
+    got = g.run(gW, feeds)
+    plan = next(iter(g._plans.values()))
+    assert plan.optimized and not isinstance(plan._unoptimized, type(plan))
+    np.testing.assert_allclose(got, g.run(gW, feeds, optimize=False), rtol=1e-12, atol=1e-15)
+    eps, base = 1e-6, W.value.copy()
+    numeric = np.zeros_like(base)
+    for i in np.ndindex(base.shape):
+        for sign in (1, -1):
+            W.value = base.copy()
+            W.value[i] += sign * eps
+            numeric[i] += sign * float(g.run(loss, feeds, optimize=False)) / (2 * eps)
+    W.value = base
+    np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-9)
+    ops = [n.op for n in plan.graph.nodes.values()]
+    # dW = Σ_t s_{t-1}^T dz_t became one matmul: per-step matmuls are only the recurrences.
+    assert ops.count("matmul") <= 2 * len(outs) + 4
+
+
+def test_passes_are_deterministic():
+    texts = []
+    for _ in range(2):
+        g, outs, states, feeds, _, _ = vanilla_rnn()
+        og = passes.optimize(g, [outs, states])
+        texts.append([(n.name, n.op, [i.name for i in n.inputs]) for n in og.nodes.values()])
+    assert texts[0] == texts[1]
