@@ -37,7 +37,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,9 @@ from .render_engine import DEFAULT_TIMEOUT, FORMATS, layout
 from .render_text import array_summary, value_preview
 from .shapes import format_shape
 
-__all__ = ["to_dot", "render", "render_svg", "draw", "options", "Options", "scope_path",
-           "node_label", "node_kind", "flatten_nodes", "mimebundle"]
+__all__ = ["to_dot", "render", "render_svg", "render_source", "draw", "options", "Options",
+           "scope_path", "node_label", "node_kind", "node_values", "title_of", "flatten_nodes",
+           "mimebundle"]
 
 _GRAPH_NAME = object()  # the default title: the graph's name
 
@@ -218,7 +219,8 @@ def flatten_nodes(graph: Graph, fetches: Any) -> list[Node]:
     return list(found)
 
 
-def _values(graph: Graph, opts: Options) -> dict[Node, Any]:
+def node_values(graph: Graph, opts: Options) -> dict[Node, Any]:
+    """The arrays ``opts.values`` asks to show, keyed by node (checked)."""
     if opts.values is None or opts.values is False:
         return {}
     if opts.values is True:
@@ -236,11 +238,22 @@ def _values(graph: Graph, opts: Options) -> dict[Node, Any]:
     return found
 
 
+def title_of(opts: Options, default: str) -> str | None:
+    """The picture's title: ``opts.title`` if one was given, else ``default``."""
+    return default if opts.title is _GRAPH_NAME else opts.title
+
+
 # ------------------------------------------------------------------ drawing
 
 
-def draw(graph: Graph, fetches: Any = None, **kwargs: Any) -> Drawing:
-    """The :class:`~tinygraph.render_drawing.Drawing` behind :func:`to_dot`."""
+def draw(graph: Graph, fetches: Any = None, *, elide: Sequence[tuple[Any, str]] = (),
+         **kwargs: Any) -> Drawing:
+    """The :class:`~tinygraph.render_drawing.Drawing` behind :func:`to_dot`.
+
+    ``elide`` lists ``(nodes, text)`` groups, each drawn as one ellipsis box
+    reading ``text`` (edges into and out of the group are joined to it): the
+    windowed view of a long unroll is the steps in the middle, elided.
+    """
     opts = options(**kwargs)
     if not isinstance(graph, Graph):
         raise RenderError(f"expected a tinygraph Graph, got {type(graph).__name__}")
@@ -249,13 +262,15 @@ def draw(graph: Graph, fetches: Any = None, **kwargs: Any) -> Drawing:
     if opts.hide_params:
         nodes = [n for n in nodes if n.op != "param"]
     outputs = _outputs(graph, nodes, fetches, opts)
-    values = _values(graph, opts)
-    title = graph.name if opts.title is _GRAPH_NAME else opts.title
+    values = node_values(graph, opts)
+    title = title_of(opts, graph.name)
     drawing = Drawing(title=title, rankdir=opts.rankdir, label_limit=opts.label_limit)
+    groups = [(flatten_nodes(graph, group), text) for group, text in elide]
+    shown = len(nodes) - sum(len(group) for group, _ in groups)
     depth = int(opts.collapse)
-    if not depth and opts.max_nodes is not None and len(nodes) > opts.max_nodes:
+    if not depth and opts.max_nodes is not None and shown > opts.max_nodes:
         depth = 1
-        drawing.notes.append(f"{len(nodes)} nodes > max_nodes={opts.max_nodes}: scopes drawn "
+        drawing.notes.append(f"{shown} nodes > max_nodes={opts.max_nodes}: scopes drawn "
                              "collapsed (pass max_nodes=None to draw every node)")
 
     keys: dict[Node, Hashable] = {}
@@ -279,6 +294,8 @@ def draw(graph: Graph, fetches: Any = None, **kwargs: Any) -> Drawing:
         for src in node.inputs:
             if src in keys and keys[src] != keys[node]:
                 drawing.add_edge(keys[src], keys[node])
+    for i, (group, text) in enumerate(groups):
+        drawing.elide([keys[n] for n in group if n in keys], ("ellipsis", i), text)
 
     if opts.max_nodes is not None and len(drawing.boxes) > opts.max_nodes:
         keep = opts.max_nodes - 1
@@ -286,7 +303,7 @@ def draw(graph: Graph, fetches: Any = None, **kwargs: Any) -> Drawing:
         hidden = order[keep // 2: len(order) - (keep - keep // 2)]
         drawing.notes.append(f"{len(drawing.boxes)} boxes > max_nodes={opts.max_nodes}: "
                              f"the middle {len(hidden)} are elided")
-        drawing.elide(hidden, ("elided",), f"… {len(hidden)} more …")
+        drawing.elide(hidden, ("ellipsis", "max_nodes"), f"… {len(hidden)} more …")
     if opts.max_fanout is not None:
         drawing.split_fanout(opts.max_fanout)
     return drawing
@@ -352,11 +369,32 @@ def _format(path: str | os.PathLike, fmt: str | None) -> str:
     return fmt
 
 
+def render_source(dot: graphviz.Digraph | str, path: str | os.PathLike | None = None,
+                  format: str | None = None, engine: str = "auto",  # noqa: A002
+                  timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Lay out ``dot`` (a Digraph or DOT text) and write it to ``path``; returns ``path``.
+
+    With ``path=None`` nothing is written and the SVG text is returned.
+    """
+    source = dot.source if isinstance(dot, graphviz.Digraph) else str(dot)
+    if path is None:
+        if format not in (None, "svg", "dot"):
+            raise RenderError(f"format {format!r} is binary: give a path to write it to")
+        return layout(source, format or "svg", engine, timeout).decode("utf-8")
+    fmt = _format(path, format)
+    data = layout(source, fmt, engine, timeout)
+    try:
+        with open(path, "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise RenderError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    return os.fspath(path)
+
+
 def render_svg(graph: Graph, fetches: Any = None, engine: str = "auto",
                timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> str:
     """The picture as SVG text (nothing written)."""
-    return layout(to_dot(graph, fetches, **kwargs).source, "svg", engine,
-                  timeout).decode("utf-8")
+    return render_source(to_dot(graph, fetches, **kwargs), None, "svg", engine, timeout)
 
 
 def render(graph: Graph, path: str | os.PathLike, format: str | None = None,  # noqa: A002
@@ -385,6 +423,11 @@ def render(graph: Graph, path: str | os.PathLike, format: str | None = None,  # 
     str
         ``path``.
 
+    Raises
+    ------
+    RenderError
+        Unknown format or option, no engine, the time limit, an unwritable path.
+
     Examples
     --------
     >>> import tempfile, tinygraph as tg
@@ -395,14 +438,8 @@ def render(graph: Graph, path: str | os.PathLike, format: str | None = None,  # 
     ...     Path(out).read_text().count('class="node ')
     2
     """
-    fmt = _format(path, format)
-    data = layout(to_dot(graph, fetches, **kwargs).source, fmt, engine, timeout)
-    try:
-        with open(path, "wb") as out:
-            out.write(data)
-    except OSError as exc:
-        raise RenderError(f"cannot write {os.fspath(path)!r}: {exc.strerror or exc}") from None
-    return os.fspath(path)
+    fmt = _format(path, format)  # a bad suffix fails before any drawing work
+    return render_source(to_dot(graph, fetches, **kwargs), path, fmt, engine, timeout)
 
 
 def mimebundle(graph: Graph) -> dict[str, str]:

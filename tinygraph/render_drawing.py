@@ -14,7 +14,7 @@ nesting is assembled without recursion.
 >>> d.add_edge("x", "t=0/tanh")
 >>> print(d.to_digraph().source.rstrip())  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
 digraph {
-    graph [label="demo" rankdir="TB" fontname="Helvetica" labelloc="t"]
+    graph [label="demo" rankdir="TB" newrank="true" fontname="Helvetica" labelloc="t"]
     node [fontname="Helvetica" fontsize="12"]
     edge [fontname="Helvetica" fontsize="10" color="#444444"]
     n0 [label="x\\ninput (?, 3)" shape="box" ... class="input"]
@@ -117,12 +117,12 @@ class Drawing:
         self.boxes.setdefault(key, Box(kind, tuple(lines), tuple(cluster), ref))
 
     def add_edge(self, src: Hashable, dst: Hashable, kind: str = "data",
-                 label: str | None = None) -> None:
-        """Add an edge between two box keys; a repeat raises its count."""
+                 label: str | None = None, count: bool = True) -> None:
+        """Add an edge between two box keys; a repeat raises its count (if ``count``)."""
         edge = self.edges.get((src, dst))
         if edge is None:
             self.edges[(src, dst)] = _Edge(kind, label)
-        else:
+        elif count:
             edge.count += 1
 
     def elide(self, hidden: Iterable[Hashable], key: Hashable, text: str,
@@ -185,7 +185,9 @@ class Drawing:
         """
         if self.rankdir not in RANKDIRS:
             raise ValueError(f"rankdir must be one of {RANKDIRS}")
-        graph_attrs = {"rankdir": self.rankdir, "fontname": "Helvetica"}
+        # newrank: rank the whole graph at once, so an edge into a cluster
+        # always points down (per-cluster ranking breaks this for unrolls).
+        graph_attrs = {"rankdir": self.rankdir, "newrank": "true", "fontname": "Helvetica"}
         title = [self.title] if self.title is not None else []
         label = None
         if title or self.notes:

@@ -1,0 +1,185 @@
+"""The ``tinygraph`` command: draw or describe a saved graph.
+
+::
+
+    tinygraph render FILE.tgraph -o out.svg [--collapse] [--format png] [--rankdir LR] ...
+    tinygraph info FILE.tgraph [--json]
+
+``render`` loads the graph with :func:`tinygraph.load` and draws it with
+:func:`tinygraph.render.render` (the system ``dot`` when on PATH, else the
+built-in WebAssembly Graphviz, which writes SVG). ``info`` prints node and op
+counts, the inputs, params and outputs (op nodes nothing reads) and the
+top-level scopes. A mistake (a bad file, an unknown option value, no engine
+for PNG) prints one ``tinygraph: error: …`` line and exits with status 1.
+
+>>> main(["info", "--help"])  # doctest: +ELLIPSIS
+usage: tinygraph info [-h] [--json] FILE
+...
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import GraphError
+from .graph import Graph
+from .render_drawing import RANKDIRS
+from .render_engine import DEFAULT_TIMEOUT, ENGINES, FORMATS
+from .shapes import format_shape
+
+__all__ = ["main", "describe"]
+
+_LISTED = 10  # items shown per line of `info` before "… and N more"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinygraph",
+                                     description="Draw or describe a saved tinygraph graph.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    draw = commands.add_parser("render", help="draw a saved graph to svg/png/pdf/dot",
+                               description="Draw a saved graph (.tgraph) to a file.")
+    draw.add_argument("file", metavar="FILE", help="a graph saved with g.save()")
+    draw.add_argument("-o", "--output", metavar="OUT",
+                      help="output file (default: FILE with the format's suffix)")
+    draw.add_argument("--format", choices=FORMATS,
+                      help="output format (default: from OUT's suffix, else svg)")
+    draw.add_argument("--collapse", action="store_true", help="draw each scope as one box")
+    draw.add_argument("--hide-params", action="store_true", help="leave params out")
+    draw.add_argument("--rankdir", choices=RANKDIRS, default="TB", help="layout direction")
+    draw.add_argument("--order", action="store_true", help="number nodes in run order")
+    draw.add_argument("--values", action="store_true", help="show params' and consts' values")
+    draw.add_argument("--fetch", action="append", metavar="NAME",
+                      help="draw only what this node needs (repeatable)")
+    draw.add_argument("--max-nodes", type=int, default=500, metavar="N",
+                      help="collapse scopes beyond N boxes (0: never; default 500)")
+    draw.add_argument("--engine", choices=ENGINES, default="auto",
+                      help="Graphviz to use (default: system dot if on PATH, else WASM)")
+    draw.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                      help=f"layout time limit in seconds (default {DEFAULT_TIMEOUT:g})")
+
+    info = commands.add_parser("info", help="node/op counts, inputs, params, outputs",
+                               description="Describe a saved graph (.tgraph).")
+    info.add_argument("file", metavar="FILE", help="a graph saved with g.save()")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _load(path: str) -> Graph:
+    from .io import load
+
+    try:
+        return load(path)
+    except OSError as exc:  # a missing or unreadable file is a user mistake too
+        raise GraphError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+
+
+def describe(graph: Graph) -> dict[str, Any]:
+    """Counts and lists for ``tinygraph info``, as plain JSON-ready data.
+
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph("g")
+    >>> y = tg.tanh(g.input("x", shape=(None, 2)) @ g.param("W", np.ones((2, 3))))
+    >>> d = describe(g)
+    >>> d["nodes"], d["ops"], d["outputs"]
+    (4, {'matmul': 1, 'tanh': 1}, [{'name': 'tanh', 'shape': '(?, 3)', 'dtype': 'float64'}])
+    """
+    nodes = list(graph.nodes.values())
+    read = bytearray(len(nodes))
+    ops: dict[str, int] = {}
+    scopes: dict[str, int] = {}
+    for node in nodes:
+        for src in node.inputs:
+            read[src.index] = 1
+        if node.kind == "op":
+            ops[node.op] = ops.get(node.op, 0) + 1
+        scope, sep, _ = node.name.partition("/")
+        if sep:
+            scopes[scope] = scopes.get(scope, 0) + 1
+
+    def entry(node: Any) -> dict[str, Any]:
+        return {"name": node.name, "shape": format_shape(node.shape), "dtype": str(node.dtype)}
+
+    params = [n for n in nodes if n.op == "param"]
+    return {
+        "name": graph.name,
+        "nodes": len(nodes),
+        "edges": sum(len(n.inputs) for n in nodes),
+        "ops": ops,
+        "consts": sum(n.op == "const" for n in nodes),
+        "inputs": [entry(n) for n in nodes if n.op == "input"],
+        "params": [entry(n) for n in params],
+        "param_values": sum(int(n.value.size) for n in params),
+        "outputs": [entry(n) for n in nodes if n.kind == "op" and not read[n.index]],
+        "scopes": scopes,
+    }
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_LISTED])
+    more = f", … and {len(items) - _LISTED} more" if len(items) > _LISTED else ""
+    return (shown + more) or "none"
+
+
+def _info_text(d: dict[str, Any]) -> str:
+    def nodes(key: str) -> str:
+        return _listing([f"{e['name']} {e['shape']} {e['dtype']}" for e in d[key]])
+
+    ops = _listing([f"{op} ×{count}" for op, count in d["ops"].items()])
+    return "\n".join([
+        f"graph {d['name']!r}: {d['nodes']} nodes, {d['edges']} edges",
+        f"ops ({sum(d['ops'].values())}): {ops}",
+        f"inputs ({len(d['inputs'])}): {nodes('inputs')}",
+        f"params ({len(d['params'])}, {d['param_values']} values): {nodes('params')}",
+        f"consts: {d['consts']}",
+        f"outputs ({len(d['outputs'])}): {nodes('outputs')}",
+        f"scopes ({len(d['scopes'])}): "
+        + _listing([f"{name} ({count} nodes)" for name, count in d["scopes"].items()]),
+    ])
+
+
+def _render(args: argparse.Namespace) -> str:
+    from .render import render
+
+    graph = _load(args.file)
+    fmt = args.format
+    output = args.output
+    if output is None:
+        output = str(Path(args.file).with_suffix("." + (fmt or "svg")))
+    elif fmt is None and Path(output).suffix.lstrip(".").lower() not in FORMATS:
+        fmt = "svg"
+    if args.max_nodes < 0:
+        raise GraphError(f"--max-nodes must be >= 0, got {args.max_nodes}")
+    return render(graph, output, fmt, fetches=args.fetch, engine=args.engine,
+                  timeout=args.timeout, collapse=args.collapse, hide_params=args.hide_params,
+                  rankdir=args.rankdir, order=args.order, values=args.values or None,
+                  max_nodes=args.max_nodes or None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help and usage errors: argparse has printed them
+        return int(exc.code or 0)
+    try:
+        if args.command == "render":
+            print(_render(args))
+        else:
+            described = describe(_load(args.file))
+            print(json.dumps(described, indent=2) if args.json else _info_text(described))
+    except GraphError as exc:
+        print(f"tinygraph: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

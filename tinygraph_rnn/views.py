@@ -1,0 +1,218 @@
+"""Pictures of an unrolled network: unrolled, windowed, rolled, and one cell.
+
+Every view is derived from the graph and the per-node metadata that
+:func:`tinygraph_rnn.unroll` records — ``node.meta["t"]`` (the time step) and
+``node.meta["template"]`` (the node's name inside the cell) — so it works for
+any cell, including custom ones::
+
+    unrolled      [t=0] ─▶ [t=1] ─▶ … ─▶ [t=T-1]      one cluster per step
+    window=k      [t=0] … [t=k-1] ─▶ «… N steps …» ─▶ [t=T-k] … [t=T-1]
+    rolled        s0 ─▶ [cell] ─▶ o                    the cell once; each edge from
+                         ▲  │  ×T                      step k to step k+1 becomes one
+                         └──┘                          loop labelled with T
+    cell          params, s0 ─▶ [t=0: every gate]     one step in detail
+
+>>> import tinygraph_rnn as rnn
+>>> net = rnn.unroll(rnn.VanillaRNNCell(input_size=2, hidden_size=3), steps=50)
+>>> src = view_to_dot(net, "rolled").source
+>>> src.count("subgraph cluster"), "×50" in src
+(1, True)
+>>> svg = render_view(net, view="unrolled", window=2, engine="wasm")
+>>> svg.count('class="cluster"'), "46 steps" in svg
+(4, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import graphviz
+
+import tinygraph as tg
+from tinygraph.render import (
+    draw,
+    flatten_nodes,
+    node_kind,
+    node_label,
+    node_values,
+    options,
+    render_source,
+    scope_path,
+    title_of,
+)
+from tinygraph.render_drawing import Drawing
+from tinygraph.render_engine import DEFAULT_TIMEOUT
+
+__all__ = ["VIEWS", "view_to_dot", "render_view", "view_drawing"]
+
+VIEWS = ("unrolled", "rolled", "cell")
+
+
+def _flat(items: Any) -> list:
+    flat: list = []
+    for item in items:
+        flat.extend(item if isinstance(item, tuple) else (item,))
+    return flat
+
+
+def _step(node: tg.Node) -> int | None:
+    t = node.meta.get("t")
+    return t if isinstance(t, int) and not isinstance(t, bool) else None
+
+
+def _template(node: tg.Node) -> str:
+    return str(node.meta.get("template", node.name))
+
+
+def _check(net: Any, view: str, window: Any) -> None:
+    for attr in ("graph", "steps", "states", "outputs"):
+        if not hasattr(net, attr):
+            raise tg.RenderError(f"expected an unrolled net (with .graph, .steps, .states and "
+                                 f".outputs, as from tinygraph_rnn.unroll); it has no .{attr}")
+    if view not in VIEWS:
+        raise tg.RenderError(f"view must be one of {', '.join(map(repr, VIEWS))}, got {view!r}")
+    if window is not None:
+        if view != "unrolled":
+            raise tg.RenderError(f"window= applies to the unrolled view, not to view={view!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise tg.RenderError(f"window must be a positive int (steps kept at each end), "
+                                 f"got {window!r}")
+
+
+def view_drawing(net: Any, view: str = "unrolled", window: int | None = None,
+                 **kwargs: Any) -> Drawing:
+    """The :class:`~tinygraph.render_drawing.Drawing` of one view (see :func:`view_to_dot`)."""
+    _check(net, view, window)
+    outputs = _flat(net.outputs)
+    if view == "unrolled":
+        kwargs.setdefault("outputs", outputs)
+        elide = []
+        if window is not None and net.steps > 2 * window:
+            middle = range(window, net.steps - window)
+            hidden = [n for n in net.graph.nodes.values() if _step(n) in middle]
+            elide = [(hidden, f"… {len(middle)} steps (t={middle[0]} … t={middle[-1]}) …")]
+        return draw(net.graph, elide=elide, **kwargs)
+    step = kwargs.pop("step", 0)
+    if view == "cell":
+        return _cell(net, step, outputs, kwargs)
+    if step != 0:
+        raise tg.RenderError("step= applies to view='cell' only")
+    return _rolled(net, outputs, kwargs)
+
+
+def _base_drawing(net: Any, kwargs: dict[str, Any], default_title: str):
+    opts = options(**kwargs)
+    drawing = Drawing(title=title_of(opts, default_title), rankdir=opts.rankdir,
+                      label_limit=opts.label_limit)
+    return opts, node_values(net.graph, opts), drawing
+
+
+def _rolled(net: Any, outputs: list, kwargs: dict[str, Any]) -> Drawing:
+    graph, steps = net.graph, net.steps
+    opts, values, drawing = _base_drawing(net, kwargs, f"{graph.name}, rolled")
+    # The representative of a template: its copy in the earliest step that has one.
+    reps: dict[str, tg.Node] = {}
+    for node in graph.nodes.values():
+        if _step(node) is not None:
+            reps.setdefault(_template(node), node)
+    out_templates = {_template(n) for n in outputs if _step(n) is not None}
+
+    def key_of(node: tg.Node) -> Hashable:
+        return ("t", _template(node)) if _step(node) is not None else node.name
+
+    cluster = f"cell × {steps} steps"
+    for node in graph.nodes.values():
+        if opts.hide_params and node.op == "param":
+            continue
+        step = _step(node)
+        if step is None:
+            kind = node_kind(node, dict.fromkeys(outputs))
+            drawing.add_box(node.name, kind, node_label(node, opts, values.get(node)),
+                            cluster=scope_path(node))
+        elif reps[_template(node)] is node:
+            template = _template(node)
+            kind = "output" if template in out_templates else node_kind(node)
+            path = (cluster, *template.split("/")[:-1])
+            label = node_label(node, opts, values.get(node), name=template.rpartition("/")[2])
+            drawing.add_box(key_of(node), kind, label, cluster=path)
+    for node in graph.nodes.values():
+        for src in node.inputs:
+            if opts.hide_params and src.op == "param":
+                continue
+            a, b = _step(src), _step(node)
+            lag = 0 if a is None or b is None else b - a
+            if lag == 0:
+                drawing.add_edge(key_of(src), key_of(node), count=False)
+            else:  # the recurrence: one loop for every copy of this edge
+                label = f"×{steps}" if lag == 1 else f"t{-lag:+d}"
+                drawing.add_edge(key_of(src), key_of(node), "recurrent", label, count=False)
+    return drawing
+
+
+def _cell(net: Any, step: Any, outputs: list, kwargs: dict[str, Any]) -> Drawing:
+    graph = net.graph
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < net.steps:
+        raise tg.RenderError(f"step must be an int in [0, {net.steps}), got {step!r}")
+    opts, values, drawing = _base_drawing(net, kwargs, f"{graph.name}, step t={step}")
+    inside = [n for n in graph.nodes.values() if _step(n) == step]
+    members = dict.fromkeys(inside)
+    marked = dict.fromkeys(n for n in [*outputs, *_flat(net.states)] if n in members)
+    for node in inside:
+        for src in node.inputs:
+            if src not in members and not (opts.hide_params and src.op == "param"):
+                # Where the step's inputs come from, by full name (e.g. t=2/s).
+                drawing.add_box(src.name, node_kind(src),
+                                node_label(src, opts, values.get(src), name=src.name))
+    for node in inside:
+        drawing.add_box(node.name, node_kind(node, marked),
+                        node_label(node, opts, values.get(node)), cluster=scope_path(node))
+    for node in inside:
+        for src in node.inputs:
+            if src.name in drawing.boxes:
+                drawing.add_edge(src.name, node.name)
+    return drawing
+
+
+def view_to_dot(net: Any, view: str = "unrolled", window: int | None = None,
+                **options: Any) -> graphviz.Digraph:
+    """One picture of an unrolled net as a ``graphviz.Digraph`` (pure: writes nothing).
+
+    Parameters
+    ----------
+    net : tinygraph_rnn.Unrolled
+        Anything with ``.graph``, ``.steps``, ``.states`` and ``.outputs``
+        whose step nodes carry ``meta["t"]`` and ``meta["template"]``.
+    view : {"unrolled", "rolled", "cell"}
+        ``"unrolled"``: one cluster per step (the graph's own picture).
+        ``"rolled"``: the cell once, with params and initial state; every
+        edge from step k to step k+1 becomes one loop labelled ``×T``.
+        ``"cell"``: one step's nodes in detail, with where their inputs come
+        from (``step=k`` picks the step; default 0).
+    window : int, optional
+        Unrolled view only: keep the first and last ``window`` steps and draw
+        the steps between as one ``… N steps …`` box.
+    **options
+        Options of :func:`tinygraph.render.to_dot` (``hide_params``,
+        ``rankdir``, ``values``, ``title``, …); the rolled and cell views
+        use those that apply to them.
+
+    Raises
+    ------
+    RenderError
+        An unknown view, a bad window or step, or an invalid option.
+    """
+    return view_drawing(net, view, window, **options).to_digraph()
+
+
+def render_view(net: Any, path: Any = None, view: str = "unrolled", window: int | None = None,
+                format: str | None = None, engine: str = "auto",  # noqa: A002
+                timeout: float = DEFAULT_TIMEOUT, **options: Any) -> str:
+    """Draw one view of ``net`` into ``path`` (format from the suffix); returns ``path``.
+
+    With ``path=None`` nothing is written and the SVG text is returned. See
+    :func:`view_to_dot` for the views and :func:`tinygraph.render.render` for
+    ``format``, ``engine`` and ``timeout``.
+    """
+    return render_source(view_to_dot(net, view, window, **options), path, format, engine,
+                         timeout)
