@@ -192,7 +192,8 @@ def tinygraph_net(p: Problem, P):
 def tinygraph_forward(p: Problem, xs, targets, P, mode: str):
     """mode: "interpreted" (optimize=False), "compiled" (plan, no passes), "optimized"."""
     net = tinygraph_net(p, P)
-    fetches = {"outputs": net.outputs, "states": net.states}
+    # Fetch the whole sequences as (T, B, ·) arrays, as the numpy variants return them.
+    fetches = {"outputs": tg.stack(net.outputs), "states": tg.stack(net.states)}
     feeds = tinygraph_feeds(p, net, xs)
     if mode == "interpreted":
         return lambda: net.graph.run(fetches, feeds, optimize=False)

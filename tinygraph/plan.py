@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import functools
 import operator
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .buffers import BUFFER_MIN_BYTES, into_buffer
 from .errors import EvaluationError, FeedError, GraphError
 from .graph import Graph, Node
 from .ops import OPS
@@ -155,8 +157,11 @@ class Plan:
                         if node.op in _VIEWS for src in node.inputs[:1]}
         self.input_names = [node.name for _, node in self.inputs]
         self._detach = [n.op == "param" for n in nodes]
-        self._body = (self._generate() if len(self.steps) <= CODEGEN_MAX_STEPS
-                      else self._loop)
+        self._escaping = self._values_leaving_the_plan()
+        self._threads = threading.local()  # per-thread output buffers, see buffers.py
+        # The first call runs the loop and records each step's result size; code is
+        # generated after it, so large steps can be given buffers.
+        self._body = self._first_call if len(self.steps) <= CODEGEN_MAX_STEPS else self._loop
 
     # -------------------------------------------------------------- running
     def __call__(self, fed: Mapping[str, np.ndarray]) -> Any:
@@ -164,7 +169,7 @@ class Plan:
         inputs = [fed[node.name] for _, node in self.inputs]
         params = [node._value for _, node in self.params]
         try:
-            values = self._body(inputs, params)
+            values = self._body(inputs, params, self._buffers())
         except Exception as exc:
             if self.optimized:
                 # A batched rewrite assumed equal runtime sizes (e.g. a (1, H) initial
@@ -185,7 +190,29 @@ class Plan:
             self._unoptimized = Plan(self.source, fetches, fed, optimize=False)
         return self._unoptimized
 
-    def _loop(self, inputs: list[np.ndarray], params: list[np.ndarray]) -> list[Any]:
+    def _buffers(self) -> dict[int, np.ndarray]:
+        buffers = getattr(self._threads, "buffers", None)
+        if buffers is None:
+            buffers = self._threads.buffers = {}
+        return buffers
+
+    def _values_leaving_the_plan(self) -> set[int]:
+        """Slots whose array the caller gets: fetches, and what a fetched view reads."""
+        leaving = set(self.fetch_slots)
+        for (_, args, out, _), node in zip(reversed(self.steps), reversed(self.step_nodes),
+                                           strict=True):
+            if out in leaving and node.op in _VIEWS:
+                leaving.add(args[0])
+        return leaving
+
+    def _first_call(self, inputs: list, params: list, buffers: dict) -> list[Any]:
+        sizes: list[int] = []
+        values = self._loop(inputs, params, buffers, sizes)
+        self._body = self._generate(sizes)
+        return values
+
+    def _loop(self, inputs: list[np.ndarray], params: list[np.ndarray],
+              buffers: dict | None = None, sizes: list[int] | None = None) -> list[Any]:
         vals: list[Any] = [None] * len(self.order)
         for i, value in self.consts.items():
             vals[i] = value
@@ -199,13 +226,15 @@ class Plan:
             except Exception as exc:
                 node = self.step_nodes[position]
                 raise failure(node, [vals[a] for a in args], exc) from exc
+            if sizes is not None:
+                sizes.append(getattr(vals[out], "nbytes", 0))
             for f in frees:
                 vals[f] = None
         return [vals[s] for s in self.fetch_slots]
 
-    def _generate(self) -> Callable[[list, list], list]:
-        names: dict[str, Any] = {}
-        lines = ["def plan(inputs, params):"]
+    def _generate(self, sizes: list[int]) -> Callable[[list, list, dict], list]:
+        names: dict[str, Any] = {"into_buffer": into_buffer}
+        lines = ["def plan(inputs, params, buffers):"]
         for k, (i, _) in enumerate(self.inputs):
             lines.append(f"    v{i} = inputs[{k}]")
         for k, (i, _) in enumerate(self.params):
@@ -214,15 +243,26 @@ class Plan:
             names[f"c{i}"] = value
             lines.append(f"    v{i} = c{i}")
         self._line_of_step: dict[int, int] = {}
+        backed: set[int] = set()  # slots holding a kept buffer (directly or written in place)
         for position, (forward, args, out, frees) in enumerate(self.steps):
             names[f"f{out}"] = forward
             self._line_of_step[len(lines) + 1] = position
             call = f"f{out}({', '.join(f'v{a}' for a in args)}"
             target = self._reusable(position)
+            if target in backed:
+                if out in self._escaping:
+                    target = None  # the caller's array must not be a buffer the next call reuses
+                else:
+                    backed.add(out)
             if self.step_nodes[position].op in _IDENTITY_WHEN_SHAPES_AGREE:
                 # The common case (no broadcasting happened) costs a tuple compare, no call.
                 x, like = (f"v{i}" for i in args)
                 lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
+            elif target is None and self._bufferable(position, sizes[position]):
+                backed.add(out)
+                names[f"f{out}"] = np.matmul if forward is operator.matmul else forward
+                lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
+                             f"{', '.join(f'v{a}' for a in args)})")
             elif target is None:
                 lines.append(f"    v{out} = {call})")
             elif len(args) == 1 or self._same_shape_known(position):
@@ -257,6 +297,14 @@ class Plan:
                     and a not in self._viewed):
                 return a
         return None
+
+    def _bufferable(self, position: int, size: int) -> bool:
+        """A large elementwise or matmul step whose value stays inside the plan."""
+        node = self.step_nodes[position]
+        forward, _, out, _ = self.steps[position]
+        return (size >= BUFFER_MIN_BYTES and out not in self._escaping and not node.attrs
+                and (node.op in _ELEMENTWISE and isinstance(forward, np.ufunc)
+                     or node.op == "matmul"))
 
     def _same_shape_known(self, position: int) -> bool:
         """Both operands statically have the result's shape, with no unknown size."""
