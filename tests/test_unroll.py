@@ -37,7 +37,7 @@ def test_one_scope_per_step_and_meta_matches_names():
     assert sorted(by_step) == list(range(T))
     # every step is a copy of the same cell: same templates in the same order
     assert all(by_step[k] == by_step[0] for k in range(T))
-    assert {"x", "s", "logits", "o"} <= set(by_step[0])
+    assert by_step[0] == ["x", "mulu", "mulw", "add", "add_b", "s", "mulv", "logits", "o"]
     assert net.steps == T and len(net.inputs) == len(net.states) == len(net.outputs) == T
 
 
@@ -60,6 +60,24 @@ def test_state_flows_from_step_to_step():
     for k in range(2):
         readers = [n for n in net.graph.nodes.values() if net.states[k] in n.inputs]
         assert {n.meta["t"] for n in readers} == {k, k + 1}  # own output layer, next step
+
+
+def test_gates_are_wired_as_the_seed_writes_them():
+    _, net = vanilla(T=3)
+    p = net.params
+    for k in range(3):
+        previous = net.initial_state if k == 0 else net.states[k - 1]
+        mulu, mulw, add, add_b, s, mulv, logits, o = (
+            net.graph[f"t={k}/{name}"]
+            for name in ("mulu", "mulw", "add", "add_b", "s", "mulv", "logits", "o"))
+        assert mulu.inputs == (net.inputs[k], p["U"])
+        assert mulw.inputs == (previous, p["W"])
+        assert add.inputs == (mulu, mulw) and add_b.inputs == (add, p["b"])
+        assert s.op == "tanh" and s.inputs == (add_b,) and net.states[k] is s
+        # the output reads the NEW state, not the previous one
+        assert mulv.inputs == (s, p["V"]) and logits.inputs == (mulv, p["c"])
+        assert o.op == "softmax" and o.inputs == (logits,)
+        assert net.outputs[k] is o and net.logits[k] is logits
 
 
 def test_handles_and_roles():

@@ -345,10 +345,15 @@ class VanillaRNNCell(_TorchLayout, Cell):
         return specs
 
     def step(self, x, state, params):
-        s = tg.tanh(x @ params["U"] + state @ params["W"] + params["b"], name="s")
+        # Node names follow the seed's gate objects (mulu, mulw, add, s, mulv).
+        mulu = tg.matmul(x, params["U"], name="mulu")
+        mulw = tg.matmul(state, params["W"], name="mulw")
+        add = tg.add(mulu, mulw, name="add")
+        s = tg.tanh(tg.add(add, params["b"], name="add_b"), name="s")
         if self.output_size is None:
             return s, s
-        logits = tg.add(s @ params["V"], params["c"], name="logits")
+        mulv = tg.matmul(s, params["V"], name="mulv")
+        logits = tg.add(mulv, params["c"], name="logits")
         return s, tg.softmax(logits, axis=-1, name="o")
 
     def _params_from_torch(self, w_ih, w_hh, b_ih, b_hh):
