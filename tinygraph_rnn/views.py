@@ -32,7 +32,6 @@ import graphviz
 import tinygraph as tg
 from tinygraph.render import (
     draw,
-    flatten_nodes,
     node_kind,
     node_label,
     node_values,
