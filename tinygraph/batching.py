@@ -212,7 +212,7 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
     Changes the order of two float additions: results move by an ulp at most.
     """
     for rec in list(draft.recs.values()):
-        if rec.op != "add" or not draft.users[rec.id] and rec.id not in draft.roots:
+        if rec.op != "add" or not draft.users[rec.id] and rec.id not in draft.root_set:
             continue
         for inner_id, k in (rec.inputs, rec.inputs[::-1]):
             inner = draft.recs[inner_id]
@@ -241,7 +241,7 @@ def _add_tree_leaves(draft: Draft, root: Rec) -> list[int]:
     while stack:
         i = stack.pop()
         rec = draft.recs[i]
-        if rec.op == "add" and len(draft.users[i]) == 1 and i not in draft.roots:
+        if rec.op == "add" and len(draft.users[i]) == 1 and i not in draft.root_set:
             stack.extend(reversed(rec.inputs))
         else:
             leaves.append(i)
@@ -286,7 +286,7 @@ def _batched_term(draft: Draft, key: tuple, terms: list[Rec]) -> int:
 def _batch_sums(draft: Draft) -> None:
     """Σ over time of per-step terms (parameter gradients) -> one batched term."""
     for root in draft.live():
-        if root.op != "add" or (len(draft.users[root.id]) == 1 and root.id not in draft.roots
+        if root.op != "add" or (len(draft.users[root.id]) == 1 and root.id not in draft.root_set
                                 and draft.recs[next(iter(draft.users[root.id]))].op == "add"):
             continue
         leaves = _add_tree_leaves(draft, root)

@@ -58,7 +58,8 @@ class Draft:
             self.users[rec.id] = {}
             for src in rec.inputs:
                 self.users[src][rec.id] = None
-        self.roots = [node.index for node in roots]
+        self.roots = [node.index for node in roots]  # in fetch order, may repeat
+        self.root_set = set(self.roots)  # for membership tests
         self._next_id = len(graph)
         self._sub = 0
 
@@ -100,8 +101,10 @@ class Draft:
             rec.inputs = [new if i == old else i for i in rec.inputs]
             self.users[new][user] = None
         self.users[old] = {}
-        if old in self.roots:
+        if old in self.root_set:
             self.roots = [new if r == old else r for r in self.roots]
+            self.root_set.discard(old)
+            self.root_set.add(new)
             if self.recs[new].source is None and self.recs[new].name.startswith("opt/"):
                 self.recs[new].name = self.recs[old].name  # a fetched name survives its rewrite
         self._release(old)
@@ -111,7 +114,7 @@ class Draft:
         stack = [rec_id]
         while stack:
             dead = stack.pop()
-            if self.users[dead] or dead in self.roots:
+            if self.users[dead] or dead in self.root_set:
                 continue
             for src in set(self.recs[dead].inputs):
                 self.users[src].pop(dead, None)

@@ -154,6 +154,8 @@ class Node:
 
 
 def _binary(op: str, a: Any, b: Any) -> Node:
+    if type(a) is Node and type(b) is Node and a.graph is b.graph:
+        return a.graph.add_node(op, (a, b))  # fast path: no consts to build (or undo)
     graph = graph_of(a, b)
     with graph._atomic():
         return graph.add_node(op, [as_node(graph, a, peer=b), as_node(graph, b, peer=a)])
@@ -290,7 +292,7 @@ class Graph:
             self._scopes.pop()
 
     def _prefix(self) -> str:
-        return "".join(s + SCOPE_SEP for s in self._scopes)
+        return "".join(s + SCOPE_SEP for s in self._scopes) if self._scopes else ""
 
     def _unique_name(self, base: str) -> str:
         # Pure: the counter only advances in _insert, so a failed build leaves no gap.
