@@ -13,7 +13,7 @@ order; gradients are graph nodes too; any graph renders to SVG.
 (2, 4)
 """
 
-from . import optim
+from . import optim, passes
 from .api import (
     add,
     concat,
@@ -66,5 +66,5 @@ __all__ = [
     "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
     "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
     "cross_entropy", "getitem",
-    "grad", "optim",
+    "grad", "optim", "passes",
 ]
