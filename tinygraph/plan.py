@@ -351,11 +351,17 @@ class CompiledGraph:
         self.graph = graph
         self.input_names = names
         self.plan = Plan(graph, fetches, names, optimize=optimize)
+        self._input_nodes = {name: graph.nodes[name] for name in names}
         self.schedule = self.plan.order
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .scheduler import resolve_feeds
+        from .scheduler import check_feed, resolve_feeds
 
+        nodes = self._input_nodes
+        if not args and len(kwargs) == len(nodes) and all(name in nodes for name in kwargs):
+            # The usual call, every input by name: check each feed and run.
+            return self.plan({name: check_feed(nodes[name], value)
+                              for name, value in kwargs.items()})
         if len(args) > len(self.input_names):
             raise FeedError(f"compiled graph takes {len(self.input_names)} positional inputs "
                             f"({', '.join(self.input_names)}), got {len(args)}")

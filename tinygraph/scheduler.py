@@ -137,9 +137,10 @@ def check_feed(node: Node, value: Any) -> np.ndarray:
     # Fast path (the common case, checked per input on every run): a numpy
     # array of the right dtype whose sizes match the declared ones.
     if type(value) is np.ndarray and value.dtype == node.dtype:
-        shape = value.shape
-        if shape == node.shape or (len(shape) == len(node.shape) and all(
-                d is None or d == s for d, s in zip(node.shape, shape, strict=True))):
+        shape, want = value.shape, node.shape
+        if shape == want or (len(shape) == len(want) and (
+                shape[1:] == want[1:] and want[0] is None  # the usual (batch, …) input
+                or all(d is None or d == s for d, s in zip(want, shape, strict=True)))):
             return value
     want = f"shape {format_shape(node.shape)} {node.dtype}"
     try:
