@@ -471,3 +471,33 @@ def test_jupyter_display_is_svg_or_says_why_not(monkeypatch):
     assert g._repr_mimebundle_() == {"text/plain": "<Graph 'affine': 9 nodes> (not drawn: "
                                                    "no engine)"}
     assert g._repr_svg_() is None
+
+
+# ------------------------------------------------------------------- docs
+
+
+def test_docs_render_page_examples_run(tmp_path, monkeypatch):
+    import doctest
+
+    monkeypatch.chdir(tmp_path)
+    page = Path(__file__).parent.parent / "docs" / "render.md"
+    result = doctest.testfile(str(page), module_relative=False, globs={},
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 25 and result.failed == 0, result
+
+
+def test_figure_script_writes_the_committed_figures(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent.parent / "docs"))
+    try:
+        import make_render_figures
+    finally:
+        sys.path.pop(0)
+    written = make_render_figures.main(tmp_path)
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "docs/figures/render_affine.svg" in readme and "tinygraph render" in readme
+    for path in written:
+        svg = path.read_text(encoding="utf-8")
+        assert node_groups(parse(svg))
+        committed = root / "docs" / "figures" / path.name
+        assert committed.read_text(encoding="utf-8") == svg, f"regenerate {path.name}"
