@@ -28,15 +28,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUFFER_MIN_BYTES", "into_buffer", "result_shape"]
+__all__ = ["BUFFER_MIN_BYTES", "into_buffer", "result_shape", "stack_into"]
 
 # Below this, allocation is cheap (glibc's small-block arena) and the check
 # would cost more than it saves.
 BUFFER_MIN_BYTES = 1 << 15
 
 
+def stack_into(*parts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.stack(parts)`` along a new first axis, optionally into ``out``."""
+    return np.stack(parts, out=out)
+
+
 def result_shape(forward: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
-    """The shape ``forward(*args)`` will have (elementwise ufunc or matmul)."""
+    """The shape ``forward(*args)`` will have (elementwise ufunc, matmul or stack)."""
+    if forward is stack_into:
+        return (len(args), *np.shape(args[0]))
     if forward is np.matmul:
         a, b = args
         if a.ndim == 2 and b.ndim == 2:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .buffers import BUFFER_MIN_BYTES, into_buffer
+from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into
 from .errors import EvaluationError, FeedError, GraphError
 from .graph import Graph, Node
 from .ops import OPS
@@ -90,6 +90,8 @@ def _bind(node: Node) -> Callable:
 _IDENTITY_WHEN_SHAPES_AGREE = {"sum_to", "broadcast_to", "reshape_like"}
 # Ops whose result may share memory with their first input.
 _VIEWS = {"getitem", "reshape", "transpose", "expand_dims", *_IDENTITY_WHEN_SHAPES_AGREE}
+# Forwards that take out= for the steps plans keep buffers for (other ops: their own).
+_BUFFERED_FORWARD = {"matmul": np.matmul, "stack": stack_into}
 # Elementwise ufunc ops: their result may be written into a dead operand.
 _ELEMENTWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "exp", "log", "sign"}
 # Ops whose result is always a new array (never a view of an input), so once
@@ -260,7 +262,7 @@ class Plan:
                 lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
             elif target is None and self._bufferable(position, sizes[position]):
                 backed.add(out)
-                names[f"f{out}"] = np.matmul if forward is operator.matmul else forward
+                names[f"f{out}"] = _BUFFERED_FORWARD.get(self.step_nodes[position].op, forward)
                 lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
                              f"{', '.join(f'v{a}' for a in args)})")
             elif target is None:
@@ -302,9 +304,12 @@ class Plan:
         """A large elementwise or matmul step whose value stays inside the plan."""
         node = self.step_nodes[position]
         forward, _, out, _ = self.steps[position]
-        return (size >= BUFFER_MIN_BYTES and out not in self._escaping and not node.attrs
-                and (node.op in _ELEMENTWISE and isinstance(forward, np.ufunc)
-                     or node.op == "matmul"))
+        if size < BUFFER_MIN_BYTES or out in self._escaping:
+            return False
+        if node.op == "stack":
+            return node.attrs.get("axis", 0) == 0
+        return not node.attrs and (node.op == "matmul" or node.op in _ELEMENTWISE
+                                   and isinstance(forward, np.ufunc))
 
     def _same_shape_known(self, position: int) -> bool:
         """Both operands statically have the result's shape, with no unknown size."""
