@@ -147,7 +147,8 @@ class _WasmGraphviz:
         self._engine = wasmtime.Engine(config)
         self._module = wasmtime.Module.from_file(self._engine, str(PACKAGE_WASM_PATH))
         self._lock = threading.Lock()
-        self._session: dict[str, Any] | None = None
+        # Instantiate once now, so a broken install fails here, inside _wasm()'s report.
+        self._session: dict[str, Any] | None = self._new_session()
         # wasmtime frees its objects in __del__, which fails noisily once the
         # interpreter is tearing down; free them while it still runs.
         atexit.register(self.close)
