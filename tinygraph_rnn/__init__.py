@@ -14,6 +14,9 @@ draws as unrolled, rolled or single-cell pictures.
 """
 
 from .cells import Cell, GRUCell, LSTMCell, ParamSpec, VanillaRNNCell
+from .lm import CharLM
+from .lm_data import CharData
 from .unroll import Unrolled, unroll
 
-__all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell", "unroll", "Unrolled"]
+__all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell", "unroll", "Unrolled",
+           "CharLM", "CharData"]

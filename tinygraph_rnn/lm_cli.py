@@ -1,0 +1,155 @@
+"""``python -m tinygraph_rnn train`` and the training part of the demo.
+
+Both train a :class:`~tinygraph_rnn.CharLM` on the bundled corpus (or a
+given text file) and report what happened: the validation loss before
+training (about ``ln V`` for V characters: the untrained model guesses
+uniformly), the progress bar, the validation loss after and its drop, the
+time, and a sample of generated text::
+
+    python -m tinygraph_rnn train [--steps N] [--hidden H] [--seq-len K] [--batch B]
+                                  [--lr LR] [--seed S] [--text-file PATH] [--load PATH]
+                                  [--save PATH] [--prefix TEXT] [--sample-length L]
+                                  [--temperature T]
+
+:func:`add_train_arguments` and :func:`train_command` are what
+``tinygraph_rnn.__main__`` wires into its ``train`` subcommand;
+:func:`demo_training` is what the demo calls after forward propagation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import tinygraph as tg
+
+from .lm import DEFAULT_CLIP, DEFAULT_LR, CharLM
+from .vocab import load_corpus
+
+__all__ = ["DEMO_STEPS", "DEMO_SIZES", "add_train_arguments", "train_command",
+           "demo_training", "train_and_report"]
+
+#: Optimizer steps of the demo's training run (a few seconds on 2 cores).
+DEMO_STEPS = 600
+#: The demo model's sizes, also the defaults of ``train``.
+DEMO_SIZES = {"hidden_size": 64, "seq_len": 25, "batch_size": 32}
+DEFAULT_PREFIX = "It is a truth"
+
+
+def train_and_report(lm: CharLM, steps: int, lr: float = DEFAULT_LR, clip: float = DEFAULT_CLIP,
+                     prefix: str = DEFAULT_PREFIX, sample_length: int = 200,
+                     temperature: float = 0.8, seed: int = 0, file: Any = None) -> dict[str, Any]:
+    """Train ``lm`` for ``steps`` with progress, print the losses and a sample; return them.
+
+    Returns
+    -------
+    dict
+        ``val_before``, ``val_after`` (nats per character), ``drop``
+        (relative, ``1 - after / before``), ``seconds`` (training time),
+        ``history`` (training losses) and ``sample`` (text).
+    """
+    file = sys.stdout if file is None else file
+    before = lm.validation_loss()
+    print(f"validation loss before training: {before:.4f} nats/char "
+          f"(uniform guessing: ln {len(lm.vocab)} = {math.log(len(lm.vocab)):.4f})", file=file)
+    print(f"training {steps} steps: Adam lr={lr:g}, gradient norm clipped at {clip:g}, "
+          f"{lm.batch_size} streams x {lm.seq_len} characters per step", file=file, flush=True)
+    start = time.perf_counter()
+    history = lm.train(steps, lr=lr, clip=clip, verbose=True, file=file)
+    seconds = time.perf_counter() - start
+    after = lm.validation_loss()
+    drop = 1.0 - after / before
+    print(f"validation loss after {lm.trained_steps} steps: {after:.4f} nats/char "
+          f"({100 * drop:.1f}% lower; trained in {seconds:.1f} s)", file=file)
+    text = lm.sample(prefix, length=sample_length, temperature=temperature, seed=seed)
+    print(f"sample (temperature {temperature:g}, seed {seed}):\n{text}", file=file)
+    return {"val_before": before, "val_after": after, "drop": drop, "seconds": seconds,
+            "history": history, "sample": text}
+
+
+def demo_training(steps: int = DEMO_STEPS, seed: int = 0, file: Any = None) -> dict[str, Any]:
+    """The demo's training part: a CharLM of the bundled corpus trained for ``steps``."""
+    file = sys.stdout if file is None else file
+    lm = CharLM.from_text(load_corpus(), seed=seed, **DEMO_SIZES)
+    print(f"\ntraining a character language model on the bundled corpus: {lm.data!r}\n"
+          f"  VanillaRNNCell hidden_size={lm.hidden_size}, truncated BPTT over windows of "
+          f"{lm.seq_len} steps carrying the state, {len(lm.graph)} graph nodes", file=file)
+    report = train_and_report(lm, steps, file=file)
+    report["model"] = lm
+    return report
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand's options to ``parser``; returns it."""
+    parser.add_argument("--steps", type=int, default=DEMO_STEPS,
+                        help=f"optimizer steps (default {DEMO_STEPS})")
+    parser.add_argument("--hidden", type=int, default=DEMO_SIZES["hidden_size"],
+                        help=f"hidden size (default {DEMO_SIZES['hidden_size']})")
+    parser.add_argument("--seq-len", type=int, default=DEMO_SIZES["seq_len"],
+                        help=f"BPTT window in steps (default {DEMO_SIZES['seq_len']})")
+    parser.add_argument("--batch", type=int, default=DEMO_SIZES["batch_size"],
+                        help=f"parallel text streams (default {DEMO_SIZES['batch_size']})")
+    parser.add_argument("--lr", type=float, default=DEFAULT_LR,
+                        help=f"Adam learning rate (default {DEFAULT_LR:g})")
+    parser.add_argument("--clip", type=float, default=DEFAULT_CLIP,
+                        help=f"largest gradient norm (default {DEFAULT_CLIP:g})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    parser.add_argument("--text-file", default=None,
+                        help="train on this text file instead of the bundled corpus")
+    parser.add_argument("--load", default=None,
+                        help="continue a checkpoint written by --save (sizes come from it)")
+    parser.add_argument("--save", default=None, help="write the trained model to this file")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="text the sample starts from")
+    parser.add_argument("--sample-length", type=int, default=200,
+                        help="characters to generate (default 200)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="sampling temperature; 0 is greedy (default 0.8)")
+    return parser
+
+
+def train_command(args: argparse.Namespace, file: Any = None) -> dict[str, Any]:
+    """Run ``train`` with parsed ``args``; GraphError subclasses for user mistakes."""
+    file = sys.stdout if file is None else file
+    if args.load is not None:
+        lm = CharLM.load(args.load)
+        print(f"loaded {args.load}: {lm!r}", file=file)
+    else:
+        if args.text_file is None:
+            text = load_corpus()
+        else:
+            try:
+                text = Path(args.text_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise tg.GraphError(f"cannot read --text-file {args.text_file!r}: {exc}") from None
+        lm = CharLM.from_text(text, hidden_size=args.hidden, seq_len=args.seq_len,
+                              batch_size=args.batch, seed=args.seed)
+        print(f"{lm!r} on {lm.data!r}", file=file)
+    report = train_and_report(lm, args.steps, lr=args.lr, clip=args.clip, prefix=args.prefix,
+                              sample_length=args.sample_length, temperature=args.temperature,
+                              seed=args.seed, file=file)
+    if args.save is not None:
+        path = lm.save(args.save)
+        print(f"wrote {path}", file=file)
+    report["model"] = lm
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``train`` alone, as ``python -m tinygraph_rnn.lm_cli``: the same options."""
+    parser = add_train_arguments(argparse.ArgumentParser(
+        prog="python -m tinygraph_rnn train",
+        description="Train the character language model and sample from it."))
+    args = parser.parse_args(argv)
+    try:
+        train_command(args)
+    except tg.GraphError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
