@@ -22,7 +22,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 docs: $(STAMP)
-	$(PY) docs/make_figures.py
+	$(PY) docs/make_render_figures.py
+	$(PY) docs/make_rnn_figures.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff

@@ -95,3 +95,39 @@ def test_installed_console_script_runs(saved, tmp_path):
     done = subprocess.run([sys.executable, "-m", "tinygraph.cli", "info", str(path)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.startswith("graph 'small rnn'")
+
+
+def test_run_evaluates_outputs_with_feeds_from_npz(tmp_path, capsys):
+    import tinygraph as tg
+    from tinygraph.cli import main
+
+    g = tg.Graph("affine")
+    x = g.input("x", shape=(None, 2))
+    W = g.param("W", np.array([[1.0, -2.0], [0.5, 3.0]]))
+    tg.tanh(x @ W, name="y")
+    path = tmp_path / "g.tgraph"
+    g.save(path)
+    xv = np.array([[0.1, 0.2], [-0.3, 0.4]])
+    np.savez(tmp_path / "feeds.npz", x=xv)
+    out = tmp_path / "out.npz"
+    assert main(["run", str(path), "--feeds", str(tmp_path / "feeds.npz"), "-o", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as saved:
+        np.testing.assert_allclose(saved["y"], np.tanh(xv @ W.value), rtol=1e-15)
+    capsys.readouterr()
+    assert main(["run", str(path), "--feeds", str(tmp_path / "feeds.npz")]) == 0
+    assert capsys.readouterr().out.startswith("y (2, 2) float64:")
+
+
+def test_run_reports_missing_feeds_and_bad_feed_files(tmp_path, capsys):
+    import tinygraph as tg
+    from tinygraph.cli import main
+
+    g = tg.Graph()
+    tg.exp(g.input("x", shape=(2,)), name="y")
+    path = tmp_path / "g.tgraph"
+    g.save(path)
+    assert main(["run", str(path)]) == 1
+    assert "input 'x'" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert main(["run", str(path), "--feeds", str(tmp_path / "bad.npz")]) == 1
+    assert "cannot read feeds" in capsys.readouterr().err

@@ -237,3 +237,12 @@ def test_kept_buffers_never_reach_the_caller():
     np.testing.assert_allclose(second_z, np.exp(b @ W.value.T).ravel(), rtol=1e-14)
     np.testing.assert_allclose(first_y, np.tanh(a @ W.value + a), rtol=1e-14)
     assert "into_buffer" in fn.plan.python_source  # the buffered path did run
+
+
+def test_performance_page_examples_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+    result = doctest.testfile(str(page), module_relative=False, globs={})
+    assert result.attempted > 10 and result.failed == 0

@@ -1,15 +1,18 @@
-"""The ``tinygraph`` command: draw or describe a saved graph.
+"""The ``tinygraph`` command: draw, run or describe a saved graph.
 
 ::
 
     tinygraph render FILE.tgraph -o out.svg [--collapse] [--format png] [--rankdir LR] ...
+    tinygraph run FILE.tgraph [--feeds FEEDS.npz] [--fetch NAME ...] [-o OUT.npz]
     tinygraph info FILE.tgraph [--json]
 
 ``render`` loads the graph with :func:`tinygraph.load` and draws it with
 :func:`tinygraph.render.render` (the system ``dot`` when on PATH, else the
 built-in WebAssembly Graphviz, which writes SVG). ``info`` prints node and op
 counts, the inputs, params and outputs (op nodes nothing reads) and the
-top-level scopes. A mistake (a bad file, an unknown option value, no engine
+top-level scopes. ``run`` evaluates the outputs (or ``--fetch`` nodes) with
+inputs read from an ``.npz`` file (``allow_pickle=False``) and prints them or
+saves them to another ``.npz``. A mistake (a bad file, an unknown option value, no engine
 for PNG) prints one ``tinygraph: error: …`` line and exits with status 1.
 
 >>> main(["info", "--help"])  # doctest: +ELLIPSIS
@@ -23,9 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import GraphError
 from .graph import Graph
@@ -40,7 +46,7 @@ _LISTED = 10  # items shown per line of `info` before "… and N more"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinygraph",
-                                     description="Draw or describe a saved tinygraph graph.")
+                                     description="Draw, run or describe a saved tinygraph graph.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     draw = commands.add_parser("render", help="draw a saved graph to svg/png/pdf/dot",
@@ -63,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="Graphviz to use (default: system dot if on PATH, else WASM)")
     draw.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                       help=f"layout time limit in seconds (default {DEFAULT_TIMEOUT:g})")
+
+    run = commands.add_parser("run", help="evaluate a saved graph on feeds from an .npz file",
+                              description="Evaluate a saved graph (.tgraph). Feeds come from "
+                              "an .npz file whose keys are input names (np.savez).")
+    run.add_argument("file", metavar="FILE", help="a graph saved with g.save()")
+    run.add_argument("--feeds", metavar="FEEDS.npz", help="input name -> array (np.savez)")
+    run.add_argument("--fetch", action="append", metavar="NAME",
+                     help="a node to evaluate (repeatable; default: the outputs)")
+    run.add_argument("-o", "--output", metavar="OUT.npz",
+                     help="save the fetched arrays here instead of printing them")
 
     info = commands.add_parser("info", help="node/op counts, inputs, params, outputs",
                                description="Describe a saved graph (.tgraph).")
@@ -162,6 +178,32 @@ def _render(args: argparse.Namespace) -> str:
                   max_nodes=args.max_nodes or None)
 
 
+def _read_feeds(path: str | None) -> dict[str, np.ndarray]:
+    if path is None:
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise GraphError(f"cannot read feeds from {path!r} (an .npz file written by "
+                         f"np.savez is expected): {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> str:
+    graph = _load(args.file)
+    fetches = args.fetch or [o["name"] for o in describe(graph)["outputs"]]
+    if not fetches:
+        raise GraphError(f"graph '{graph.name}' has no op nodes to evaluate; name one "
+                         "with --fetch")
+    values = graph.run(list(fetches), _read_feeds(args.feeds))
+    if args.output:
+        np.savez(args.output, **dict(zip(fetches, values, strict=True)))
+        return args.output
+    with np.printoptions(threshold=50, edgeitems=3, precision=6):
+        return "\n".join(f"{name} {format_shape(np.shape(v))} {np.asarray(v).dtype}:\n{v}"
+                         for name, v in zip(fetches, values, strict=True))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage)."""
     parser = _parser()
@@ -172,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             print(_render(args))
+        elif args.command == "run":
+            print(_run(args))
         else:
             described = describe(_load(args.file))
             print(json.dumps(described, indent=2) if args.json else _info_text(described))
