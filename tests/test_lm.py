@@ -318,3 +318,14 @@ def test_the_demo_training_lowers_validation_loss_by_at_least_30_percent():
     assert report["val_after"] <= 0.7 * report["val_before"]
     assert len(report["history"]) == lm_cli.DEMO_STEPS
     assert "% lower" in buf.getvalue() and report["sample"] in buf.getvalue()
+
+
+def test_docs_lm_page_examples_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "lm.md"
+    result = doctest.testfile(str(page), module_relative=False, verbose=False, globs={},
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 20, result
+    assert result.failed == 0, result
