@@ -15,6 +15,7 @@ import pytest
 import tinygraph as tg
 import tinygraph_rnn as rnn
 from tinygraph_rnn import lm_cli
+from tinygraph_rnn.__main__ import main
 from tinygraph_rnn.lm_data import CharData
 from tinygraph_rnn.vocab import load_corpus
 
@@ -297,8 +298,8 @@ def test_train_command_trains_prints_samples_and_saves(tmp_path):
     path = tmp_path / "cli.tgraph"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert lm_cli.main(["--steps", "20", "--hidden", "16", "--sample-length", "30",
-                            "--prefix", "Mr. ", "--save", str(path)]) == 0
+        assert main(["train", "--steps", "20", "--hidden", "16", "--sample-length", "30",
+                     "--prefix", "Mr. ", "--save", str(path)]) == 0
     out = buf.getvalue()
     assert "validation loss before training: 4.1" in out
     assert "validation loss after 20 steps" in out and "step 20/20" in out
@@ -306,7 +307,7 @@ def test_train_command_trains_prints_samples_and_saves(tmp_path):
     assert rnn.CharLM.load(path).trained_steps == 20
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         with pytest.raises(SystemExit) as exc:
-            lm_cli.main(["--steps", "1", "--batch", "0"])
+            main(["train", "--steps", "1", "--batch", "0"])
     assert exc.value.code == 2
 
 

@@ -1,14 +1,20 @@
-"""``python -m tinygraph_rnn demo|render``: the seed's RNN as a graph, run and drawn.
+"""``python -m tinygraph_rnn demo|train|render``: the seed's RNN as a graph, run, trained, drawn.
 
 ``demo`` builds the seed's vanilla RNN over the character vocabulary of the
 bundled corpus, unrolls it over a sentence, runs forward propagation, prints
 for every step the input character, the most likely next character and its
-probability, and writes the unrolled, rolled and cell pictures as SVG.
+probability, and writes the unrolled, rolled and cell pictures as SVG; then
+it trains a character language model on the corpus (validation loss before
+and after, a sample; :mod:`tinygraph_rnn.lm_cli`). ``train`` runs that
+training with options, saves and loads checkpoints.
 ``render`` draws any built-in cell in any view. ``make demo`` runs ``demo``.
 
 ::
 
     python -m tinygraph_rnn demo [--text "..."] [--steps T] [--hidden H] [--out DIR]
+                                 [--train-steps N]
+    python -m tinygraph_rnn train [--steps N] [--hidden H] [--seq-len K] [--batch B] [--lr LR]
+                                  [--save PATH] [--load PATH] [--sample-length L] [--temperature T]
     python -m tinygraph_rnn render [--cell vanilla|gru|lstm] [--view rolled] [-o PATH]
 """
 
@@ -24,6 +30,7 @@ import numpy as np
 import tinygraph as tg
 
 from .cells import GRUCell, LSTMCell, VanillaRNNCell
+from .lm_cli import DEMO_STEPS, add_train_arguments, demo_training, train_command
 from .unroll import Unrolled, unroll
 from .vocab import Vocab, load_corpus, show_char
 
@@ -148,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     d.add_argument("--out", default="out", help="directory for the SVGs (default out/)")
     d.add_argument("--no-pictures", action="store_true", help="skip writing SVGs")
+    d.add_argument("--train-steps", type=int, default=DEMO_STEPS,
+                   help=f"then train the character LM this many steps (default {DEMO_STEPS}; "
+                        "0 skips)")
+    add_train_arguments(sub.add_parser(
+        "train", help="train the character language model on the corpus, then sample"))
     r = sub.add_parser("render", help="draw a built-in cell unrolled, rolled or alone")
     r.add_argument("--cell", choices=sorted(CELLS), default="vanilla")
     r.add_argument("--steps", type=int, default=4)
@@ -166,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             demo(text=args.text, steps=args.steps, hidden_size=args.hidden, out=args.out,
                  seed=args.seed, pictures=not args.no_pictures)
+            if args.train_steps > 0:
+                demo_training(steps=args.train_steps, seed=args.seed)
+        elif args.command == "train":
+            train_command(args)
         else:
             render(cell=args.cell, steps=args.steps, view=args.view, window=args.window,
                    output=args.output)

@@ -38,11 +38,14 @@ DEMO_STEPS = 600
 #: The demo model's sizes, also the defaults of ``train``.
 DEMO_SIZES = {"hidden_size": 64, "seq_len": 25, "batch_size": 32}
 DEFAULT_PREFIX = "It is a truth"
+#: Below 1 the likelier characters win more often: more readable samples.
+DEFAULT_TEMPERATURE = 0.5
 
 
 def train_and_report(lm: CharLM, steps: int, lr: float = DEFAULT_LR, clip: float = DEFAULT_CLIP,
                      prefix: str = DEFAULT_PREFIX, sample_length: int = 200,
-                     temperature: float = 0.8, seed: int = 0, file: Any = None) -> dict[str, Any]:
+                     temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
+                     file: Any = None) -> dict[str, Any]:
     """Train ``lm`` for ``steps`` with progress, print the losses and a sample; return them.
 
     Returns
@@ -106,8 +109,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="text the sample starts from")
     parser.add_argument("--sample-length", type=int, default=200,
                         help="characters to generate (default 200)")
-    parser.add_argument("--temperature", type=float, default=0.8,
-                        help="sampling temperature; 0 is greedy (default 0.8)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"sampling temperature; 0 is greedy (default {DEFAULT_TEMPERATURE})")
     return parser
 
 
@@ -136,20 +139,3 @@ def train_command(args: argparse.Namespace, file: Any = None) -> dict[str, Any]:
         print(f"wrote {path}", file=file)
     report["model"] = lm
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``train`` alone, as ``python -m tinygraph_rnn.lm_cli``: the same options."""
-    parser = add_train_arguments(argparse.ArgumentParser(
-        prog="python -m tinygraph_rnn train",
-        description="Train the character language model and sample from it."))
-    args = parser.parse_args(argv)
-    try:
-        train_command(args)
-    except tg.GraphError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
