@@ -120,8 +120,8 @@ def scaling_rows() -> str:
     budget = 1.5 * xs.nbytes + p.steps * p.hidden * 8
     lines.append(f"| 10,000-step W1 forward, last state only: peak traced memory | "
                  f"{peak / 2**20:.1f} MiB = {peak / budget:.2f} x (1.5 x fed inputs "
-                 f"{xs.nbytes / 2**20:.1f} MiB + one (T, H) array {p.steps * p.hidden * 8 / 2**20:.1f}"
-                 f" MiB) |")
+                 f"{xs.nbytes / 2**20:.1f} MiB + one (T, H) array "
+                 f"{p.steps * p.hidden * 8 / 2**20:.1f} MiB) |")
     return "\n".join(lines)
 
 

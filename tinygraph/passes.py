@@ -130,4 +130,4 @@ fold_constants = _public([_fold], "Replace ops whose inputs are all consts by th
 onehot_to_take = _public([_onehot_take], "Rewrite ``one_hot(ids, n) @ M`` to ``take(M, ids)``.")
 batch_over_time = _public([batch_pass], "Batch per-step work of unrolled graphs (see batching).")
 OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _cse]
-optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching over time, CSE.")
+optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, CSE.")

@@ -17,8 +17,9 @@ Running that function costs one numpy call per node and almost nothing else
 (about 0.05 µs per node, against ~0.3 µs for a loop over step tuples). Very
 long plans (more than ``CODEGEN_MAX_STEPS`` nodes) skip code generation,
 whose compile time grows with the line count, and run the same steps in a
-loop; graphs of more than ``OPTIMIZE_MAX_NODES`` needed nodes skip the passes. A failure inside numpy is reported as an ``EvaluationError`` naming the
-node, found from the failing line.
+loop; graphs of more than ``OPTIMIZE_MAX_NODES`` needed nodes skip the
+passes. A failure inside numpy is reported as an ``EvaluationError`` naming
+the node, found from the failing line.
 """
 
 from __future__ import annotations

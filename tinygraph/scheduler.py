@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EvaluationError, FeedError, GraphError
+from .errors import FeedError, GraphError
 from .graph import Graph, Node
 from .ops import OPS
 from .plan import CompiledGraph, Plan, _last_uses, failure, missing_feed
 from .shapes import format_shape
 
-__all__ = ["schedule", "run", "compile_plan", "Interpreter", "Fetches", "check_feed", "resolve_feeds",
-           "ancestors"]
+__all__ = ["schedule", "run", "compile_plan", "Interpreter", "Fetches", "check_feed",
+           "resolve_feeds", "ancestors"]
 
 _PLAN_CACHE_SIZE = 64
 
