@@ -1,0 +1,178 @@
+"""Node handles: what a graph node records, and the operators that build new ones.
+
+A :class:`Node` is a handle into its :class:`~tinygraph.graph.Graph`: its op
+name, input nodes, attributes, inferred shape and dtype, and free-form
+``meta``. It never computes anything. Arithmetic on nodes (``+ - * / @ **``,
+unary ``-``, ``.T``, ``x[:, :3]``) adds nodes to the same graph; numbers and
+arrays on either side become consts.
+
+>>> import numpy as np, tinygraph as tg
+>>> g = tg.Graph()
+>>> x = g.input("x", shape=(None, 3))
+>>> (2 * x).op, (x.T).shape, x[:, 1:].shape
+('mul', (3, None), (None, 2))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import GraphError, ShapeError
+from .ops import LEAF_OPS
+from .shapes import format_shape
+
+if TYPE_CHECKING:
+    from .graph import Graph
+
+__all__ = ["Node", "as_node", "graph_of"]
+
+
+class Node:
+    """A handle to one node of a :class:`Graph`.
+
+    Attributes: ``name``, ``op`` (op name), ``inputs`` (tuple of Nodes),
+    ``shape`` (tuple; ``None`` for sizes known only at run time), ``dtype``,
+    ``graph``, ``attrs`` (op attributes), ``meta`` (free annotations: scope
+    origin, time step, gradient marks; not used by the op). Params also have
+    ``value``, the live array read at every run.
+
+    Arithmetic operators build new nodes: ``+ - * / @ **``, unary ``-``,
+    ``.T`` and basic indexing ``x[:, :3]``; numbers on either side become
+    consts.
+    """
+
+    __slots__ = ("name", "op", "inputs", "shape", "dtype", "graph", "attrs", "meta", "index",
+                 "_value")
+    # Makes numpy defer to Node's reflected operators: ``arr @ node`` builds a node.
+    __array_ufunc__ = None
+
+    def __init__(self, graph: Graph, name: str, op: str, inputs: tuple[Node, ...],
+                 attrs: dict[str, Any], shape: tuple, dtype: np.dtype, index: int,
+                 meta: dict[str, Any] | None = None):
+        self.graph = graph
+        self.name = name
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.shape = shape
+        self.dtype = dtype
+        self.index = index
+        self.meta = dict(meta or {})
+        self._value: np.ndarray | None = None
+
+    @property
+    def kind(self) -> str:
+        """``'input'``, ``'param'``, ``'const'`` or ``'op'``."""
+        return self.op if self.op in LEAF_OPS else "op"
+
+    @property
+    def value(self) -> np.ndarray:
+        """The live array of a param (or a const's array)."""
+        if self.op == "param":
+            return self._value
+        if self.op == "const":
+            return self.attrs["value"]
+        raise GraphError(f"node '{self.name}' is a {self.op} node; only params and consts "
+                         "hold a value (use graph.run to evaluate it)")
+
+    @value.setter
+    def value(self, new: Any) -> None:
+        if self.op != "param":
+            raise GraphError(f"node '{self.name}' is a {self.op} node; only params can be assigned")
+        if new is self._value:
+            return  # `p.value += d` already updated the array in place; keep its identity
+        from .graph import _to_array
+
+        arr = _to_array(new, self.dtype, self.name)
+        if arr.shape != self.shape:
+            raise ShapeError(f"param '{self.name}': new value has shape {format_shape(arr.shape)}, "
+                             f"the param has shape {format_shape(self.shape)}")
+        self._value = arr
+
+    @property
+    def T(self) -> Node:  # noqa: N802 - numpy's spelling
+        from . import api
+        return api.transpose(self)
+
+    def __getitem__(self, index: Any) -> Node:
+        from . import api
+        return api.getitem(self, index)
+
+    def __repr__(self) -> str:
+        return f"<Node '{self.name}' {self.op} {format_shape(self.shape)} {self.dtype}>"
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is None:
+            raise ShapeError(f"node '{self.name}' has shape {format_shape(self.shape)}; "
+                             "len() needs a known first size")
+        return self.shape[0]
+
+    def __bool__(self) -> bool:
+        # Without this, `if node:` would silently be True; graph building never branches on values.
+        raise GraphError(f"the truth value of node '{self.name}' is only known at run time; "
+                         "compare with `is None` or evaluate the graph first")
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # Operators (reflected ones put the number first).
+    def __add__(self, o): return _binary("add", self, o)
+    def __radd__(self, o): return _binary("add", o, self)
+    def __sub__(self, o): return _binary("sub", self, o)
+    def __rsub__(self, o): return _binary("sub", o, self)
+    def __mul__(self, o): return _binary("mul", self, o)
+    def __rmul__(self, o): return _binary("mul", o, self)
+    def __truediv__(self, o): return _binary("div", self, o)
+    def __rtruediv__(self, o): return _binary("div", o, self)
+    def __matmul__(self, o): return _binary("matmul", self, o)
+    def __rmatmul__(self, o): return _binary("matmul", o, self)
+    def __pow__(self, o): return _binary("pow", self, o)
+    def __rpow__(self, o): return _binary("pow", o, self)
+    def __neg__(self): return self.graph.add_node("neg", [self])
+
+
+def _binary(op: str, a: Any, b: Any) -> Node:
+    if type(a) is Node and type(b) is Node and a.graph is b.graph:
+        return a.graph.add_node(op, (a, b))  # fast path: no consts to build (or undo)
+    graph = graph_of(a, b)
+    with graph._atomic():
+        return graph.add_node(op, [as_node(graph, a, peer=b), as_node(graph, b, peer=a)])
+
+
+def graph_of(*values: Any) -> Graph:
+    """The one graph the nodes among ``values`` belong to."""
+    graph = None
+    for value in values:
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, Node):
+                if graph is not None and item.graph is not graph:
+                    raise GraphError(
+                        f"node '{item.name}' belongs to graph '{item.graph.name}', not to graph "
+                        f"'{graph.name}'; nodes of two graphs cannot be mixed"
+                    )
+                graph = item.graph
+    if graph is None:
+        raise GraphError("an op needs at least one Node argument to know its graph; "
+                         "create values with g.input/g.param/g.const first")
+    return graph
+
+
+def as_node(graph: Graph, value: Any, peer: Any = None) -> Node:
+    """``value`` if it is a node of ``graph``, else a new const holding it.
+
+    A python number takes the dtype of the node beside it, so ``2 * x``
+    stays float32 when ``x`` is float32 and ``ids + 1`` stays integer.
+    """
+    if isinstance(value, Node):
+        if value.graph is not graph:
+            raise GraphError(f"node '{value.name}' belongs to graph '{value.graph.name}', "
+                             f"not to graph '{graph.name}'; nodes of two graphs cannot be mixed")
+        return value
+    dtype = None
+    if isinstance(peer, Node) and isinstance(value, int | float) and not isinstance(value, bool):
+        if peer.dtype.kind == "f" or (peer.dtype.kind in "iu" and isinstance(value, int)):
+            dtype = peer.dtype
+    return graph.const(value, dtype=dtype)
