@@ -246,3 +246,17 @@ def test_performance_page_examples_run():
     page = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
     result = doctest.testfile(str(page), module_relative=False, globs={})
     assert result.attempted > 10 and result.failed == 0
+
+
+def test_bias_moves_into_the_gathered_table():
+    g = tg.Graph()
+    ids = g.input("ids", shape=(None,), dtype="int64")
+    E = g.param("E", RNG.standard_normal((6, 3)))
+    b = g.param("b", RNG.standard_normal(3))
+    y = tg.add(tg.take(E, ids), b, name="y")
+    og = passes.bias_into_table(g, [y])
+    og.validate()
+    take = next(n for n in og.nodes.values() if n.op == "take")
+    assert take.name == "y" and take.inputs[0].op == "add" and take.inputs[0].shape == (6, 3)
+    v = np.array([5, 0, 2, 2])
+    np.testing.assert_array_equal(og.run("y", {"ids": v}), E.value[v] + b.value)

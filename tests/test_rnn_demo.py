@@ -65,7 +65,8 @@ def test_demo_predictions_match_a_numpy_forward_pass(tmp_path):
 
 
 def test_demo_cli_writes_svgs_and_prints_paths(tmp_path, capsys):
-    assert main(["demo", "--steps", "5", "--hidden", "8", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--steps", "5", "--hidden", "8", "--train-steps", "5",
+                 "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "unrolled over 5 steps" in printed
     for view in ("unrolled", "rolled", "cell"):

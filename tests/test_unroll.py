@@ -235,3 +235,22 @@ class DeclareOnlyCell(_Base):
 def test_cell_without_step_raises_graph_error():
     with pytest.raises(tg.GraphError, match=r"DeclareOnlyCell must define step"):
         rnn.unroll(DeclareOnlyCell(input_size=3, hidden_size=4), steps=1)
+
+
+def test_ids_inputs_equal_one_hot_vectors_and_become_a_row_lookup():
+    cell = rnn.VanillaRNNCell(input_size=5, hidden_size=4, output_size=5, seed=3)
+    ids = np.random.default_rng(0).integers(0, 5, size=(6, 2))
+    by_ids = rnn.unroll(cell, steps=6, ids=True)
+    by_vectors = rnn.unroll(cell, steps=6)
+    got = by_ids.run(ids)
+    want = by_vectors.run(np.eye(5)[ids])
+    np.testing.assert_allclose(got["outputs"], want["outputs"], rtol=1e-12)
+    np.testing.assert_allclose(got["states"], want["states"], rtol=1e-12)
+    assert [n.name for n in by_ids.inputs][:2] == ["t=0/ids", "t=1/ids"]
+    plan = next(iter(by_ids.graph._plans.values()))
+    ops = [n.op for n in plan.graph.nodes.values()]
+    assert "one_hot" not in ops and ops.count("take") == 1  # one lookup for all steps
+    with pytest.raises(tg.FeedError, match=r"integer ids in \[0, 5\)"):
+        by_ids.run(np.full((6, 2), 5))
+    with pytest.raises(tg.FeedError, match="dtype float64"):
+        by_ids.run(np.zeros((6, 2)))

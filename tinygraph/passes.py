@@ -17,6 +17,8 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
   all the slices becomes the batched value itself. Independence is proven on
   the graph (no operand has a member of the group among its ancestors), not
   read from names.
+- :func:`bias_into_table`: ``take(M, ids) + b`` -> ``take(M + b, ids)`` (after
+  batching: one bias add on the small table instead of on every step's rows).
 - :func:`optimize`: all of the above, in that order.
 
 >>> import numpy as np, tinygraph as tg
@@ -40,8 +42,8 @@ from .draft import Draft, freeze
 from .graph import Graph, Node
 from .ops import OPS
 
-__all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "optimize",
-           "rewrite"]
+__all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
+           "bias_into_table", "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -124,10 +126,41 @@ def _onehot_take(draft: Draft) -> None:
                                             name=rec.name + "/take", meta=rec.meta))
 
 
+def _bias_into_table(draft: Draft) -> None:
+    """``take(M, ids) + k`` -> ``take(M + k, ids)`` when k broadcasts along M's rows.
+
+    Exact (each picked element gets the same single addition) and the add
+    runs on the small table instead of on every picked row.
+    """
+    for rec in draft.live():
+        if rec.op != "add":
+            continue
+        for t, k in (rec.inputs, rec.inputs[::-1]):
+            table_take, bias = draft.recs[t], draft.recs[k]
+            if table_take.op != "take" or table_take.attrs.get("axis", 0) != 0:
+                continue
+            table = draft.recs[table_take.inputs[0]]
+            row = table.shape[1:]
+            if (len(draft.users[t]) == 1 and bias.op in ("param", "const")
+                    and len(bias.shape) <= len(row) and bias.dtype == table.dtype == rec.dtype
+                    and _row_fits(bias.shape, row)):
+                shifted = draft.add("add", [table.id, k], name=table.name + "/plus_bias")
+                draft.replace(rec.id, draft.add("take", [shifted, table_take.inputs[1]],
+                                                {"axis": 0}, name=rec.name, meta=rec.meta))
+                break
+
+
+def _row_fits(small: tuple, row: tuple) -> bool:
+    """Broadcasting ``small`` against one row leaves the row's (known) shape unchanged."""
+    pairs = zip(reversed(small), reversed(row), strict=False)
+    return None not in row and all(a in (1, b) for a, b in pairs)
+
+
 cull = _public([], "Drop the nodes ``fetches`` do not need.")
 cse = _public([_cse], "Merge nodes that compute the same op on the same inputs.")
 fold_constants = _public([_fold], "Replace ops whose inputs are all consts by their value.")
 onehot_to_take = _public([_onehot_take], "Rewrite ``one_hot(ids, n) @ M`` to ``take(M, ids)``.")
 batch_over_time = _public([batch_pass], "Batch per-step work of unrolled graphs (see batching).")
-OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _cse]
+bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M + b, ids)``.")
+OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _bias_into_table, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, CSE.")

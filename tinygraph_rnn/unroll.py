@@ -67,7 +67,7 @@ def _structured(parts: tuple, single: bool) -> Any:
     return parts[0] if single else tuple(parts)
 
 
-def unroll(cell: Cell, steps: int, name: str | None = None) -> Unrolled:
+def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False) -> Unrolled:
     """Build ``steps`` copies of ``cell``'s step into one graph.
 
     Parameters
@@ -78,6 +78,11 @@ def unroll(cell: Cell, steps: int, name: str | None = None) -> Unrolled:
         Number of time steps T (>= 1).
     name : str, optional
         The graph's name (default: the cell's class name).
+    ids : bool
+        Feed integer ids instead of vectors: each step's input is
+        ``t=k/ids`` (shape ``(None,)``, int64) and the cell sees
+        ``x = one_hot(ids, input_size)``. The optimizer then turns
+        ``x @ U`` into a row lookup, ``take(U, ids)``, batched over time.
 
     Returns
     -------
@@ -103,7 +108,7 @@ def unroll(cell: Cell, steps: int, name: str | None = None) -> Unrolled:
         raise tg.GraphError(f"unroll takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise tg.GraphError(f"unroll: steps must be a positive int, got {steps!r}")
-    return Unrolled(cell, int(steps), name)
+    return Unrolled(cell, int(steps), name, ids=bool(ids))
 
 
 class Unrolled:
@@ -130,9 +135,10 @@ class Unrolled:
         or the output itself when the output is not a softmax.
     """
 
-    def __init__(self, cell: Cell, steps: int, name: str | None = None):
+    def __init__(self, cell: Cell, steps: int, name: str | None = None, ids: bool = False):
         self.cell = cell
         self.steps = steps
+        self.ids = ids
         self.graph = tg.Graph(cell.name if name is None else name)
         g = self.graph
         values = cell.checked_params()
@@ -162,7 +168,11 @@ class Unrolled:
         start = len(g)
         prefix = f"t={k}"
         with g.scope(prefix):
-            x = g.input("x", shape=(None, cell.input_size), dtype=cell.dtype)
+            if self.ids:
+                fed = g.input("ids", shape=(None,), dtype="int64")
+                x = tg.one_hot(fed, cell.input_size, dtype=cell.dtype, name="x")
+            else:
+                fed = x = g.input("x", shape=(None, cell.input_size), dtype=cell.dtype)
             new_state, output = _call_step(cell, x, state, self.params, k)
         parts = self._check_state(new_state, k)
         output = self._check_output(output, k)
@@ -171,11 +181,11 @@ class Unrolled:
         for node in itertools.islice(reversed(g.nodes.values()), len(g) - start):
             node.meta["t"] = k
             node.meta["template"] = node.name[cut:]
-        x.meta["role"] = "input"
+        fed.meta["role"] = "input"
         for part in parts:
             part.meta.setdefault("role", "state")
         output.meta.setdefault("role", "output")
-        self.inputs.append(x)
+        self.inputs.append(fed)
         self.states.append(_structured(parts, self._single))
         self.outputs.append(output)
         self.logits.append(output.inputs[0] if output.op == "softmax" else output)
@@ -218,6 +228,7 @@ class Unrolled:
         Parameters
         ----------
         xs : array, shape (T, D) or (T, B, D)
+            With ``unroll(..., ids=True)``: integer ids of shape (T,) or (T, B).
         initial_state : array or tuple of arrays, optional
             Shape ``(H,)`` or ``(B, H)`` per state part; zeros when omitted.
 
@@ -239,6 +250,11 @@ class Unrolled:
             feeds[node] = arr[k] if batched else arr[k][None]
         if initial_state is not None:
             feeds.update(self._initial_feeds(initial_state, arr.shape[1] if batched else None))
+        elif batched:
+            # Zeros of the batch's size, not the (1, H) default: equal sizes at every step
+            # keep the optimized plan on its batched-over-time path.
+            feeds.update({node: np.zeros((arr.shape[1], node.shape[1]), dtype=node.dtype)
+                          for node in self._initial})
         flat_states = [part for state in self.states for part in _flat(state)]
         result = self.graph.run({"outputs": self.outputs, "states": flat_states}, feeds)
         outputs = np.stack(result["outputs"])
@@ -249,6 +265,8 @@ class Unrolled:
         return {"outputs": outputs, "states": _structured(states, self._single)}
 
     def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
+        if self.ids:
+            return self._check_ids(xs)
         T, D = self.steps, self.cell.input_size  # noqa: N806
         want = (f"the step inputs '{self.inputs[0].name}' … '{self.inputs[-1].name}' want xs of "
                 f"shape (T={T}, D={D}) or (T={T}, B, D={D})")
@@ -259,6 +277,19 @@ class Unrolled:
         if arr.ndim not in (2, 3) or arr.shape[0] != T or arr.shape[-1] != D:
             raise tg.FeedError(f"{want}; got shape {_fmt(arr.shape)}")
         return arr, arr.ndim == 3
+
+    def _check_ids(self, xs: Any) -> tuple[np.ndarray, bool]:
+        T, D = self.steps, self.cell.input_size  # noqa: N806
+        want = (f"the step inputs '{self.inputs[0].name}' … '{self.inputs[-1].name}' want "
+                f"integer ids in [0, {D}) of shape (T={T},) or (T={T}, B)")
+        arr = np.asarray(xs)
+        if arr.dtype.kind not in "iu":
+            raise tg.FeedError(f"{want}; got dtype {arr.dtype}")
+        if arr.ndim not in (1, 2) or arr.shape[0] != T:
+            raise tg.FeedError(f"{want}; got shape {_fmt(arr.shape)}")
+        if arr.size and (arr.min() < 0 or arr.max() >= D):
+            raise tg.FeedError(f"{want}; got ids from {arr.min()} to {arr.max()}")
+        return arr.astype(np.int64, copy=False), arr.ndim == 2
 
     def _initial_feeds(self, initial_state: Any, batch: int | None) -> dict[tg.Node, np.ndarray]:
         values = _flat(initial_state)
