@@ -17,6 +17,7 @@ from .cells import Cell, GRUCell, LSTMCell, ParamSpec, VanillaRNNCell
 from .lm import CharLM
 from .lm_data import CharData
 from .unroll import Unrolled, unroll
+from .views_bptt import bptt_gradients
 
 __all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell", "unroll", "Unrolled",
-           "CharLM", "CharData"]
+           "CharLM", "CharData", "bptt_gradients"]

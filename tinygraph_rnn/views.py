@@ -11,6 +11,8 @@ any cell, including custom ones::
                          ▲  │  ×T                      step k to step k+1 becomes one
                          └──┘                          loop labelled with T
     cell          params, s0 ─▶ [t=0: every gate]     one step in detail
+    bptt          [t=k: forward ─▶ … ◁┄ backward]      forward and backward nodes per step,
+                                                       shaded by ‖∂L/∂s_t‖ (views_bptt.py)
 
 >>> import tinygraph_rnn as rnn
 >>> net = rnn.unroll(rnn.VanillaRNNCell(input_size=2, hidden_size=3), steps=50)
@@ -43,9 +45,11 @@ from tinygraph.render import (
 from tinygraph.render_drawing import Drawing
 from tinygraph.render_engine import DEFAULT_TIMEOUT
 
+from .views_bptt import bptt_drawing
+
 __all__ = ["VIEWS", "view_to_dot", "render_view", "view_drawing"]
 
-VIEWS = ("unrolled", "rolled", "cell")
+VIEWS = ("unrolled", "rolled", "cell", "bptt")
 
 
 def _flat(items: Any) -> list:
@@ -72,8 +76,9 @@ def _check(net: Any, view: str, window: Any) -> None:
     if view not in VIEWS:
         raise tg.RenderError(f"view must be one of {', '.join(map(repr, VIEWS))}, got {view!r}")
     if window is not None:
-        if view != "unrolled":
-            raise tg.RenderError(f"window= applies to the unrolled view, not to view={view!r}")
+        if view not in ("unrolled", "bptt"):
+            raise tg.RenderError(f"window= applies to the unrolled view and the bptt view, "
+                                 f"not to view={view!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise tg.RenderError(f"window must be a positive int (steps kept at each end), "
                                  f"got {window!r}")
@@ -83,6 +88,8 @@ def view_drawing(net: Any, view: str = "unrolled", window: int | None = None,
                  **kwargs: Any) -> Drawing:
     """The :class:`~tinygraph.render_drawing.Drawing` of one view (see :func:`view_to_dot`)."""
     _check(net, view, window)
+    if view == "bptt":
+        return bptt_drawing(net, window=window, **kwargs)
     outputs = _flat(net.outputs)
     if view == "unrolled":
         kwargs.setdefault("outputs", outputs)
@@ -182,15 +189,20 @@ def view_to_dot(net: Any, view: str = "unrolled", window: int | None = None,
     net : tinygraph_rnn.Unrolled
         Anything with ``.graph``, ``.steps``, ``.states`` and ``.outputs``
         whose step nodes carry ``meta["t"]`` and ``meta["template"]``.
-    view : {"unrolled", "rolled", "cell"}
+    view : {"unrolled", "rolled", "cell", "bptt"}
         ``"unrolled"``: one cluster per step (the graph's own picture).
         ``"rolled"``: the cell once, with params and initial state; every
         edge from step k to step k+1 becomes one loop labelled ``×T``.
         ``"cell"``: one step's nodes in detail, with where their inputs come
         from (``step=k`` picks the step; default 0).
+        ``"bptt"``: forward and backward nodes of each step together, the
+        backward ones styled as gradients with dashed reversed edges; takes
+        ``loss=``, ``steps=``, ``truncate=`` and, to shade each step by
+        ‖∂L/∂s_t‖, ``values=`` from a run of the nodes
+        :func:`tinygraph_rnn.views_bptt.bptt_gradients` added (see there).
     window : int, optional
-        Unrolled view only: keep the first and last ``window`` steps and draw
-        the steps between as one ``… N steps …`` box.
+        Unrolled and bptt views: keep the first and last ``window`` steps and
+        draw the steps between as one ``… N steps …`` box.
     **options
         Options of :func:`tinygraph.render.to_dot` (``hide_params``,
         ``rankdir``, ``values``, ``title``, …); the rolled and cell views
