@@ -33,6 +33,7 @@ __all__ = ["batch_pass"]
 # time-invariant and of rank <= the slice's rank (so broadcasting aligns).
 _SLICEWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp", "log",
               "softmax", "log_softmax"}
+_SHAPE_LIKE = {"sum_to", "broadcast_to", "reshape_like"}
 _MIN_GROUP = 2
 
 
@@ -59,8 +60,31 @@ def _rows(draft: Draft, stacked: int, width: int | None, name: str) -> int:
                      meta={"batched": True})
 
 
+def _slice_index(draft: Draft, rec: Rec) -> int | None:
+    """t if ``rec`` is a slice ``B[t]``, possibly seen through shape adapters (sum_to …)."""
+    for _ in range(4):
+        if rec.op == "getitem" and len(rec.attrs["index"]) == 1 and isinstance(
+                rec.attrs["index"][0], int):
+            return rec.attrs["index"][0]
+        if rec.op not in _SHAPE_LIKE:
+            return None
+        rec = draft.recs[rec.inputs[0]]
+    return None
+
+
+def _in_time_order(draft: Draft, members: list[Rec], operand: int) -> list[Rec]:
+    """Members sorted by the time index of their operands when those are slices (reverse
+    mode builds the last step first); else as found. Stacks in time order can then be
+    recognised as the batched value they came from."""
+    index = [_slice_index(draft, draft.recs[m.inputs[operand]]) for m in members]
+    if None in index or len(set(index)) != len(index):
+        return members
+    return [m for _, m in sorted(zip(index, members, strict=True), key=lambda p: p[0])]
+
+
 def _batch_group(draft: Draft, kind: str, members: list[Rec]) -> int:
     """Replace independent ``members`` by slices of one batched op; the batched rec id."""
+    members = _in_time_order(draft, members, 1 if kind == "take" else 0)
     count = len(members)
     first = members[0]
     meta = {"batched": count}
@@ -120,25 +144,44 @@ def _invariant(draft: Draft) -> dict[int, bool]:
     return {i: i not in varying for i in draft.recs}
 
 
-def _signature(draft: Draft, user: Rec, piece: int, rank: int,
+def _slice_source(draft: Draft, rec: Rec, t: int, count: int) -> int | None:
+    """The batched value B if ``rec`` is ``B[t]`` and B holds ``count`` steps."""
+    if (rec.op == "getitem" and rec.attrs.get("index") == (t,)
+            and draft.recs[rec.inputs[0]].shape[:1] == (count,)):
+        return rec.inputs[0]
+    return None
+
+
+def _signature(draft: Draft, user: Rec, piece: int, t: int, count: int, rank: int,
                invariant: dict[int, bool]) -> tuple | None:
-    """How ``user`` applies to one step's value ``piece``, if it is a per-slice op."""
-    if user.op not in _SLICEWISE:
+    """How ``user`` applies to step t's value ``piece``, if it is a per-slice op: each
+    other operand is time-invariant (rank <= the slice's) or the slice ``B[t]`` of
+    another batched value. Shape-adapting ops (``sum_to(x, like)``) need ``like`` to be
+    such a slice: against an invariant ``like`` they would also sum over time."""
+    shape_like = user.op in _SHAPE_LIKE
+    if user.op not in _SLICEWISE and not (shape_like and user.inputs[0] == piece):
         return None
-    others = tuple(i for i in user.inputs if i != piece)
-    if not all(invariant.get(i, False) and len(draft.recs[i].shape) <= rank for i in others):
-        return None
-    places = tuple(i == piece for i in user.inputs)
-    return (user.op, freeze(user.attrs), places, others)
+    parts = []
+    for i in user.inputs:
+        source = None if i == piece else _slice_source(draft, draft.recs[i], t, count)
+        if i == piece:
+            parts.append(("piece",))
+        elif source is not None:
+            parts.append(("slice", source))
+        elif not shape_like and invariant.get(i, False) and len(draft.recs[i].shape) <= rank:
+            parts.append(("same", i))
+        else:
+            return None
+    return (user.op, freeze(user.attrs), tuple(parts))
 
 
-def _lift(draft: Draft, batched: int, pieces: list[Rec], users: list[Rec]) -> int:
-    """``users[t] = op(pieces[t], k)`` -> slices of ``op(batched, k)``."""
+def _lift(draft: Draft, batched: int, signature: tuple, users: list[Rec]) -> int:
+    """``users[t] = op(pieces[t], …)`` -> slices of ``op(batched, …)``."""
     first = users[0]
     attrs = dict(first.attrs)
     if "axis" in attrs and attrs["axis"] >= 0:
         attrs["axis"] += 1
-    inputs = [batched if i == pieces[0].id else i for i in first.inputs]
+    inputs = [batched if part[0] == "piece" else part[1] for part in signature[2]]
     new = draft.add(first.op, inputs, attrs, name=first.name + "/batched",
                     meta={"batched": len(users)})
     _slice_into(draft, new, users)
@@ -146,18 +189,15 @@ def _lift(draft: Draft, batched: int, pieces: list[Rec], users: list[Rec]) -> in
 
 
 def _common_users(draft: Draft, pieces: list[Rec], rank: int,
-                  invariant: dict[int, bool], single: bool) -> list[list[Rec]]:
+                  invariant: dict[int, bool]) -> list[tuple[tuple, list[Rec]]]:
     """Groups of per-slice users, one user per piece, applying the same op the same way."""
     by_signature: dict[tuple, list[Rec]] = {}
     for t, piece in enumerate(pieces):
-        users = draft.users_of(piece.id)
-        if single and len(users) != 1:
-            return []
-        for user in users:
-            sig = _signature(draft, user, piece.id, rank, invariant)
+        for user in draft.users_of(piece.id):
+            sig = _signature(draft, user, piece.id, t, len(pieces), rank, invariant)
             if sig is not None and len(by_signature.setdefault(sig, [])) == t:
                 by_signature[sig].append(user)
-    return [group for group in by_signature.values() if len(group) == len(pieces)]
+    return [(sig, group) for sig, group in by_signature.items() if len(group) == len(pieces)]
 
 
 def _sink_slicewise(draft: Draft, batched: int, invariant: dict[int, bool]) -> list[int]:
@@ -166,8 +206,10 @@ def _sink_slicewise(draft: Draft, batched: int, invariant: dict[int, bool]) -> l
     if slices is None:
         return []
     rank = len(draft.recs[batched].shape) - 1
-    groups = _common_users(draft, slices, rank, invariant, single=True)
-    return [_lift(draft, batched, slices, group) for group in groups]
+    # Slices may have other users too (a backward sum_to reading a slice's shape): they
+    # keep reading the slice; the lifted op depends on B and invariants only, so no cycle.
+    groups = _common_users(draft, slices, rank, invariant)
+    return [_lift(draft, batched, sig, group) for sig, group in groups]
 
 
 def _sink_into_stacks(draft: Draft, invariant: dict[int, bool]) -> list[int]:
@@ -180,22 +222,25 @@ def _sink_into_stacks(draft: Draft, invariant: dict[int, bool]) -> list[int]:
             continue
         pieces = [draft.recs[i] for i in rec.inputs]
         rank = len(pieces[0].shape)
-        for group in _common_users(draft, pieces, rank, invariant, single=False):
+        for sig, group in _common_users(draft, pieces, rank, invariant):
             if draft.descendants([u.id for u in group]) & set(rec.inputs):
                 continue  # a user feeds a later step: batching it would make a cycle
-            made.append(_lift(draft, rec.id, pieces, group))
+            made.append(_lift(draft, rec.id, sig, group))
     return made
 
 
-def _unstack(draft: Draft, batched: int) -> None:
-    """``stack([B[0], …, B[T-1]])`` -> ``B``."""
-    slices = _time_slices(draft, batched)
-    if slices is None:
-        return
-    ids = [s.id for s in slices]
-    for user in list(draft.users_of(slices[0].id)):
-        if user.op == "stack" and user.attrs.get("axis", 0) == 0 and user.inputs == ids:
-            draft.replace(user.id, batched)
+def _unstack_all(draft: Draft) -> None:
+    """``stack([B[0], …, B[T-1]])`` -> ``B``, wherever such a stack is."""
+    for rec in draft.live():
+        if rec.op != "stack" or rec.attrs.get("axis", 0) != 0:
+            continue
+        parts = [draft.recs[i] for i in rec.inputs]
+        source = parts[0].inputs[0] if parts[0].op == "getitem" else None
+        if source is None or draft.recs[source].shape[:1] != (len(parts),):
+            continue
+        if all(p.op == "getitem" and p.inputs[0] == source and p.attrs["index"] == (t,)
+               for t, p in enumerate(parts)):
+            draft.replace(rec.id, source)
 
 
 def _fits_inside(small: tuple, big: tuple) -> bool:
@@ -283,6 +328,21 @@ def _batched_term(draft: Draft, key: tuple, terms: list[Rec]) -> int:
     return draft.add("matmul", [a_cols, g_rows], name=name + "/batched", meta=meta)
 
 
+def _forward_order(draft: Draft, key: tuple, terms: list[Rec]) -> list[Rec]:
+    """The terms in forward time order (the sum does not care; stacks built in that order
+    equal stacks the forward pass built, so CSE merges them, and slices ``B[t]`` in index
+    order stack back into ``B``)."""
+    g_parts = [draft.recs[t.inputs[1] if key[0] == "a.T @ g" else t.inputs[0]] for t in terms]
+    if all(g.op == "getitem" and len(g.attrs["index"]) == 1 for g in g_parts) and len(
+            {g.inputs[0] for g in g_parts}) == 1:
+        order = [g.attrs["index"][0] for g in g_parts]
+    elif key[0] == "a.T @ g":
+        order = [draft.recs[draft.recs[t.inputs[0]].inputs[0]].key for t in terms]
+    else:  # reverse mode builds the last step's gradient first
+        order = [tuple(-k for k in g.key) for g in g_parts]
+    return [t for _, t in sorted(zip(order, terms, strict=True), key=lambda pair: pair[0])]
+
+
 def _batch_sums(draft: Draft) -> None:
     """Σ over time of per-step terms (parameter gradients) -> one batched term."""
     for root in draft.live():
@@ -305,7 +365,9 @@ def _batch_sums(draft: Draft) -> None:
         terms = list(rest)
         for key, members in groups.items():
             if len(members) > _MIN_GROUP:
-                terms.append(_batched_term(draft, key, members))
+                # Stack in forward (build) order, whatever order the backward pass summed
+                # in: the stacks then equal ones the forward pass built, and CSE merges them.
+                terms.append(_batched_term(draft, key, _forward_order(draft, key, members)))
             else:
                 terms.extend(m.id for m in members)
         total = terms[0]
@@ -321,21 +383,22 @@ def _batch_sums(draft: Draft) -> None:
 
 def batch_pass(draft: Draft) -> None:
     """Every rewrite above, in an order where each one exposes work for the next."""
-    batched_ids = []
     for (kind, *_), members in _batch_groups(draft).items():
         hit = draft.descendants([m.id for m in members])
         operand = 1 if kind == "take" else 0
         free = [m for m in members if m.inputs[operand] not in hit]
         if len(free) >= _MIN_GROUP:
-            batched_ids.append(_batch_group(draft, kind, free))
+            _batch_group(draft, kind, free)
     _reassociate(draft, _invariant(draft))
     invariant = _invariant(draft)
-    work = list(batched_ids)
+    # Every value read slice by slice (batched above, or built whole by the user, such as
+    # a loss over stacked logits and its gradient) is a place to move per-step ops into.
+    work = [rec.id for rec in draft.live() if _time_slices(draft, rec.id) is not None]
     work.extend(_sink_into_stacks(draft, invariant))
     while work:
         current = work.pop()
         for new in _sink_slicewise(draft, current, invariant):
             invariant[new] = False
             work.append(new)
-        _unstack(draft, current)
     _batch_sums(draft)
+    _unstack_all(draft)
