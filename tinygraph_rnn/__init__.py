@@ -14,10 +14,10 @@ draws as unrolled, rolled or single-cell pictures.
 """
 
 from .cells import Cell, GRUCell, LSTMCell, ParamSpec, VanillaRNNCell
+from .gradflow import bptt_gradients
 from .lm import CharLM
 from .lm_data import CharData
 from .unroll import Unrolled, unroll
-from .views_bptt import bptt_gradients
 
 __all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell", "unroll", "Unrolled",
            "CharLM", "CharData", "bptt_gradients"]
