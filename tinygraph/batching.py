@@ -24,6 +24,8 @@ known only at run time differ (a ``(1, H)`` initial state next to a
 
 from __future__ import annotations
 
+import numpy as np
+
 from .draft import Draft, Rec, freeze
 from .shapes import ShapeMismatch, broadcast_shapes
 
@@ -303,7 +305,11 @@ def _term_key(draft: Draft, leaf: int) -> tuple | None:
         if (a.op == "transpose" and len(a.shape) == 2 and len(g.shape) == 2
                 and a.attrs.get("axes") in (None, (1, 0)) and a.shape.count(None) <= 1
                 and g.shape.count(None) <= 1):
-            return ("a.T @ g", draft.recs[a.inputs[0]].shape, g.shape, rec.dtype)
+            source = draft.recs[a.inputs[0]]
+            if source.op == "one_hot" and len(source.shape) == 2:
+                ids = draft.recs[source.inputs[0]]
+                return ("one_hot.T @ g", source.attrs["depth"], ids.shape, g.shape, rec.dtype)
+            return ("a.T @ g", source.shape, g.shape, rec.dtype)
     if rec.op == "sum_to":
         g, like = rec.inputs
         return ("sum_to", like, draft.recs[g].shape, rec.dtype)
@@ -320,6 +326,16 @@ def _batched_term(draft: Draft, key: tuple, terms: list[Rec]) -> int:
                          meta=meta)
     a_parts = [draft.recs[t.inputs[0]].inputs[0] for t in terms]
     g_parts = [t.inputs[1] for t in terms]
+    if key[0] == "one_hot.T @ g":
+        # Σ_t one_hot(ids_t)ᵀ g_t adds row g_t[i] into row ids_t[i]: a scatter-add
+        # (take's adjoint) of all steps at once, with no one-hot matrix built.
+        ids = draft.add("stack", [draft.recs[a].inputs[0] for a in a_parts], {"axis": 0},
+                        name=name + "/stack_ids", meta=meta)
+        g_stack = draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g", meta=meta)
+        width = draft.recs[terms[0].id].shape[-1]
+        like = draft.add_const(np.zeros((key[1], width), dtype=key[-1]), name=name + "/like")
+        return draft.add("take_grad", [g_stack, ids, like], {"axis": 0},
+                         name=name + "/batched", meta=meta)
     a_rows = _rows(draft, draft.add("stack", a_parts, {"axis": 0}, name=name + "/stack_a",
                                     meta=meta), draft.recs[a_parts[0]].shape[-1], name + "/a")
     g_rows = _rows(draft, draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g",
