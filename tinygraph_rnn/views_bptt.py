@@ -71,17 +71,11 @@ EDGE_LOOKS: dict[str, dict[str, str]] = {
 LOW, HIGH = (0xF4, 0xF8, 0xFC), (0x4A, 0x86, 0xC8)  # fills of the smallest / largest norm
 NONFINITE = "#f08080"                                # a step whose gradient has nan or inf
 
-
-def _hex(rgb: Iterable[float]) -> str:
-    return "#" + "".join(f"{round(c):02x}" for c in rgb)
-
-
 CLUSTER_LOOKS: dict[str, dict[str, str]] = {
     "step": {"style": "rounded,filled", "color": "#999999"},
     "window": {"style": "rounded,bold", "color": "#d9822b", "fontcolor": "#d9822b",
                "penwidth": "3"},
-    "legend": {"style": "rounded,filled", "color": "#999999",
-               "fillcolor": f"{_hex(LOW)}:{_hex(HIGH)}"},
+    "legend": {"style": "rounded", "color": "#999999"},
 }
 
 
@@ -126,6 +120,10 @@ class BpttDrawing(Drawing):
                                    for d in range(1, len(path) + 1))
                 dot.body.append(f"\t{opening} graph [{_attrs(attrs)}] {'}' * len(path)}\n")
         return dot
+
+
+def _hex(rgb: Iterable[float]) -> str:
+    return "#" + "".join(f"{round(c):02x}" for c in rgb)
 
 
 def _attrs(attrs: Mapping[str, str]) -> str:
@@ -363,13 +361,17 @@ def _shade(drawing: BpttDrawing, norms: np.ndarray, shown: list[int],
     fills = _fills(norms)
     for t in shown:
         drawing.cluster_looks[where.of(t)] = {**CLUSTER_LOOKS["step"], "fillcolor": fills[t]}
+    # Two swatches, the lightest and the darkest fill, each with its norm and step
+    # (plain fills: Graphviz numbers gradient fills per process, so output would vary).
     finite = [t for t, n in enumerate(norms.tolist()) if math.isfinite(n)]
-    if finite:
-        low = min(finite, key=lambda t: norms[t])
-        high = max(finite, key=lambda t: norms[t])
-        text = (f"min {_fmt(norms[low])} (t={low})  →  max {_fmt(norms[high])} (t={high})",)
-    else:
-        text = ("no finite ‖∂L/∂s_t‖",)
-    legend = ("‖∂L/∂s_t‖, log10 scale",)
-    drawing.add_box(("legend",), "ellipsis", text, cluster=legend)
+    legend = ("‖∂L/∂s_t‖ (fill: log10 scale)",)
     drawing.cluster_looks[legend] = dict(CLUSTER_LOOKS["legend"])
+    if not finite:
+        drawing.add_box(("legend",), "ellipsis", ("no finite norm",), cluster=legend)
+        return
+    ends = [("smallest", min(finite, key=lambda t: norms[t]), LOW),
+            ("largest", max(finite, key=lambda t: norms[t]), HIGH)]
+    for name, t, rgb in ends:
+        drawing.add_box(("legend", name), "ellipsis", (f"{_fmt(norms[t])} at t={t}",),
+                        cluster=(*legend, name))
+        drawing.cluster_looks[(*legend, name)] = {**CLUSTER_LOOKS["step"], "fillcolor": _hex(rgb)}
