@@ -263,7 +263,13 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
             continue
         for inner_id, k in (rec.inputs, rec.inputs[::-1]):
             inner = draft.recs[inner_id]
-            if not invariant.get(k) or inner.op != "add" or len(draft.users[inner_id]) != 1:
+            if not invariant.get(k) or inner.op != "add":
+                continue
+            # Besides rec, only shape readers (reverse mode's sum_to(g, like=inner)) may
+            # read inner; they read the new sum instead, which has inner's shape.
+            shape_readers = [u for u in draft.users_of(inner_id) if u.id != rec.id]
+            if not all(u.op in _SHAPE_LIKE and u.inputs.index(inner_id) == 1
+                       for u in shape_readers):
                 continue
             for p, v in (inner.inputs, inner.inputs[::-1]):
                 piece = draft.recs[p]
@@ -272,7 +278,12 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
                         or not _fits_inside(draft.recs[k].shape, piece.shape)):
                     continue
                 first = draft.add("add", [p, k], name=inner.name, meta=inner.meta)
-                draft.replace(rec.id, draft.add("add", [first, v], name=rec.name, meta=rec.meta))
+                total = draft.add("add", [first, v], name=rec.name, meta=rec.meta)
+                if draft.recs[total].shape != inner.shape:
+                    continue
+                for reader in shape_readers:
+                    draft.redirect(reader.id, inner_id, total)
+                draft.replace(rec.id, total)
                 break
             else:
                 continue

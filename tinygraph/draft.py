@@ -109,6 +109,14 @@ class Draft:
                 self.recs[new].name = self.recs[old].name  # a fetched name survives its rewrite
         self._release(old)
 
+    def redirect(self, user: int, old: int, new: int) -> None:
+        """Only ``user`` reads ``new`` where it read ``old``."""
+        rec = self.recs[user]
+        rec.inputs = [new if i == old else i for i in rec.inputs]
+        self.users[new][user] = None
+        self.users[old].pop(user, None)
+        self._release(old)
+
     def _release(self, rec_id: int) -> None:
         """Forget a record nobody reads, and then whatever only it read."""
         stack = [rec_id]
