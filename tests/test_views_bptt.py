@@ -314,6 +314,21 @@ def test_clear_errors_for_missing_bad_or_foreign_losses_and_bad_arguments():
         view_to_dot(case.net, view="rolled", window=2)
 
 
+def test_shared_boxes_become_stubs_that_keep_their_edges():
+    # 12 steps: the loss's gradient is sliced by 12 readers, W by 24 (> max_fanout=8).
+    case = vanilla(12, H=3)
+    _, values = run_grads(case)
+    source = view_to_dot(case.net, view="bptt", values=values, steps=range(12),
+                         hide_params=False).source
+    boxes = set(re.findall(r"^\s*(n\d+) \[", source, re.M))
+    stubs = set(re.findall(r'^\s*(n\d+) \[.*class="stub"', source, re.M))
+    tails = re.findall(r"^\s*(n\d+) -> (n\d+)", source, re.M)
+    assert len(stubs) > 24
+    linked = {a for pair in tails for a in pair}
+    assert stubs <= linked                        # every stub is drawn with its edge
+    assert len(boxes - linked) == len(case.net.graph.params) + 2   # shared params, swatches
+
+
 def test_twenty_step_render_is_fast():
     case = vanilla(20)
     _, values = run_grads(case)

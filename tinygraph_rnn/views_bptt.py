@@ -337,16 +337,18 @@ def _edge_looks(drawing: BpttDrawing, graph: tg.Graph, step: Mapping[tg.Node, An
         head = graph.node(dst)
         if head.meta.get("grad") is not True:
             continue
-        tail = graph.node(src) if isinstance(src, str) else None
-        if tail is None or tail.meta.get("grad") is not True:
-            # A read of a forward value: kept within a step, where it is a short line.
-            if tail is not None and step[tail] is not None and step[tail] == step[head]:
+        # A stub (Drawing.split_fanout) stands for its box right beside the reader.
+        stub = isinstance(src, tuple) and src[0] == "stub"
+        tail = graph.node(src[1] if stub else src)
+        a, b = (step[head] if stub else step[tail]), step[head]
+        if tail.meta.get("grad") is not True:
+            # A read of a forward value: kept when it is a short line (within a step)
+            # or asked for (params, when hide_params=False).
+            if stub or tail.op == "param" or (a is not None and a == b):
                 drawing.edge_looks[(src, dst)] = "reads"
             else:
                 far.append((src, dst))
-            continue
-        a, b = step[tail], step[head]
-        if a is None or b is None or a == b:
+        elif a is None or b is None or a == b:
             drawing.edge_looks[(src, dst)] = "backward"
         elif a >= where.first > b:
             drawing.edge_looks[(src, dst)] = "cut"
