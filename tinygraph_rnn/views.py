@@ -199,7 +199,7 @@ def view_to_dot(net: Any, view: str = "unrolled", window: int | None = None,
         backward ones styled as gradients with dashed reversed edges; takes
         ``loss=``, ``steps=``, ``truncate=`` and, to shade each step by
         ‖∂L/∂s_t‖, ``values=`` from a run of the nodes
-        :func:`tinygraph_rnn.views_bptt.bptt_gradients` added (see there).
+        :func:`tinygraph_rnn.bptt_gradients` added (see docs/bptt.md).
     window : int, optional
         Unrolled and bptt views: keep the first and last ``window`` steps and
         draw the steps between as one ``… N steps …`` box.
