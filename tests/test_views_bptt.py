@@ -277,6 +277,25 @@ def test_lstm_norm_joins_both_state_parts():
                                             if n.meta.get("grad"))
 
 
+def test_zero_and_nan_gradients_get_their_own_fills():
+    case = vanilla(3, H=3)
+    loss0 = tg.sum(case.net.states[0], name="first")   # later states do not reach it
+    grads = rnn.bptt_gradients(case.net, loss0)
+    arrays = case.net.graph.run(grads, case.feeds)
+    assert [float(np.abs(a).sum()) for a in arrays[1:]] == [0.0, 0.0]
+    values = dict(zip(grads, arrays, strict=True))
+    root = parse(render_view(case.net, view="bptt", loss=loss0, values=values, engine="wasm"))
+    clusters = step_clusters(root)
+    assert [texts(clusters[t])[0].rpartition("=")[2] for t in (1, 2)] == ["0", "0"]
+    assert fill_of(clusters[0]) == hexcolor(HIGH)
+    assert fill_of(clusters[1]) == fill_of(clusters[2]) == hexcolor(LOW)
+    values[grads[2]] = np.full((2, 3), np.nan)
+    root = parse(render_view(case.net, view="bptt", loss=loss0, values=values, engine="wasm"))
+    nan_step = step_clusters(root)[2]
+    assert texts(nan_step)[0].endswith("=nan") and fill_of(nan_step) not in (hexcolor(LOW),
+                                                                             hexcolor(HIGH))
+
+
 # ------------------------------------------------------------------ errors
 
 

@@ -12,7 +12,7 @@ marked::
     │  x ─▶ … ─▶ s ─▶ o  │ ─▶ │  x ─▶ … ─▶ s ─▶ o  │ ─▶ … │  [t=T-2]    [t=T-1]    │
     │  ◁┄ … ◁┄ ∂L/∂s     │ ◁┄ │  ◁┄ … ◁┄ ∂L/∂s ◁┄  │ ◁cut │   ◁┄┄┄┄┄┄┄┄┄◁ ∂L/∂o      │
     └────────────────────┘    └────────────────────┘      └────────────────────────┘
-      fill: log10 ‖∂L/∂s_t‖ between the smallest (light) and the largest (dark); legend box
+      fill: log10 ‖∂L/∂s_t‖ between the smallest (light) and the largest (dark); a legend
 
 Drawing is pure: the backward nodes must already be in the graph —
 :func:`tinygraph_rnn.bptt_gradients` adds them, in a call of its own — and
