@@ -54,6 +54,7 @@ def forward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
         "tinygraph interpreted": wl.tinygraph_forward(p, xs, targets, P, "interpreted"),
         "tinygraph compiled": wl.tinygraph_forward(p, xs, targets, P, "compiled"),
         "tinygraph optimized": wl.tinygraph_forward(p, xs, targets, P, "optimized"),
+        "tinygraph optimized, ids": wl.tinygraph_forward(p, xs, targets, P, "optimized, ids"),
     }
     if torch:
         variants["PyTorch nn.RNN (fused) + output"] = wl.torch_fused(p, xs, targets, P)
@@ -69,6 +70,7 @@ def backward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
         "tinygraph interpreted": wl.tinygraph_backward(p, xs, targets, P, "interpreted"),
         "tinygraph compiled": wl.tinygraph_backward(p, xs, targets, P, "compiled"),
         "tinygraph optimized": wl.tinygraph_backward(p, xs, targets, P, "optimized"),
+        "tinygraph optimized, ids": wl.tinygraph_backward(p, xs, targets, P, "optimized, ids"),
     }
     if torch:
         variants["PyTorch nn.RNN (fused) + output"] = wl.torch_fused(p, xs, targets, P, True)

@@ -183,21 +183,22 @@ def seed_gates(p: Problem, xs, targets, P):
 # -------------------------------------------------------------- tinygraph
 
 
-def tinygraph_net(p: Problem, P):
+def tinygraph_net(p: Problem, P, ids: bool = False):
     cell = rnn.VanillaRNNCell(input_size=p.vocab, hidden_size=p.hidden, output_size=p.vocab)
     cell.params = P
-    return rnn.unroll(cell, steps=p.steps)
+    return rnn.unroll(cell, steps=p.steps, ids=ids)
 
 
 def tinygraph_forward(p: Problem, xs, targets, P, mode: str):
-    """mode: "interpreted" (optimize=False), "compiled" (plan, no passes), "optimized"."""
-    net = tinygraph_net(p, P)
+    """mode: "interpreted" (optimize=False), "compiled" (plan, no passes), "optimized",
+    "optimized, ids" (the same net fed integer ids: ``unroll(..., ids=True)``)."""
+    net = tinygraph_net(p, P, ids=mode.endswith("ids"))
     # Fetch the whole sequences as (T, B, ·) arrays, as the numpy variants return them.
     fetches = {"outputs": tg.stack(net.outputs), "states": tg.stack(net.states)}
     feeds = tinygraph_feeds(p, net, xs)
     if mode == "interpreted":
         return lambda: net.graph.run(fetches, feeds, optimize=False)
-    fn = net.graph.compile(fetches, inputs=list(feeds), optimize=(mode == "optimized"))
+    fn = net.graph.compile(fetches, inputs=list(feeds), optimize=mode.startswith("optimized"))
     return lambda: fn(**feeds)
 
 
@@ -208,13 +209,15 @@ def tinygraph_loss(p: Problem, net):
 
 
 def tinygraph_feeds(p: Problem, net, xs) -> dict:
+    if net.ids:
+        xs = xs.argmax(axis=-1)  # the one-hot rows as ids
     feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
     feeds[net.initial_state.name] = np.zeros((p.batch, p.hidden))
     return feeds
 
 
 def tinygraph_backward(p: Problem, xs, targets, P, mode: str):
-    net = tinygraph_net(p, P)
+    net = tinygraph_net(p, P, ids=mode.endswith("ids"))
     loss = tinygraph_loss(p, net)
     params = [net.params[k] for k in "UWbVc"]
     grads = tg.grad(loss, params)
@@ -223,7 +226,7 @@ def tinygraph_backward(p: Problem, xs, targets, P, mode: str):
     fetches = [loss, *grads]
     if mode == "interpreted":
         return lambda: net.graph.run(fetches, feeds, optimize=False)
-    fn = net.graph.compile(fetches, inputs=list(feeds), optimize=(mode == "optimized"))
+    fn = net.graph.compile(fetches, inputs=list(feeds), optimize=mode.startswith("optimized"))
     return lambda: fn(**feeds)
 
 
