@@ -342,8 +342,11 @@ class Unrolled:
 
         ``view``: ``"unrolled"`` (one cluster per step; ``window=k`` shows the
         first k steps, an ellipsis, and the last k), ``"rolled"`` (the cell
-        once, its state edge looping back, labelled with the step count) or
-        ``"cell"`` (one step's gates in detail).
+        once, its state edge looping back, labelled with the step count),
+        ``"cell"`` (one step's gates in detail) or ``"bptt"`` (forward and
+        backward nodes of a few steps, shaded by ‖∂L/∂s_t‖ after a run:
+        ``loss=``, ``values=`` from :func:`tinygraph_rnn.bptt_gradients`; see
+        docs/bptt.md).
         """
         from .views import render_view
 
