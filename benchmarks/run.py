@@ -128,18 +128,17 @@ def scaling_rows() -> str:
 
 
 def machine() -> str:
-    import numpy
-
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    cpu = platform.processor() or platform.machine()
     try:
-        from threadpoolctl import threadpool_info
-
-        blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)"
-                         for i in threadpool_info())
-    except ImportError:
-        blas = "unknown BLAS"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, numpy {numpy.__version__} ({blas}), "
-            f"tinygraph {tg.__version__}")
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {np.__version__} ({blas['name']} {blas.get('version', '')}, "
+            f"OPENBLAS_NUM_THREADS={threads}), tinygraph {tg.__version__}")
 
 
 def main() -> None:
@@ -151,7 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     torch = wl.torch_available()
     problems = [p for p in wl.PROBLEMS if not args.only or p.name in args.only.split(",")]
-    print(f"Machine: {machine()}; PyTorch {'present' if torch else 'not installed'}\n")
+    torch_version = __import__("torch").__version__ if torch else "not installed"
+    print(f"Machine: {machine()}; PyTorch {torch_version}\n")
     fwd, bwd = {}, {}
     for p in problems:
         print(f"{p.name}: T={p.steps} B={p.batch} vocab={p.vocab} hidden={p.hidden} ...",
