@@ -347,12 +347,45 @@ def _batched_term(draft: Draft, key: tuple, terms: list[Rec]) -> int:
         like = draft.add_const(np.zeros((key[1], width), dtype=key[-1]), name=name + "/like")
         return draft.add("take_grad", [g_stack, ids, like], {"axis": 0},
                          name=name + "/batched", meta=meta)
+    g_stack = draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g", meta=meta)
+    shifted = _stack_shifted_by_one(draft, a_parts)
+    if shifted is not None:
+        # a = (a_0, S[0], …, S[T-2]) for an existing stack S (the states, shifted by the
+        # initial one): Σ_t a_tᵀ g_t = a_0ᵀ g_0 + S[:-1]ᵀ G[1:], views instead of a copy.
+        count = len(a_parts)
+        head = draft.add("matmul", [
+            draft.add("transpose", [a_parts[0]], {"axes": (1, 0)}, name=name + "/a0.T"),
+            draft.add("getitem", [g_stack], {"index": (0,)}, name=name + "/g0")],
+            name=name + "/head", meta=meta)
+        a_rest = draft.add("getitem", [shifted], {"index": ((0, count - 1, None),)},
+                           name=name + "/a_rest", meta=meta)
+        g_rest = draft.add("getitem", [g_stack], {"index": ((1, None, None),)},
+                           name=name + "/g_rest", meta=meta)
+        width_a, width_g = draft.recs[a_parts[0]].shape[-1], draft.recs[g_parts[0]].shape[-1]
+        tail = _transposed_product(draft, _rows(draft, a_rest, width_a, name + "/a"),
+                                   _rows(draft, g_rest, width_g, name + "/g"), name, meta)
+        return draft.add("add", [head, tail], name=name + "/batched", meta=meta)
     a_rows = _rows(draft, draft.add("stack", a_parts, {"axis": 0}, name=name + "/stack_a",
                                     meta=meta), draft.recs[a_parts[0]].shape[-1], name + "/a")
-    g_rows = _rows(draft, draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g",
-                                    meta=meta), draft.recs[g_parts[0]].shape[-1], name + "/g")
+    g_rows = _rows(draft, g_stack, draft.recs[g_parts[0]].shape[-1], name + "/g")
+    return _transposed_product(draft, a_rows, g_rows, name, meta)
+
+
+def _transposed_product(draft: Draft, a_rows: int, g_rows: int, name: str, meta: dict) -> int:
     a_cols = draft.add("transpose", [a_rows], {"axes": (1, 0)}, name=name + "/a.T", meta=meta)
-    return draft.add("matmul", [a_cols, g_rows], name=name + "/batched", meta=meta)
+    return draft.add("matmul", [a_cols, g_rows], name=name + "/product", meta=meta)
+
+
+def _stack_shifted_by_one(draft: Draft, parts: list[int]) -> int | None:
+    """An existing ``stack(parts[1:] + [x])``: parts are its first T-1 parts, one step late."""
+    if len(parts) < 3 or len(draft.recs[parts[0]].shape) != 2:
+        return None
+    for user in draft.users_of(parts[1]):
+        if (user.op == "stack" and user.attrs.get("axis", 0) == 0
+                and len(user.inputs) == len(parts) and user.inputs[:-1] == parts[1:]
+                and draft.recs[parts[0]].shape == draft.recs[parts[1]].shape):
+            return user.id
+    return None
 
 
 def _forward_order(draft: Draft, key: tuple, terms: list[Rec]) -> list[Rec]:
