@@ -142,8 +142,12 @@ def _matmul_vjp(node, g, needs=None):
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = np.exp(x - x.max(axis=axis, keepdims=True))
-    return z / z.sum(axis=axis, keepdims=True)
+    z = x - x.max(axis=axis, keepdims=True)  # the one new array; the rest works in place
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)  # integer logits: the shape rule promises float64
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
 
 
 def _softmax_vjp(node, g, needs=None):
