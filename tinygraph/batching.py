@@ -11,8 +11,8 @@ graph alone — never from names — and rewrites it::
     op(s_t, k) for every s_t of an existing stack(s) -> op(stack(s), k), sliced
     (B[t] + v) + k                               ->  (B[t] + k) + v      (k invariant)
     stack(B[0], …, B[T-1])                       ->  B
-    Σ_t transpose(a_t) @ g_t   (an add tree)      ->  transpose(stack(a)) @ stack(g)
-    Σ_t sum_to(g_t, like)                        ->  sum_to(stack(g), like)
+    Σ_t transpose(a_t) @ g_t, Σ_t sum_to(g_t, like) (parameter gradients):
+                                                 see tinygraph.time_sums
 
 Independence is proven: a group is merged only when no member's operand has
 another member among its ancestors, and ops are moved into a batch only when
@@ -24,10 +24,9 @@ known only at run time differ (a ``(1, H)`` initial state next to a
 
 from __future__ import annotations
 
-import numpy as np
-
 from .draft import Draft, Rec, freeze
 from .shapes import ShapeMismatch, broadcast_shapes
+from .time_sums import MIN_GROUP, batch_sums, rows
 
 __all__ = ["batch_pass"]
 
@@ -35,8 +34,7 @@ __all__ = ["batch_pass"]
 # time-invariant and of rank <= the slice's rank (so broadcasting aligns).
 _SLICEWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp", "log",
               "softmax", "log_softmax"}
-_SHAPE_LIKE = {"sum_to", "broadcast_to", "reshape_like"}
-_MIN_GROUP = 2
+SHAPE_LIKE = {"sum_to", "broadcast_to", "reshape_like"}
 
 
 # ------------------------------------------------------------ shared weights
@@ -53,13 +51,7 @@ def _batch_groups(draft: Draft) -> dict[tuple, list[Rec]]:
         elif rec.op == "take" and rec.attrs.get("axis", 0) == 0:
             ids = draft.recs[rec.inputs[1]]
             groups.setdefault(("take", rec.inputs[0], ids.shape, ids.dtype), []).append(rec)
-    return {k: v for k, v in groups.items() if len(v) >= _MIN_GROUP}
-
-
-def _rows(draft: Draft, stacked: int, width: int | None, name: str) -> int:
-    """A stack of (…, width) operands as one (rows, width) matrix."""
-    return draft.add("reshape", [stacked], {"shape": (-1, width)}, name=name + "/rows",
-                     meta={"batched": True})
+    return {k: v for k, v in groups.items() if len(v) >= MIN_GROUP}
 
 
 def _slice_index(draft: Draft, rec: Rec) -> int | None:
@@ -68,7 +60,7 @@ def _slice_index(draft: Draft, rec: Rec) -> int | None:
         if rec.op == "getitem" and len(rec.attrs["index"]) == 1 and isinstance(
                 rec.attrs["index"][0], int):
             return rec.attrs["index"][0]
-        if rec.op not in _SHAPE_LIKE:
+        if rec.op not in SHAPE_LIKE:
             return None
         rec = draft.recs[rec.inputs[0]]
     return None
@@ -104,8 +96,8 @@ def _batch_group(draft: Draft, kind: str, members: list[Rec]) -> int:
             batched = draft.add("matmul", [stacked, weight], name=first.name + "/batched",
                                 meta=meta)
         else:
-            rows = _rows(draft, stacked, operand.shape[-1], first.name)
-            product = draft.add("matmul", [rows, weight], name=first.name + "/batched",
+            matrix = rows(draft, stacked, operand.shape[-1], first.name)
+            product = draft.add("matmul", [matrix, weight], name=first.name + "/batched",
                                 meta=meta)
             out_shape = (count, *(-1 if d is None else d for d in first.shape))
             batched = draft.add("reshape", [product], {"shape": out_shape},
@@ -160,7 +152,7 @@ def _signature(draft: Draft, user: Rec, piece: int, t: int, count: int, rank: in
     other operand is time-invariant (rank <= the slice's) or the slice ``B[t]`` of
     another batched value. Shape-adapting ops (``sum_to(x, like)``) need ``like`` to be
     such a slice: against an invariant ``like`` they would also sum over time."""
-    shape_like = user.op in _SHAPE_LIKE
+    shape_like = user.op in SHAPE_LIKE
     if user.op not in _SLICEWISE and not (shape_like and user.inputs[0] == piece):
         return None
     parts = []
@@ -219,7 +211,7 @@ def _sink_into_stacks(draft: Draft, invariant: dict[int, bool]) -> list[int]:
     ``op(stack, k)``, when nothing those ops feed leads back into any ``s_t``."""
     made = []
     for rec in draft.live():
-        if (rec.op != "stack" or rec.attrs.get("axis", 0) != 0 or len(rec.inputs) < _MIN_GROUP
+        if (rec.op != "stack" or rec.attrs.get("axis", 0) != 0 or len(rec.inputs) < MIN_GROUP
                 or len(set(rec.inputs)) != len(rec.inputs)):
             continue
         pieces = [draft.recs[i] for i in rec.inputs]
@@ -268,7 +260,7 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
             # Besides rec, only shape readers (reverse mode's sum_to(g, like=inner)) may
             # read inner; they read the new sum instead, which has inner's shape.
             shape_readers = [u for u in draft.users_of(inner_id) if u.id != rec.id]
-            if not all(u.op in _SHAPE_LIKE and u.inputs.index(inner_id) == 1
+            if not all(u.op in SHAPE_LIKE and u.inputs.index(inner_id) == 1
                        for u in shape_readers):
                 continue
             for p, v in (inner.inputs, inner.inputs[::-1]):
@@ -290,154 +282,6 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
             break
 
 
-# ------------------------------------------------------------- sums over time
-
-
-def _add_tree_leaves(draft: Draft, root: Rec) -> list[int]:
-    """The terms of the add tree rooted at ``root`` (inner adds read only by the tree)."""
-    leaves, stack = [], list(reversed(root.inputs))
-    while stack:
-        i = stack.pop()
-        rec = draft.recs[i]
-        if rec.op == "add" and len(draft.users[i]) == 1 and i not in draft.root_set:
-            stack.extend(reversed(rec.inputs))
-        else:
-            leaves.append(i)
-    return leaves
-
-
-def _term_key(draft: Draft, leaf: int) -> tuple | None:
-    """How a term of a sum can be batched with others, if at all."""
-    rec = draft.recs[leaf]
-    if len(draft.users[leaf]) != 1:
-        return None
-    if rec.op == "matmul":
-        a, g = (draft.recs[i] for i in rec.inputs)
-        if (a.op == "transpose" and len(a.shape) == 2 and len(g.shape) == 2
-                and a.attrs.get("axes") in (None, (1, 0)) and a.shape.count(None) <= 1
-                and g.shape.count(None) <= 1):
-            source = draft.recs[a.inputs[0]]
-            if source.op == "one_hot" and len(source.shape) == 2:
-                ids = draft.recs[source.inputs[0]]
-                return ("one_hot.T @ g", source.attrs["depth"], ids.shape, g.shape, rec.dtype)
-            return ("a.T @ g", source.shape, g.shape, rec.dtype)
-    if rec.op == "sum_to":
-        g, like = rec.inputs
-        return ("sum_to", like, draft.recs[g].shape, rec.dtype)
-    return None
-
-
-def _batched_term(draft: Draft, key: tuple, terms: list[Rec]) -> int:
-    meta = {"batched": len(terms)}
-    name = terms[0].name
-    if key[0] == "sum_to":
-        g_stack = draft.add("stack", [t.inputs[0] for t in terms], {"axis": 0},
-                            name=name + "/stack", meta=meta)
-        return draft.add("sum_to", [g_stack, terms[0].inputs[1]], name=name + "/batched",
-                         meta=meta)
-    a_parts = [draft.recs[t.inputs[0]].inputs[0] for t in terms]
-    g_parts = [t.inputs[1] for t in terms]
-    if key[0] == "one_hot.T @ g":
-        # Σ_t one_hot(ids_t)ᵀ g_t adds row g_t[i] into row ids_t[i]: a scatter-add
-        # (take's adjoint) of all steps at once, with no one-hot matrix built.
-        ids = draft.add("stack", [draft.recs[a].inputs[0] for a in a_parts], {"axis": 0},
-                        name=name + "/stack_ids", meta=meta)
-        g_stack = draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g", meta=meta)
-        width = draft.recs[terms[0].id].shape[-1]
-        like = draft.add_const(np.zeros((key[1], width), dtype=key[-1]), name=name + "/like")
-        return draft.add("take_grad", [g_stack, ids, like], {"axis": 0},
-                         name=name + "/batched", meta=meta)
-    g_stack = draft.add("stack", g_parts, {"axis": 0}, name=name + "/stack_g", meta=meta)
-    shifted = _stack_shifted_by_one(draft, a_parts)
-    if shifted is not None:
-        # a = (a_0, S[0], …, S[T-2]) for an existing stack S (the states, shifted by the
-        # initial one): Σ_t a_tᵀ g_t = a_0ᵀ g_0 + S[:-1]ᵀ G[1:], views instead of a copy.
-        count = len(a_parts)
-        head = draft.add("matmul", [
-            draft.add("transpose", [a_parts[0]], {"axes": (1, 0)}, name=name + "/a0.T"),
-            draft.add("getitem", [g_stack], {"index": (0,)}, name=name + "/g0")],
-            name=name + "/head", meta=meta)
-        a_rest = draft.add("getitem", [shifted], {"index": ((0, count - 1, None),)},
-                           name=name + "/a_rest", meta=meta)
-        g_rest = draft.add("getitem", [g_stack], {"index": ((1, None, None),)},
-                           name=name + "/g_rest", meta=meta)
-        width_a, width_g = draft.recs[a_parts[0]].shape[-1], draft.recs[g_parts[0]].shape[-1]
-        tail = _transposed_product(draft, _rows(draft, a_rest, width_a, name + "/a"),
-                                   _rows(draft, g_rest, width_g, name + "/g"), name, meta)
-        return draft.add("add", [head, tail], name=name + "/batched", meta=meta)
-    a_rows = _rows(draft, draft.add("stack", a_parts, {"axis": 0}, name=name + "/stack_a",
-                                    meta=meta), draft.recs[a_parts[0]].shape[-1], name + "/a")
-    g_rows = _rows(draft, g_stack, draft.recs[g_parts[0]].shape[-1], name + "/g")
-    return _transposed_product(draft, a_rows, g_rows, name, meta)
-
-
-def _transposed_product(draft: Draft, a_rows: int, g_rows: int, name: str, meta: dict) -> int:
-    a_cols = draft.add("transpose", [a_rows], {"axes": (1, 0)}, name=name + "/a.T", meta=meta)
-    return draft.add("matmul", [a_cols, g_rows], name=name + "/product", meta=meta)
-
-
-def _stack_shifted_by_one(draft: Draft, parts: list[int]) -> int | None:
-    """An existing ``stack(parts[1:] + [x])``: parts are its first T-1 parts, one step late."""
-    if len(parts) < 3 or len(draft.recs[parts[0]].shape) != 2:
-        return None
-    for user in draft.users_of(parts[1]):
-        if (user.op == "stack" and user.attrs.get("axis", 0) == 0
-                and len(user.inputs) == len(parts) and user.inputs[:-1] == parts[1:]
-                and draft.recs[parts[0]].shape == draft.recs[parts[1]].shape):
-            return user.id
-    return None
-
-
-def _forward_order(draft: Draft, key: tuple, terms: list[Rec]) -> list[Rec]:
-    """The terms in forward time order (the sum does not care; stacks built in that order
-    equal stacks the forward pass built, so CSE merges them, and slices ``B[t]`` in index
-    order stack back into ``B``)."""
-    g_parts = [draft.recs[t.inputs[1] if key[0] == "a.T @ g" else t.inputs[0]] for t in terms]
-    if all(g.op == "getitem" and len(g.attrs["index"]) == 1 for g in g_parts) and len(
-            {g.inputs[0] for g in g_parts}) == 1:
-        order = [g.attrs["index"][0] for g in g_parts]
-    elif key[0] == "a.T @ g":
-        order = [draft.recs[draft.recs[t.inputs[0]].inputs[0]].key for t in terms]
-    else:  # reverse mode builds the last step's gradient first
-        order = [tuple(-k for k in g.key) for g in g_parts]
-    return [t for _, t in sorted(zip(order, terms, strict=True), key=lambda pair: pair[0])]
-
-
-def _batch_sums(draft: Draft) -> None:
-    """Σ over time of per-step terms (parameter gradients) -> one batched term."""
-    for root in draft.live():
-        if root.op != "add" or (len(draft.users[root.id]) == 1 and root.id not in draft.root_set
-                                and draft.recs[next(iter(draft.users[root.id]))].op == "add"):
-            continue
-        leaves = _add_tree_leaves(draft, root)
-        if len(leaves) <= _MIN_GROUP:
-            continue
-        groups: dict[tuple, list[Rec]] = {}
-        rest = []
-        for leaf in leaves:
-            key = _term_key(draft, leaf)
-            if key is None:
-                rest.append(leaf)
-            else:
-                groups.setdefault(key, []).append(draft.recs[leaf])
-        if not any(len(g) > _MIN_GROUP for g in groups.values()):
-            continue
-        terms = list(rest)
-        for key, members in groups.items():
-            if len(members) > _MIN_GROUP:
-                # Stack in forward (build) order, whatever order the backward pass summed
-                # in: the stacks then equal ones the forward pass built, and CSE merges them.
-                terms.append(_batched_term(draft, key, _forward_order(draft, key, members)))
-            else:
-                terms.extend(m.id for m in members)
-        total = terms[0]
-        for term in terms[1:]:
-            total = draft.add("add", [total, term], name=root.name + "/sum",
-                              meta={"batched": True})
-        if draft.recs[total].shape == root.shape:
-            draft.replace(root.id, total)
-
-
 # ------------------------------------------------------------------- driver
 
 
@@ -447,7 +291,7 @@ def batch_pass(draft: Draft) -> None:
         hit = draft.descendants([m.id for m in members])
         operand = 1 if kind == "take" else 0
         free = [m for m in members if m.inputs[operand] not in hit]
-        if len(free) >= _MIN_GROUP:
+        if len(free) >= MIN_GROUP:
             _batch_group(draft, kind, free)
     _reassociate(draft, _invariant(draft))
     invariant = _invariant(draft)
@@ -460,5 +304,5 @@ def batch_pass(draft: Draft) -> None:
         for new in _sink_slicewise(draft, current, invariant):
             invariant[new] = False
             work.append(new)
-    _batch_sums(draft)
+    batch_sums(draft)
     _unstack_all(draft)
