@@ -180,6 +180,10 @@ def test_batched_plan_falls_back_when_runtime_sizes_differ():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     plan = next(iter(g._plans.values()))
     assert plan.optimized and isinstance(plan._unoptimized, type(plan))  # it did fall back
+    assert len(plan._fell_back) == 1  # and remembers these sizes: the next call goes direct
+    again = g.run([loss, *grads], feeds)
+    for a, b in zip(again, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_batched_backward_matches_interpreter_and_finite_differences():

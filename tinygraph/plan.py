@@ -120,6 +120,7 @@ class Plan:
             optimize = False  # the passes would cost more than they save on a first run
         self.optimized = optimize
         self._unoptimized: tuple[Any, Sequence[str]] | Plan = (fetches, tuple(fed))
+        self._fell_back: set[tuple] = set()  # input shapes the batched path failed on
         if optimize:
             from .passes import OPTIMIZE_PASSES, rewrite
 
@@ -170,6 +171,8 @@ class Plan:
     def __call__(self, fed: Mapping[str, np.ndarray]) -> Any:
         """Evaluate with already-checked feeds (input name -> array)."""
         inputs = [fed[node.name] for _, node in self.inputs]
+        if self._fell_back and tuple(np.shape(x) for x in inputs) in self._fell_back:
+            return self.unoptimized()(fed)  # these input sizes failed the batched path before
         params = [node._value for _, node in self.params]
         try:
             values = self._body(inputs, params, self._buffers())
@@ -177,7 +180,9 @@ class Plan:
             if self.optimized:
                 # A batched rewrite assumed equal runtime sizes (e.g. a (1, H) initial
                 # state next to a (B, H) batch): run the graph as built instead, which
-                # also reports any real error in terms of the user's nodes.
+                # also reports any real error in terms of the user's nodes. Remember
+                # the input sizes, so the next call with them goes there directly.
+                self._fell_back.add(tuple(np.shape(x) for x in inputs))
                 return self.unoptimized()(fed)
             if isinstance(exc, GraphError):
                 raise
