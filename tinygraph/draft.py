@@ -60,13 +60,19 @@ class Draft:
                 self.users[src][rec.id] = None
         self.roots = [node.index for node in roots]  # in fetch order, may repeat
         self.root_set = set(self.roots)  # for membership tests
+        self._root_places: dict[int, list[int]] = {}  # root id -> its positions in roots
+        for place, root in enumerate(self.roots):
+            self._root_places.setdefault(root, []).append(place)
         self._next_id = len(graph)
         self._sub = 0
+        self._edits = 0  # bumped by every change; live() reuses its order until then
+        self._live: tuple[int, list[Rec]] = (-1, [])
 
     # ------------------------------------------------------------ editing
     def add(self, op: str, inputs: list[int], attrs: dict[str, Any] | None = None,
             name: str | None = None, meta: dict[str, Any] | None = None) -> int:
         """A new op record after its inputs; its shape is inferred (errors name it)."""
+        self._edits += 1
         attrs = dict(attrs or {})
         name = name or f"opt/{op}"
         shape, dtype = infer(op, name, [(self.recs[i].shape, self.recs[i].dtype)
@@ -82,6 +88,7 @@ class Draft:
         return rec.id
 
     def add_const(self, value: np.ndarray, name: str = "opt/const") -> int:
+        self._edits += 1
         value = np.asarray(value)
         value.setflags(write=False)
         self._sub += 1
@@ -94,6 +101,7 @@ class Draft:
 
     def replace(self, old: int, new: int) -> None:
         """Every user of ``old`` (and the roots) reads ``new`` instead."""
+        self._edits += 1
         if old == new:
             return
         for user in self.users[old]:
@@ -102,7 +110,10 @@ class Draft:
             self.users[new][user] = None
         self.users[old] = {}
         if old in self.root_set:
-            self.roots = [new if r == old else r for r in self.roots]
+            places = self._root_places.pop(old)
+            for place in places:
+                self.roots[place] = new
+            self._root_places.setdefault(new, []).extend(places)
             self.root_set.discard(old)
             self.root_set.add(new)
             if self.recs[new].source is None and self.recs[new].name.startswith("opt/"):
@@ -111,6 +122,7 @@ class Draft:
 
     def redirect(self, user: int, old: int, new: int) -> None:
         """Only ``user`` reads ``new`` where it read ``old``."""
+        self._edits += 1
         rec = self.recs[user]
         rec.inputs = [new if i == old else i for i in rec.inputs]
         self.users[new][user] = None
@@ -134,6 +146,8 @@ class Draft:
         Iterative post-order from the roots in order, inputs in order: no
         recursion, O(n), and valid however passes reordered dependencies.
         """
+        if self._live[0] == self._edits:
+            return list(self._live[1])
         order: list[Rec] = []
         state: dict[int, bool] = {}  # id -> finished?
         for root in self.roots:
@@ -153,7 +167,8 @@ class Draft:
                 for src in reversed(self.recs[rec_id].inputs):
                     if src not in state:
                         stack.append((src, False))
-        return order
+        self._live = (self._edits, order)
+        return list(order)
 
     def descendants(self, start: list[int]) -> set[int]:
         """``start`` and every live record that reads one of them, directly or not."""
@@ -195,7 +210,12 @@ class Draft:
 def freeze(value: Any) -> Any:
     """A hashable stand-in for attrs (tuples, dicts, arrays), for comparing nodes."""
     if isinstance(value, dict):
-        return tuple((k, freeze(v)) for k, v in sorted(value.items()))
+        items = tuple(sorted(value.items()))
+        try:
+            hash(items)  # the usual attrs (ints, None, tuples of them) already are hashable
+            return items
+        except TypeError:
+            return tuple((k, freeze(v)) for k, v in items)
     if isinstance(value, list | tuple):
         return (type(value).__name__, tuple(freeze(v) for v in value))
     if isinstance(value, np.ndarray):
