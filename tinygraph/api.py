@@ -32,8 +32,10 @@ __all__ = [
 
 
 def _op(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
-    if type(args[0]) is Node and all(type(a) is Node for a in args[1:]):
-        # fast path: no consts to build (or undo)
+    for a in args:
+        if type(a) is not Node:
+            break
+    else:  # fast path: only nodes, so no consts to build (or undo)
         return args[0].graph.add_node(op, args, attrs, name=name)
     graph = graph_of(*args)
     peer = next((b for b in args if isinstance(b, Node)), None)

@@ -74,6 +74,7 @@ class Graph:
         self._nx: nx.DiGraph | None = None  # made on first use of g.nx, then kept in sync
         self._nodes: dict[str, Node] = {}
         self._scopes: list[str] = []
+        self._scope_prefix = ""  # "a/b/" inside scope("a"), scope("b")
         self._name_counters: dict[str, int] = {}
         self._journal: list[tuple[str, int | None]] | None = None  # counter undo log, see _atomic
         self._plans: dict[Any, Any] = {}
@@ -140,13 +141,15 @@ class Graph:
         if not name:
             raise NodeNameError("a scope name must be a non-empty string")
         self._scopes.append(name)
+        self._scope_prefix = "".join(s + SCOPE_SEP for s in self._scopes)
         try:
-            yield self._prefix()
+            yield self._scope_prefix
         finally:
             self._scopes.pop()
+            self._scope_prefix = "".join(s + SCOPE_SEP for s in self._scopes)
 
     def _prefix(self) -> str:
-        return "".join(s + SCOPE_SEP for s in self._scopes) if self._scopes else ""
+        return self._scope_prefix
 
     def _unique_name(self, base: str) -> str:
         # Pure: the counter only advances in _insert, so a failed build leaves no gap.

@@ -51,7 +51,7 @@ def _broadcast_dim(a: int | None, b: int | None) -> int | None:
 def broadcast_shapes(*shapes: Shape) -> Shape:
     """numpy broadcasting of shapes that may hold ``None``."""
     first = shapes[0]
-    if all(s == first for s in shapes[1:]):
+    if len(shapes) == 2 and shapes[1] == first or all(s == first for s in shapes[1:]):
         return tuple(first)  # the common case: nothing to broadcast
     ndim = max(len(s) for s in shapes)
     out: list[int | None] = [1] * ndim
