@@ -1,12 +1,12 @@
 """The demo, the CLI, the pictures of unrolled nets, and the runnable docs/rnn.md."""
 
-import contextlib
 import io
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_pages import run_page
 
 import tinygraph as tg
 import tinygraph_rnn as rnn
@@ -124,26 +124,9 @@ def test_windowed_view_of_a_long_net():
 # ----------------------------------------------------------- docs/rnn.md runs
 
 
-def doc_blocks() -> list[tuple[str, str]]:
-    return re.findall(r"```(\w+)\n(.*?)```", DOC.read_text(), re.S)
-
-
 def test_docs_rnn_md_runs_and_prints_what_it_says(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the doc's render calls write here
-    blocks = doc_blocks()
-    namespace: dict = {}
-    ran = 0
-    for i, (lang, code) in enumerate(blocks):
-        if lang != "python":
-            continue
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, f"{DOC}:block{i}", "exec"), namespace)
-        ran += 1
-        if out.getvalue():
-            # a block that prints is followed by a text block showing exactly that
-            assert blocks[i + 1][0] == "text", f"block {i} prints but no output is shown"
-            assert out.getvalue() == blocks[i + 1][1], f"block {i}"
+    namespace, ran = run_page(DOC)
     assert ran >= 6
     for name in ("rnn_unrolled.svg", "rnn_rolled.svg", "rnn_cell.svg", "mgu_rolled.svg"):
         assert (tmp_path / name).stat().st_size > 0

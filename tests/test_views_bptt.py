@@ -8,8 +8,6 @@ code. Every SVG is parsed as XML.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import re
 import sys
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_pages import run_page
 
 import tinygraph as tg
 import tinygraph_rnn as rnn
@@ -360,25 +359,9 @@ def test_twenty_step_render_is_fast():
 # -------------------------------------------------------------- docs, figure
 
 
-def doc_blocks() -> list[tuple[str, str]]:
-    return re.findall(r"```(\w+)\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-
-
 def test_docs_bptt_md_runs_and_prints_what_it_says(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    blocks = doc_blocks()
-    namespace: dict = {}
-    ran = 0
-    for i, (lang, code) in enumerate(blocks):
-        if lang != "python":
-            continue
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, f"{DOC}:block{i}", "exec"), namespace)
-        ran += 1
-        if out.getvalue():
-            assert blocks[i + 1][0] == "text", f"block {i} prints but no output is shown"
-            assert out.getvalue() == blocks[i + 1][1], f"block {i}"
+    namespace, ran = run_page(DOC)
     assert ran >= 2
     assert parse((tmp_path / "bptt.svg").read_text(encoding="utf-8"))
     # The doc's printed norms against the hand-written BPTT of its own net (last step scored).
