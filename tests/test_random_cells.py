@@ -16,7 +16,7 @@ import pytest
 import tinygraph as tg
 import tinygraph_rnn as rnn
 
-D, H, O, T, B = 3, 4, 5, 5, 3
+D, H, O, T, B = 3, 4, 5, 5, 3  # noqa: E741 - the sizes as the docs name them
 LEAVES = ("xU", "hW", "hW2", "b")
 UNARY = {"tanh": (tg.tanh, np.tanh),
          "sigmoid": (tg.sigmoid, lambda v: 1 / (1 + np.exp(-v))),
