@@ -280,3 +280,49 @@ def test_take_grad_scatter_matches_add_at_even_with_non_finite_gradients(special
     np.add.at(want, ids, g)  # the definition: every pick adds its row
     got = OPS["take_grad"].forward(g, ids, np.zeros((5, 2)))
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15, equal_nan=True)
+
+
+def test_stacked_parts_are_written_into_the_stack_and_stay_correct():
+    g, outs, states, feeds, ref_o, ref_s = vanilla_rnn(batch=3)
+    feeds["s0"] = np.zeros((3, 4))
+    only_outputs = g.compile(tg.stack(outs), inputs=list(feeds))  # the states' stack stays inside
+    both = g.compile([tg.stack(outs), tg.stack(states)], inputs=list(feeds))
+    other = {k: v + 0.5 for k, v in feeds.items()}
+    for fn in (only_outputs, both):
+        fn(**feeds)  # the first call sizes the steps; generated code runs after it
+        first = fn(**feeds)
+        kept = [np.copy(a) for a in (first if isinstance(first, list) else [first])]
+        fn(**other)  # a second call must not disturb what the first returned
+        got = first if isinstance(first, list) else [first]
+        for a, b in zip(got, kept, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(got[0], np.stack(ref_o), rtol=1e-12)
+        assert "stack_buffer(" in fn.plan.python_source
+    np.testing.assert_allclose(both(**feeds)[1], np.stack(ref_s), rtol=1e-12)
+
+
+def test_a_stack_whose_parts_broadcast_is_copied_instead():
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 3))
+    y = g.input("y", shape=(None, 3))
+    s = tg.stack([tg.add(x, y), tg.add(y, y)])
+    fn = g.compile(tg.tanh(s), inputs=["x", "y"])
+    xv, yv = RNG.standard_normal((1, 3)), RNG.standard_normal((2, 3))
+    for _ in range(2):
+        np.testing.assert_allclose(fn(xv, yv), np.tanh(np.stack([xv + yv, yv + yv])),
+                                   rtol=1e-15)
+    assert "stack_buffer(" in fn.plan.python_source
+
+
+def test_rows_of_a_stack_are_never_overwritten_in_place():
+    g = tg.Graph()
+    xs = [g.input(f"x{t}", shape=(None, 3)) for t in range(3)]
+    parts = [tg.tanh(x) for x in xs]
+    y = parts[0] + parts[0] * 3.0  # parts[0] dies here: an in-place write would hit the stack
+    fn = g.compile([tg.stack(parts), y], inputs=[x.name for x in xs])
+    values = [RNG.standard_normal((2, 3)) for _ in xs]
+    for _ in range(2):
+        stacked, got_y = fn(*values)
+        np.testing.assert_allclose(stacked, np.tanh(np.stack(values)), rtol=1e-15)
+        np.testing.assert_allclose(got_y, 4 * np.tanh(values[0]), rtol=1e-15)
+    assert "stack_buffer(" in fn.plan.python_source

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUFFER_MIN_BYTES", "into_buffer", "result_shape", "stack_into"]
+__all__ = ["BUFFER_MIN_BYTES", "into_buffer", "result_shape", "stack_into", "stack_buffer"]
 
 # Below this, allocation is cheap (glibc's small-block arena) and the check
 # would cost more than it saves.
@@ -66,3 +66,19 @@ def into_buffer(forward: Callable, key: int, buffers: dict[int, np.ndarray],
     if isinstance(result, np.ndarray) and result.nbytes >= BUFFER_MIN_BYTES:
         buffers[key] = result
     return result
+
+
+def stack_buffer(key: int, buffers: dict[int, np.ndarray] | None, count: int,
+                 part_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The array a stack of ``count`` parts is written into, part by part.
+
+    ``buffers`` is None when the stack (or one of its parts) reaches the
+    caller: then a new array every call; else the one kept under ``key``.
+    """
+    shape = (count, *part_shape)
+    if buffers is None:
+        return np.empty(shape, dtype=dtype)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = buffers[key] = np.empty(shape, dtype=dtype)
+    return buffer

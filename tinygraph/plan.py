@@ -36,6 +36,7 @@ from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into
 from .errors import EvaluationError, FeedError, GraphError
 from .graph import Graph, Node
 from .ops import OPS
+from .plan_stacks import stack_destinations, stack_lines
 from .shapes import format_shape
 
 __all__ = ["Plan", "CompiledGraph", "CODEGEN_MAX_STEPS", "OPTIMIZE_MAX_NODES"]
@@ -162,6 +163,11 @@ class Plan:
         self.input_names = [node.name for _, node in self.inputs]
         self._detach = [n.op == "param" for n in nodes]
         self._escaping = self._values_leaving_the_plan()
+        self._stacks = stack_destinations(self)
+        for destination in {id(d): d for d in self._stacks.values()}.values():
+            # parts are rows of the stack's array: neither may be overwritten in place
+            self._viewed.update(destination.parts)
+            self._viewed.add(destination.out)
         self._threads = threading.local()  # per-thread output buffers, see buffers.py
         # The first call runs the loop and records each step's result size; code is
         # generated after it, so large steps can be given buffers.
@@ -254,8 +260,16 @@ class Plan:
         backed: set[int] = set()  # slots holding a kept buffer (directly or written in place)
         for position, (forward, args, out, frees) in enumerate(self.steps):
             names[f"f{out}"] = forward
-            self._line_of_step[len(lines) + 1] = position
+            first_line = len(lines) + 1
             call = f"f{out}({', '.join(f'v{a}' for a in args)}"
+            if position in self._stacks:
+                lines.extend(stack_lines(self, position, names))
+                if frees:
+                    lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
+                for line in range(first_line, len(lines) + 1):
+                    self._line_of_step[line] = position
+                continue
+            self._line_of_step[first_line] = position
             target = self._reusable(position)
             if target in backed:
                 if out in self._escaping:
