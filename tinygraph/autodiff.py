@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import DtypeError, GraphError, ShapeError
+from .gcpause import gc_paused
 from .graph import Node
 from .ops import LEAF_OPS, OPS
 from .scheduler import ancestors
@@ -75,6 +76,7 @@ def _check_y(y: Any) -> Node:
     return y
 
 
+@gc_paused()
 def grad(y: Node, wrt: Sequence[Any] | Node | str) -> list[Node] | Node:
     """Add the nodes computing ``dy/dw`` for each ``w`` in ``wrt`` to y's graph.
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into
 from .errors import EvaluationError, FeedError, GraphError
+from .gcpause import gc_paused
 from .graph import Graph, Node
 from .ops import OPS
 from .plan_stacks import stack_destinations, stack_lines
@@ -110,6 +111,7 @@ class Plan:
     original graph, so in-place updates and assignments take effect.
     """
 
+    @gc_paused()
     def __init__(self, graph: Graph, fetches: Any, fed: Sequence[str] = (),
                  optimize: bool = False):
         from .scheduler import Fetches, ancestors
@@ -222,7 +224,8 @@ class Plan:
     def _first_call(self, inputs: list, params: list, buffers: dict) -> list[Any]:
         sizes: list[int] = []
         values = self._loop(inputs, params, buffers, sizes)
-        self._body = self._generate(sizes)
+        with gc_paused():
+            self._body = self._generate(sizes)
         return values
 
     def _loop(self, inputs: list[np.ndarray], params: list[np.ndarray],

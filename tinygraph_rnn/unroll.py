@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 import tinygraph as tg
+from tinygraph.gcpause import gc_paused
 
 from .cells import Cell
 
@@ -159,8 +160,9 @@ class Unrolled:
         self.outputs: list[tg.Node] = []
         self.logits: list[tg.Node] = []
         state = self.initial_state
-        for k in range(steps):
-            state = self._build_step(k, state)
+        with gc_paused():  # many small objects, none garbage yet: see tinygraph.gcpause
+            for k in range(steps):
+                state = self._build_step(k, state)
 
     # ----------------------------------------------------------------- build
     def _build_step(self, k: int, state: Any) -> Any:
