@@ -129,7 +129,6 @@ class Plan:
 
             graph, nodes = rewrite(graph, nodes, OPTIMIZE_PASSES)
         self.graph = graph
-        self.fetch_nodes = nodes
         self.order = ancestors(graph, nodes)
         slot = {node.name: i for i, node in enumerate(self.order)}
         dying = _last_uses(self.order, {n.name for n in nodes})
