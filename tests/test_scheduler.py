@@ -340,3 +340,21 @@ def test_runs_never_overwrite_feeds_params_consts_or_earlier_results(mode):
     np.testing.assert_allclose(kept[2], tanh_x.ravel(), rtol=1e-15)
     np.testing.assert_allclose(kept[3], tanh_x[:, 1:], rtol=1e-15)
     np.testing.assert_allclose(kept[4], np.tanh(xv) * 2 + np.exp(tanh_x), rtol=1e-15)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_a_result_broadcast_larger_than_its_dead_operand_is_still_right(optimize):
+    # tanh(x) dies at the add, so the plan writes the sum into it; fed x of one
+    # row and y of three, the sum has three rows and cannot go there. numpy
+    # refuses before writing; the plan must still give the sum, on every call.
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 2))
+    y = g.input("y", shape=(None, 2))
+    fn = g.compile(tg.tanh(x) + y, inputs=["x", "y"], optimize=optimize)
+    row, rows = np.array([[0.5, -1.0]]), np.arange(6.0).reshape(3, 2)
+    np.testing.assert_allclose(fn(row, row), np.tanh(row) + row, rtol=1e-15)  # sizes the plan
+    for _ in range(2):
+        np.testing.assert_allclose(fn(row, rows), np.tanh(row) + rows, rtol=1e-15)
+    np.testing.assert_allclose(fn(row, row), np.tanh(row) + row, rtol=1e-15)
+    with pytest.raises(tg.EvaluationError, match="add"):
+        fn(rows, np.ones((2, 2)))  # a real mismatch still names the node

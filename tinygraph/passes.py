@@ -41,9 +41,10 @@ from .batching import batch_pass
 from .draft import Draft, freeze
 from .graph import Graph, Node
 from .ops import OPS
+from .recurrence import fuse_recurrences
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
-           "bias_into_table", "optimize", "rewrite"]
+           "bias_into_table", "fuse_recurrence", "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -162,5 +163,8 @@ fold_constants = _public([_fold], "Replace ops whose inputs are all consts by th
 onehot_to_take = _public([_onehot_take], "Rewrite ``one_hot(ids, n) @ M`` to ``take(M, ids)``.")
 batch_over_time = _public([batch_pass], "Batch per-step work of unrolled graphs (see batching).")
 bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M + b, ids)``.")
-OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _bias_into_table, _cse]
+fuse_recurrence = _public([fuse_recurrences],
+                          "``s_t = act(a[t] + s_{t-1} @ W)`` chains -> one ``recurrence`` node.")
+OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _bias_into_table,
+                               fuse_recurrences, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, CSE.")

@@ -85,8 +85,10 @@ def stack_lines(plan: Plan, position: int, names: dict[str, Any]) -> list[str]:
         lines += [f"    sb{d.out} = stack_buffer({d.out}, {'buffers' if d.keep else 'None'}, "
                   f"{len(d.parts)}, result_shape(f{out}, ({''.join(f'v{a}, ' for a in args)}"
                   f")), dt{d.out})",
-                  f"    ok{d.out} = True"]
-    fits = " and ".join(f"v{a}.shape == sb{d.out}.shape[1:]" for a in args)
+                  f"    ok{d.out} = True",
+                  f"    rs{d.out} = sb{d.out}.shape[1:]"]
+    # A smaller part would be broadcast into its row without complaint: test it.
+    fits = " and ".join(f"v{a}.shape == rs{d.out}" for a in args)
     lines += [f"    if {fits}:",
               f"        v{out} = {call}, out=sb{d.out}[{d.row_of[out]}])",
               "    else:",

@@ -1,0 +1,170 @@
+"""The fused recurrence: the pass that makes it and the op's kernel.
+
+Every value is compared with a numpy loop written here from the equations
+``s_t = act(x_t @ U + s_{t-1} @ W + b)``, never with the code under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+from tinygraph import passes
+
+RNG = np.random.default_rng(7)
+
+NUMPY_ACT = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+             "relu": lambda z: np.maximum(z, 0)}
+API_ACT = {"tanh": tg.tanh, "sigmoid": tg.sigmoid, "relu": tg.relu}
+
+
+def chain(steps, hidden, act="tanh", vocab=3):
+    """An unrolled recurrence built by hand: per-step inputs, shared U, W, b."""
+    g = tg.Graph("chain")
+    U = g.param("U", RNG.standard_normal((vocab, hidden)) * 0.5)
+    W = g.param("W", RNG.standard_normal((hidden, hidden)) * 0.5)
+    b = g.param("b", RNG.standard_normal(hidden) * 0.1)
+    s = s0 = g.input("s0", shape=(None, hidden), default=np.zeros((1, hidden)))
+    xs, states = [], []
+    for t in range(steps):
+        with g.scope(f"t={t}"):
+            xs.append(g.input("x", shape=(None, vocab)))
+            s = API_ACT[act](xs[-1] @ U + s @ W + b, name="s")
+            states.append(s)
+    return g, xs, states, s0, (U.value, W.value, b.value)
+
+
+def numpy_states(x, s0, U, W, b, act="tanh"):
+    s, out = s0, []
+    for x_t in x:
+        s = NUMPY_ACT[act](x_t @ U + s @ W + b)
+        out.append(s)
+    return np.stack(out)
+
+
+def feeds_for(xs, x, s0=None):
+    feeds = {node.name: x[t] for t, node in enumerate(xs)}
+    if s0 is not None:
+        feeds["s0"] = s0
+    return feeds
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+@pytest.mark.parametrize(("hidden", "batch"), [(4, 1), (4, 3), (80, 2)])  # 80: the 3-call kernel
+def test_fused_states_equal_a_numpy_loop(act, hidden, batch):
+    steps = 7
+    g, xs, states, _, (U, W, b) = chain(steps, hidden, act)
+    fetch = tg.stack(states)
+    optimized = passes.optimize(g, [fetch])
+    optimized.validate()
+    assert [n.op for n in optimized.nodes.values()].count("recurrence") == 1
+    assert "tanh" not in [n.op for n in optimized.nodes.values()]  # no step left unfused
+    x = RNG.standard_normal((steps, batch, 3))
+    s0 = RNG.standard_normal((batch, hidden)) * 0.5
+    want = numpy_states(x, s0, U, W, b, act)
+    got = g.run(fetch, feeds_for(xs, x, s0))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_a_one_row_initial_state_broadcasts_against_the_batch():
+    g, xs, states, _, (U, W, b) = chain(5, 4)
+    x = RNG.standard_normal((5, 3, 3))
+    want = numpy_states(x, np.zeros((1, 4)), U, W, b)  # s0 defaults to (1, H) zeros
+    got = g.run(tg.stack(states), feeds_for(xs, x))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert got.shape == (5, 3, 4)
+
+
+def test_single_states_read_elsewhere_become_slices_of_the_fused_result():
+    g, xs, states, _, (U, W, b) = chain(6, 4)
+    fetch = [states[2], tg.sum(states[4] * states[5]), states[-1]]
+    optimized = passes.optimize(g, fetch)
+    assert [n.op for n in optimized.nodes.values()].count("recurrence") == 1
+    x = RNG.standard_normal((6, 2, 3))
+    want = numpy_states(x, np.zeros((1, 4)), U, W, b)
+    got = g.run(fetch, feeds_for(xs, x))
+    np.testing.assert_allclose(got[0], want[2], rtol=1e-12)
+    np.testing.assert_allclose(got[1], np.sum(want[4] * want[5]), rtol=1e-12)
+    np.testing.assert_allclose(got[2], want[5], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("rows", "picked_by"), [(range(4), "getitem"), (range(2, 6), "getitem"),
+                                               ([3, 1, 4, 0], "take")])
+def test_a_chain_may_read_any_rows_of_the_sequence(rows, picked_by):
+    g = tg.Graph()
+    a = g.input("a", shape=(6, None, 3))
+    W = g.param("W", RNG.standard_normal((3, 3)) * 0.5)
+    s = g.input("s0", shape=(None, 3))
+    states = []
+    for k in rows:
+        s = tg.tanh(a[k] + s @ W)
+        states.append(s)
+    fetch = tg.stack(states)
+    optimized = passes.optimize(g, [fetch])
+    ops = [n.op for n in optimized.nodes.values()]
+    assert ops.count("recurrence") == 1 and picked_by in ops
+    av, s0 = RNG.standard_normal((6, 2, 3)), RNG.standard_normal((2, 3))
+    want, h = [], s0
+    for k in rows:
+        h = np.tanh(av[k] + h @ W.value)
+        want.append(h)
+    np.testing.assert_allclose(g.run(fetch, {"a": av, "s0": s0}), want, rtol=1e-12)
+
+
+def test_a_fetched_intermediate_keeps_its_step_unfused():
+    g, xs, states, _, (U, W, b) = chain(4, 3)
+    pre = states[1].inputs[0]  # the sum inside tanh at step 1: fetched, so it must exist
+    optimized = passes.optimize(g, [tg.stack(states), pre])
+    assert [n.op for n in optimized.nodes.values()].count("tanh") >= 1
+    x = RNG.standard_normal((4, 1, 3))
+    got = g.run([tg.stack(states), pre], feeds_for(xs, x))
+    want = numpy_states(x, np.zeros((1, 3)), U, W, b)
+    np.testing.assert_allclose(got[0], want, rtol=1e-12)
+    np.testing.assert_allclose(got[1], x[1] @ U + want[0] @ W + b, rtol=1e-12)
+
+
+def test_non_finite_inputs_give_what_the_unfused_graph_gives():
+    # The small-step kernel adds a_t through an identity block, where inf * 0 would
+    # make NaN; it must not be used then.
+    g, xs, states, _, (U, W, b) = chain(3, 2)
+    x = RNG.standard_normal((3, 1, 3))
+    x[1, 0, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        got = g.run(tg.stack(states), feeds_for(xs, x))
+        want = numpy_states(x, np.zeros((1, 2)), U, W, b)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+
+
+def test_gradients_through_the_fused_graph_match_finite_differences():
+    steps, hidden = 4, 3
+    g, xs, states, _, _ = chain(steps, hidden)
+    loss = tg.sum(tg.stack(states) * tg.stack(states))
+    optimized, (opt_loss,) = passes.rewrite(g, [loss], passes.OPTIMIZE_PASSES)
+    assert "recurrence" in [n.op for n in optimized.nodes.values()]
+    params = [optimized.params[k] for k in ("U", "W", "b")]
+    grads = tg.grad(opt_loss, params)  # through the recurrence op's own rule
+    x = RNG.standard_normal((steps, 2, 3))
+    feeds = feeds_for(xs, x)
+    got = optimized.run(grads, feeds)
+    for param, value in zip(params, got, strict=True):
+        base = param.value.copy()
+        numeric = np.zeros_like(base)
+        for idx in np.ndindex(base.shape):
+            for sign in (1, -1):
+                param.value[idx] = base[idx] + sign * 1e-6
+                numeric[idx] += sign * float(optimized.run(opt_loss, feeds)) / 2e-6
+            param.value[idx] = base[idx]
+        np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_the_op_checks_its_inputs_when_built():
+    g = tg.Graph()
+    a = g.input("a", shape=(3, None, 4))
+    with pytest.raises(tg.ShapeError, match="recurrence.*sizes disagree"):
+        g.add_node("recurrence", [a, g.param("W", np.eye(5)), g.input("s0", shape=(1, 4))],
+                   {"activation": "tanh"})
+    with pytest.raises(tg.ShapeError, match="activation must be one of"):
+        g.add_node("recurrence", [a, g.param("V", np.eye(4)), g.input("h", shape=(1, 4))],
+                   {"activation": "softplus"})
