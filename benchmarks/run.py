@@ -54,6 +54,8 @@ def forward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
         "tinygraph interpreted": wl.tinygraph_forward(p, xs, targets, P, "interpreted"),
         "tinygraph compiled": wl.tinygraph_forward(p, xs, targets, P, "compiled"),
         "tinygraph optimized": wl.tinygraph_forward(p, xs, targets, P, "optimized"),
+        "tinygraph optimized, one sequence input": wl.tinygraph_forward(
+            p, xs, targets, P, "optimized, sequence"),
         "tinygraph optimized, ids": wl.tinygraph_forward(p, xs, targets, P, "optimized, ids"),
     }
     if torch:
@@ -70,6 +72,8 @@ def backward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
         "tinygraph interpreted": wl.tinygraph_backward(p, xs, targets, P, "interpreted"),
         "tinygraph compiled": wl.tinygraph_backward(p, xs, targets, P, "compiled"),
         "tinygraph optimized": wl.tinygraph_backward(p, xs, targets, P, "optimized"),
+        "tinygraph optimized, one sequence input": wl.tinygraph_backward(
+            p, xs, targets, P, "optimized, sequence"),
         "tinygraph optimized, ids": wl.tinygraph_backward(p, xs, targets, P, "optimized, ids"),
     }
     if torch:

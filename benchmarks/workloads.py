@@ -183,16 +183,20 @@ def seed_gates(p: Problem, xs, targets, P):
 # -------------------------------------------------------------- tinygraph
 
 
-def tinygraph_net(p: Problem, P, ids: bool = False):
+def tinygraph_net(p: Problem, P, mode: str = "optimized"):
+    """mode "… sequence": one (T, B, V) input (``unroll(..., sequence=True)``);
+    "… ids": one (T, B) input of integer ids (``ids=True, sequence=True``);
+    otherwise T step inputs of one-hot rows."""
     cell = rnn.VanillaRNNCell(input_size=p.vocab, hidden_size=p.hidden, output_size=p.vocab)
     cell.params = P
-    return rnn.unroll(cell, steps=p.steps, ids=ids)
+    ids = mode.endswith("ids")
+    return rnn.unroll(cell, steps=p.steps, ids=ids, sequence=ids or mode.endswith("sequence"))
 
 
 def tinygraph_forward(p: Problem, xs, targets, P, mode: str):
     """mode: "interpreted" (optimize=False), "compiled" (plan, no passes), "optimized",
-    "optimized, ids" (the same net fed integer ids: ``unroll(..., ids=True)``)."""
-    net = tinygraph_net(p, P, ids=mode.endswith("ids"))
+    "optimized, sequence", "optimized, ids" (see :func:`tinygraph_net`)."""
+    net = tinygraph_net(p, P, mode)
     # Fetch the whole sequences as (T, B, ·) arrays, as the numpy variants return them.
     fetches = {"outputs": tg.stack(net.outputs), "states": tg.stack(net.states)}
     feeds = tinygraph_feeds(p, net, xs)
@@ -211,13 +215,16 @@ def tinygraph_loss(p: Problem, net):
 def tinygraph_feeds(p: Problem, net, xs) -> dict:
     if net.ids:
         xs = xs.argmax(axis=-1)  # the one-hot rows as ids
-    feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
+    if net.sequence is not None:
+        feeds = {net.sequence.name: xs}
+    else:
+        feeds = {node.name: xs[k] for k, node in enumerate(net.inputs)}
     feeds[net.initial_state.name] = np.zeros((p.batch, p.hidden))
     return feeds
 
 
 def tinygraph_backward(p: Problem, xs, targets, P, mode: str):
-    net = tinygraph_net(p, P, ids=mode.endswith("ids"))
+    net = tinygraph_net(p, P, mode)
     loss = tinygraph_loss(p, net)
     params = [net.params[k] for k in "UWbVc"]
     grads = tg.grad(loss, params)

@@ -68,7 +68,8 @@ def _structured(parts: tuple, single: bool) -> Any:
     return parts[0] if single else tuple(parts)
 
 
-def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False) -> Unrolled:
+def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
+           sequence: bool = False) -> Unrolled:
     """Build ``steps`` copies of ``cell``'s step into one graph.
 
     Parameters
@@ -84,6 +85,12 @@ def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False) -
         ``t=k/ids`` (shape ``(None,)``, int64) and the cell sees
         ``x = one_hot(ids, input_size)``. The optimizer then turns
         ``x @ U`` into a row lookup, ``take(U, ids)``, batched over time.
+    sequence : bool
+        One input for the whole sequence instead of one per step: ``xs``
+        of shape ``(T, None, D)`` (with ``ids``: ``ids`` of shape
+        ``(T, None)``), and each step reads its slice ``t=k/x = xs[k]``.
+        Feeding one array skips checking and stacking T of them, which is
+        most of a run's overhead for long sequences of small steps.
 
     Returns
     -------
@@ -109,7 +116,7 @@ def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False) -
         raise tg.GraphError(f"unroll takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
     if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
         raise tg.GraphError(f"unroll: steps must be a positive int, got {steps!r}")
-    return Unrolled(cell, int(steps), name, ids=bool(ids))
+    return Unrolled(cell, int(steps), name, ids=bool(ids), sequence=bool(sequence))
 
 
 class Unrolled:
@@ -124,7 +131,10 @@ class Unrolled:
     params : dict of str to Node
         The shared param nodes (``net.params["W"].value`` is the live array).
     inputs : list of Node
-        ``t=k/x``, shape ``(None, D)``.
+        ``t=k/x``, shape ``(None, D)`` (``t=k/ids`` with ``ids=True``): the
+        step inputs, or with ``sequence=True`` the slices of ``sequence``.
+    sequence : Node or None
+        With ``sequence=True``: the one input holding every step's input.
     initial_state : Node or tuple of Node
         Inputs named ``<state>0`` (``s0``; ``(h0, c0)`` for LSTM), zeros unless fed.
     states : list
@@ -136,12 +146,18 @@ class Unrolled:
         or the output itself when the output is not a softmax.
     """
 
-    def __init__(self, cell: Cell, steps: int, name: str | None = None, ids: bool = False):
+    def __init__(self, cell: Cell, steps: int, name: str | None = None, ids: bool = False,
+                 sequence: bool = False):
         self.cell = cell
         self.steps = steps
         self.ids = ids
         self.graph = tg.Graph(cell.name if name is None else name)
         g = self.graph
+        self.sequence = None
+        if sequence:
+            self.sequence = (g.input("ids", shape=(steps, None), dtype="int64") if ids else
+                             g.input("xs", shape=(steps, None, cell.input_size), dtype=cell.dtype))
+            self.sequence.meta["role"] = "input"
         values = cell.checked_params()
         self.params = _ParamTable((n, g.param(n, v)) for n, v in values.items())
         self.params.cell_name = cell.name
@@ -170,11 +186,14 @@ class Unrolled:
         start = len(g)
         prefix = f"t={k}"
         with g.scope(prefix):
-            if self.ids:
-                fed = g.input("ids", shape=(None,), dtype="int64")
-                x = tg.one_hot(fed, cell.input_size, dtype=cell.dtype, name="x")
+            step_input = ("ids", (None,), "int64") if self.ids else (
+                "x", (None, cell.input_size), cell.dtype)
+            if self.sequence is not None:
+                fed = tg.getitem(self.sequence, k, name=step_input[0])
             else:
-                fed = x = g.input("x", shape=(None, cell.input_size), dtype=cell.dtype)
+                fed = g.input(step_input[0], shape=step_input[1], dtype=step_input[2])
+            x = (tg.one_hot(fed, cell.input_size, dtype=cell.dtype, name="x") if self.ids
+                 else fed)
             new_state, output = _call_step(cell, x, state, self.params, k)
         parts = self._check_state(new_state, k)
         output = self._check_output(output, k)
@@ -248,7 +267,9 @@ class Unrolled:
         """
         arr, batched = self._check_xs(xs)
         feeds: dict[Any, np.ndarray] = {}
-        for k, node in enumerate(self.inputs):
+        if self.sequence is not None:
+            feeds[self.sequence] = arr if batched else arr[:, None]
+        for k, node in enumerate(self.inputs if self.sequence is None else ()):
             feeds[node] = arr[k] if batched else arr[k][None]
         if initial_state is not None:
             feeds.update(self._initial_feeds(initial_state, arr.shape[1] if batched else None))
