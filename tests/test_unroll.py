@@ -254,3 +254,30 @@ def test_ids_inputs_equal_one_hot_vectors_and_become_a_row_lookup():
         by_ids.run(np.full((6, 2), 5))
     with pytest.raises(tg.FeedError, match="dtype float64"):
         by_ids.run(np.zeros((6, 2)))
+
+
+@pytest.mark.parametrize("ids", [False, True])
+def test_one_sequence_input_feeds_every_step(ids):
+    cell = rnn.VanillaRNNCell(input_size=5, hidden_size=4, seed=2)
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 5, size=(6, 3))
+    xs = np.eye(5)[tokens]
+    net = rnn.unroll(cell, steps=6, ids=ids, sequence=True)
+    assert net.sequence.name == ("ids" if ids else "xs")
+    assert [n.name for n in net.inputs][:2] == (["t=0/ids", "t=1/ids"] if ids
+                                               else ["t=0/x", "t=1/x"])
+    P = cell.params
+    want = numpy_states(xs, P["U"], P["W"], P["b"], np.zeros((3, 4)))
+    got = net.run(tokens if ids else xs)
+    np.testing.assert_allclose(got["states"], want, rtol=1e-12)
+    got_one = net.run(tokens[:, 0] if ids else xs[:, 0])  # unbatched: (T,) or (T, D)
+    np.testing.assert_allclose(got_one["states"], want[:, 0], rtol=1e-12)
+    # The graph takes the whole sequence at once, and says so when it does not fit.
+    direct = net.graph.run(tg.stack(net.states), {net.sequence: tokens if ids else xs})
+    np.testing.assert_allclose(direct, want, rtol=1e-12)
+    wrong = tokens[:5] if ids else xs[:5]
+    with pytest.raises(tg.FeedError, match=f"input '{net.sequence.name}'.*shape"):
+        net.graph.run(tg.stack(net.states), {net.sequence: wrong})
+    plan = next(iter(net.graph._plans.values()))  # net.run's: no step input is re-stacked
+    assert not [n for n in plan.graph.nodes.values()
+                if n.op == "stack" and n.inputs[0].op == "getitem"]
