@@ -55,11 +55,11 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
                         activation: str = "tanh") -> np.ndarray:
     act = ACTIVATIONS[activation]
     dtype = np.result_type(a, w, s0)
-    # Broadcasting as in the unfused graph: a (1, H) s0 against a batch of B rows.
-    step = np.broadcast_shapes(a.shape[1:], s0.shape[:-1] + w.shape[1:])
-    if step != a.shape[1:]:
-        a = np.broadcast_to(a, a.shape[:1] + step)
+    step = a.shape[1:]
     if s0.shape != step:
+        # Broadcasting as in the unfused graph: a (1, H) s0 against a batch of B rows.
+        step = np.broadcast_shapes(step, s0.shape[:-1] + w.shape[1:])
+        a = np.broadcast_to(a, a.shape[:1] + step)
         s0 = np.broadcast_to(s0, step)
     if s0.size * w.shape[1] <= _AUGMENT_MAX and np.isfinite(a).all():
         return _small_steps(a, w, s0, act, dtype)
