@@ -52,17 +52,20 @@ ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid_into, "relu": _relu_into}
 
 
 def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
-                        activation: str = "tanh") -> np.ndarray:
+                        b: np.ndarray | None = None, activation: str = "tanh") -> np.ndarray:
     act = ACTIVATIONS[activation]
-    dtype = np.result_type(a, w, s0)
+    dtype = np.result_type(a, w, s0) if b is None else np.result_type(a, w, s0, b)
     step = a.shape[1:]
     if s0.shape != step:
         # Broadcasting as in the unfused graph: a (1, H) s0 against a batch of B rows.
         step = np.broadcast_shapes(step, s0.shape[:-1] + w.shape[1:])
         a = np.broadcast_to(a, a.shape[:1] + step)
         s0 = np.broadcast_to(s0, step)
-    if s0.size * w.shape[1] <= _AUGMENT_MAX and np.isfinite(a).all():
-        return _small_steps(a, w, s0, act, dtype)
+    if s0.size * w.shape[1] <= _AUGMENT_MAX and np.isfinite(a).all() and (
+            b is None or np.isfinite(b).all()):
+        return _small_steps(a, w, s0, b, act, dtype)
+    if b is not None and s0.size < _BIAS_PER_STEP_MIN:
+        a, b = a + b, None  # small steps: one add over all of them beats one per step
     states = np.empty(a.shape, dtype)
     z = np.empty(step, dtype)
     dot, add = np.dot, np.add
@@ -71,6 +74,8 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
     for a_t, row in zip(a, states, strict=True):
         dot(prev, w, out=z)
         add(z, a_t, out=z)
+        if b is not None:
+            add(z, b, out=z)
         act(z, out=row)
         prev = row
     return states
@@ -79,23 +84,30 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
 # Below this many multiply-adds per step (batch x H x H) a step costs its numpy
 # calls, not its arithmetic: one call fewer beats the doubled matmul.
 _AUGMENT_MAX = 4096
+# From this many values per step (batch x H), adding the bias inside each step
+# costs less than a separate pass over the whole (T, B, H) sequence.
+_BIAS_PER_STEP_MIN = 2048
 
 
-def _small_steps(a: np.ndarray, w: np.ndarray, s0: np.ndarray, act: Any,
-                 dtype: np.dtype) -> np.ndarray:
-    """Two calls per step: ``[s_{t-1} | a_t] @ [[W], [I]]`` does the add inside the matmul.
+def _small_steps(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.ndarray | None,
+                 act: Any, dtype: np.dtype) -> np.ndarray:
+    """Two calls per step: ``[s_{t-1} | a_t | 1] @ [[W], [I], [b]]`` adds inside the matmul.
 
-    Row t of ``rows`` holds ``s_{t-1}`` next to ``a_t``; the activation writes
-    ``s_t`` into the left half of row t + 1. The identity block adds ``a_t``
-    and exact zeros, so results equal ``s_{t-1} @ W + a_t`` up to the order
-    BLAS sums in (a few ulp). Only for finite ``a``: ``inf * 0`` would be NaN.
+    Row t of ``rows`` holds ``s_{t-1}`` next to ``a_t`` (and a 1 for the bias);
+    the activation writes ``s_t`` into the left part of row t + 1. The
+    identity block adds ``a_t`` and exact zeros, so results equal
+    ``s_{t-1} @ W + a_t (+ b)`` up to the order BLAS sums in (a few ulp).
+    Only for finite ``a`` and ``b``: ``inf * 0`` would be NaN.
     """
     steps, hidden = a.shape[0], w.shape[1]
-    rows = np.empty((steps + 1, *a.shape[1:-1], 2 * hidden), dtype)
-    rows[:-1, ..., hidden:] = a
+    extra = 0 if b is None else 1
+    rows = np.empty((steps + 1, *a.shape[1:-1], 2 * hidden + extra), dtype)
+    rows[:-1, ..., hidden:2 * hidden] = a
     rows[-1, ..., hidden:] = 0
+    rows[:-1, ..., 2 * hidden:] = 1
     rows[0, ..., :hidden] = s0
-    stacked = np.concatenate([w, np.eye(hidden, dtype=dtype)])
+    blocks = [w, np.eye(hidden, dtype=dtype)] + ([] if b is None else [np.reshape(b, (1, -1))])
+    stacked = np.concatenate(blocks)
     z = np.empty(a.shape[1:], dtype)
     dot = np.dot
     for row, nxt in zip(rows[:-1], rows[1:, ..., :hidden], strict=True):
@@ -105,7 +117,13 @@ def _small_steps(a: np.ndarray, w: np.ndarray, s0: np.ndarray, act: Any,
 
 
 def _recurrence_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    (a, da), (w, dw), (s0, ds) = specs
+    if len(specs) not in (3, 4):
+        raise ShapeMismatch(f"takes a, W, s0 and optionally b; got {len(specs)} inputs")
+    (a, da), (w, dw), (s0, ds) = specs[:3]
+    bias = specs[3] if len(specs) == 4 else None
+    if bias is not None and (len(bias[0]) != 1 or bias[1] != da):
+        raise ShapeMismatch(f"the bias must be an (H,) vector of dtype {da}; got "
+                            f"{format_shape(bias[0])} {bias[1]}")
     if attrs.get("activation", "tanh") not in ACTIVATIONS:
         raise ShapeMismatch(f"activation must be one of {sorted(ACTIVATIONS)}, "
                             f"got {attrs.get('activation')!r}")
@@ -113,7 +131,8 @@ def _recurrence_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     if len(a) != 3 or len(w) != 2 or len(s0) != 2:
         raise ShapeMismatch(f"needs {wanted}; got {format_shape(a)}, {format_shape(w)}, "
                             f"{format_shape(s0)}")
-    hidden = {d for d in (a[2], w[0], w[1], s0[1]) if d is not None}
+    hidden = {d for d in (a[2], w[0], w[1], s0[1], *(bias[0] if bias else ()))
+              if d is not None}
     if len(hidden) > 1:
         raise ShapeMismatch(f"needs {wanted}; the sizes disagree: {format_shape(a)}, "
                             f"{format_shape(w)}, {format_shape(s0)}")
@@ -125,7 +144,7 @@ def _recurrence_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 
 def _recurrence_vjp(node, g, needs=None):
     """Backpropagation through time, as graph nodes: two matmuls and a product per step."""
-    a, w, s0 = node.inputs
+    a, w, s0, *bias = node.inputs
     steps = node.shape[0]
     act = node.attrs.get("activation", "tanh")
     dz: list[Any] = [None] * steps
@@ -144,12 +163,15 @@ def _recurrence_vjp(node, g, needs=None):
                 else _new("broadcast_to", s0, dz[0])  # s0 may have been broadcast
             term = prev.T @ dz[t]
             grad_w = term if grad_w is None else grad_w + term
-    return _grads(needs, lambda: _unbroadcast(_new("stack", *dz, axis=0), a),
-                  lambda: grad_w, lambda: _unbroadcast(carry, s0))
+    dz_all = _new("stack", *dz, axis=0) if needs is None or needs[0] or bias and needs[3] \
+        else None
+    return _grads(needs, lambda: _unbroadcast(dz_all, a), lambda: grad_w,
+                  lambda: _unbroadcast(carry, s0),
+                  *([lambda: _new("sum_to", dz_all, bias[0])] if bias else []))
 
 
-register(Op("recurrence", 3, _recurrence_forward, _recurrence_shape, _recurrence_vjp,
-            doc="s_t = act(s_{t-1} @ w + a[t]) for t < T from s0; all states, (T, B, H)"))
+register(Op("recurrence", None, _recurrence_forward, _recurrence_shape, _recurrence_vjp,
+            doc="s_t = act(s_{t-1} @ w + a[t] (+ b)) for t < T from s0: all states (T, B, H)"))
 
 
 # ---------------------------------------------------------------------- pass
@@ -157,13 +179,13 @@ register(Op("recurrence", 3, _recurrence_forward, _recurrence_shape, _recurrence
 
 def fuse_recurrences(draft: Draft) -> None:
     """Replace chains ``s_t = act(a[t] + s_{t-1} @ W)`` by one ``recurrence`` node."""
-    steps = {}  # act rec id -> (prev id, W id, A id, k)
+    steps = {}  # act rec id -> (prev id, W id, A id, k, id of the slice A[k])
     for rec in draft.live():
         found = _step(draft, rec)
         if found is not None:
             steps[rec.id] = found
     follows = {}  # act id -> the act id of the next step in the same chain
-    for act_id, (prev, w, seq, _) in steps.items():
+    for act_id, (prev, w, seq, _, _) in steps.items():
         before = steps.get(prev)
         if before is not None and before[1:3] == (w, seq) \
                 and draft.recs[prev].op == draft.recs[act_id].op:
@@ -178,8 +200,8 @@ def fuse_recurrences(draft: Draft) -> None:
             _fuse(draft, chain, steps)
 
 
-def _step(draft: Draft, rec: Rec) -> tuple[int, int, int, int] | None:
-    """(s_{t-1}, W, A, t) when ``rec`` is ``act(A[t] + s_{t-1} @ W)`` with private parts."""
+def _step(draft: Draft, rec: Rec) -> tuple[int, int, int, int, int] | None:
+    """(s_{t-1}, W, A, t, A[t]) when ``rec`` is ``act(A[t] + s_{t-1} @ W)``, parts private."""
     if rec.op not in ACTIVATIONS or rec.attrs or len(rec.shape) != 2:
         return None
     z = draft.recs[rec.inputs[0]]
@@ -197,7 +219,7 @@ def _step(draft: Draft, rec: Rec) -> tuple[int, int, int, int] | None:
                     and seq.shape[0] is not None and index[0] < seq.shape[0]
                     and rec.dtype == z.dtype == m.dtype == a.dtype == w.dtype == prev.dtype
                     and rec.dtype in (np.float64, np.float32)):
-                return prev.id, w.id, seq.id, index[0]
+                return prev.id, w.id, seq.id, index[0], a.id
     return None
 
 
@@ -208,9 +230,13 @@ def _private(draft: Draft, rec: Rec, user: Rec) -> bool:
 
 
 def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
-    first_prev, w, seq, k0 = steps[chain[0]]
+    first_prev, w, seq, k0, _ = steps[chain[0]]
     rows = [steps[act_id][3] for act_id in chain]
     seq_rec = draft.recs[seq]
+    bias = _split_bias(draft, seq_rec, {steps[act_id][4] for act_id in chain})
+    if bias is not None:
+        seq, bias = bias
+        seq_rec = draft.recs[seq]
     if rows != list(range(k0, k0 + len(rows))):
         # Batching stacks steps in the order the fetches reach them, not always
         # in time order: pick the rows in the chain's order.
@@ -220,7 +246,7 @@ def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
         seq = draft.add("getitem", [seq], {"index": ((k0, k0 + len(rows), 1),)},
                         name=seq_rec.name + "/window")
     first = draft.recs[chain[0]]
-    fused = draft.add("recurrence", [seq, w, first_prev],
+    fused = draft.add("recurrence", [seq, w, first_prev, *([] if bias is None else [bias])],
                       {"activation": first.op}, name=first.name + "/recurrence",
                       meta=first.meta)
     slices = []
@@ -235,3 +261,17 @@ def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
         draft.replace(user, fused)
     for act_id, part in zip(reversed(chain), reversed(slices), strict=True):
         draft.replace(act_id, part)
+
+
+def _split_bias(draft: Draft, seq: Rec, slices: set[int]) -> tuple[int, int] | None:
+    """(P, b) when the sequence is ``P + b`` with b a param or const (H,) vector that
+    only this chain's slices read: the kernel then adds b inside its steps (batching
+    moved it out of them), which spares a pass over the whole (T, B, H) sequence."""
+    if seq.op != "add" or seq.id in draft.root_set or set(draft.users[seq.id]) != slices:
+        return None
+    for p_id, b_id in (seq.inputs, seq.inputs[::-1]):
+        p, b = draft.recs[p_id], draft.recs[b_id]
+        if (b.op in ("param", "const") and len(b.shape) == 1 and p.shape == seq.shape
+                and b.shape[0] == seq.shape[-1] is not None and p.dtype == b.dtype == seq.dtype):
+            return p_id, b_id
+    return None
