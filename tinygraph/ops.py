@@ -31,6 +31,7 @@ array([[2., 2., 2.]])
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -272,9 +273,12 @@ def _transpose_vjp(node, g, needs=None):
     return (_new("transpose", g, axes=inverse),)
 
 
+_SHAPE = operator.attrgetter("shape")
+
+
 def _stack_forward(*xs: np.ndarray, axis: int = 0) -> np.ndarray:
     first = xs[0]
-    if axis == 0 and all(x.shape == first.shape for x in xs):
+    if axis == 0 and list(map(_SHAPE, xs)).count(first.shape) == len(xs):  # C-speed test
         # np.stack costs ~0.7 µs per part in Python; this is ~4x faster for many parts.
         return np.concatenate([x.reshape(1, *first.shape) for x in xs]) if first.ndim == 0 \
             else np.concatenate(xs).reshape(len(xs), *first.shape)
