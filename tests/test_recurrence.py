@@ -172,3 +172,30 @@ def test_the_op_checks_its_inputs_when_built():
     with pytest.raises(tg.ShapeError, match="activation must be one of"):
         g.add_node("recurrence", [a, g.param("V", np.eye(4)), g.input("h", shape=(1, 4))],
                    {"activation": "softplus"})
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_an_unrolled_graph_and_its_gradients_still_fuse_the_forward(batch):
+    # Reverse mode reads the per-step products and sums only for their shapes
+    # (sum_to(g, like=...)); that must not keep the forward steps unfused, and the
+    # gradients, with a (1, H) initial state broadcast against the batch, stay right.
+    steps, hidden = 5, 3
+    g, xs, states, _, (U, W, b) = chain(steps, hidden)
+    loss = tg.sum(tg.stack(states) * tg.stack(states))
+    params = [g.params[k] for k in ("U", "W", "b")]
+    grads = tg.grad(loss, params)
+    optimized = passes.optimize(g, [loss, *grads])
+    ops = [n.op for n in optimized.nodes.values()]
+    assert ops.count("recurrence") == 1 and "tanh" not in ops
+    x = RNG.standard_normal((steps, batch, 3))
+    feeds = feeds_for(xs, x)
+    got = g.run(grads, feeds)
+    for param, value in zip(params, got, strict=True):
+        base = param.value.copy()
+        numeric = np.zeros_like(base)
+        for idx in np.ndindex(base.shape):
+            for sign in (1, -1):
+                param.value[idx] = base[idx] + sign * 1e-6
+                numeric[idx] += sign * float(g.run(loss, feeds, optimize=False)) / 2e-6
+            param.value[idx] = base[idx]
+        np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .batching import SHAPE_LIKE
 from .draft import Draft, Rec
 from .ops import Op, _grads, _new, _sigmoid, _unbroadcast, register
 from .shape_rules import DtypeMismatch, Spec
@@ -224,9 +225,24 @@ def _step(draft: Draft, rec: Rec) -> tuple[int, int, int, int, int] | None:
 
 
 def _private(draft: Draft, rec: Rec, user: Rec) -> bool:
-    """``rec`` is read only by ``user`` (once) and is not fetched."""
-    return list(draft.users[rec.id]) == [user.id] and rec.id not in draft.root_set \
-        and user.inputs.count(rec.id) == 1
+    """``rec`` is not fetched and its value is read only by ``user`` (once).
+
+    Reverse mode's ``sum_to(g, like=rec)`` nodes read only its shape; they are
+    allowed, and :func:`_fuse` points them at a value of the same shape.
+    """
+    return rec.id not in draft.root_set and user.inputs.count(rec.id) == 1 and [
+        u for u in draft.users[rec.id] if not _reads_shape_only(draft.recs[u], rec.id)
+    ] == [user.id]
+
+
+def _reads_shape_only(user: Rec, rec_id: int) -> bool:
+    return user.op in SHAPE_LIKE and user.inputs[1] == rec_id and user.inputs[0] != rec_id
+
+
+def _redirect_shape_readers(draft: Draft, old: int, new: int) -> None:
+    for user in list(draft.users[old]):
+        if _reads_shape_only(draft.recs[user], old):
+            draft.redirect(user, old, new)
 
 
 def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
@@ -237,6 +253,7 @@ def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
     if bias is not None:
         seq, bias = bias
         seq_rec = draft.recs[seq]
+    source = seq  # the sequence before reordering or windowing
     if rows != list(range(k0, k0 + len(rows))):
         # Batching stacks steps in the order the fetches reach them, not always
         # in time order: pick the rows in the chain's order.
@@ -245,6 +262,19 @@ def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
     elif k0 != 0 or seq_rec.shape[0] != len(rows):  # the chain reads part of the sequence
         seq = draft.add("getitem", [seq], {"index": ((k0, k0 + len(rows), 1),)},
                         name=seq_rec.name + "/window")
+    # Shape donors of reverse mode: the product s_{t-1} @ W has the shape of s_{t-1},
+    # the sum in the activation that of s_t; a slice of A is kept (a view), or taken
+    # from P when the bias moved into the kernel.
+    for act_id in chain:
+        prev, _, _, k, slice_id = steps[act_id]
+        z = draft.recs[act_id].inputs[0]
+        product = next(i for i in draft.recs[z].inputs if i != slice_id)
+        _redirect_shape_readers(draft, product, prev)
+        _redirect_shape_readers(draft, z, act_id)
+        if bias is not None and any(_reads_shape_only(draft.recs[u], slice_id)
+                                    for u in draft.users[slice_id]):
+            _redirect_shape_readers(draft, slice_id,
+                                    draft.add("getitem", [source], {"index": (k,)}))
     first = draft.recs[chain[0]]
     fused = draft.add("recurrence", [seq, w, first_prev, *([] if bias is None else [bias])],
                       {"activation": first.op}, name=first.name + "/recurrence",
