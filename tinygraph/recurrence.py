@@ -283,14 +283,17 @@ def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
     for t, act_id in enumerate(chain):
         part = draft.add("getitem", [fused], {"index": (t,)}, name=draft.recs[act_id].name)
         slices.append(part)
-    # A stack of every state, in order, is the fused result itself.
-    whole = {user for user in draft.users[chain[0]]
-             if draft.recs[user].op == "stack" and draft.recs[user].inputs == chain
+    # In time order: each replacement then frees only its own step (the previous
+    # state already has its replacement); backwards, each would walk the whole chain.
+    for act_id, part in zip(chain, slices, strict=True):
+        draft.replace(act_id, part)
+    # A stack of every state, in order, is the fused result itself. (Replaced after
+    # the states: releasing it first would free, and later re-walk, the whole chain.)
+    whole = {user for user in draft.users[slices[0]]
+             if draft.recs[user].op == "stack" and draft.recs[user].inputs == slices
              and draft.recs[user].attrs.get("axis", 0) == 0}
     for user in whole:
         draft.replace(user, fused)
-    for act_id, part in zip(reversed(chain), reversed(slices), strict=True):
-        draft.replace(act_id, part)
 
 
 def _split_bias(draft: Draft, seq: Rec, slices: set[int]) -> tuple[int, int] | None:
