@@ -48,7 +48,7 @@ def _relu_into(z: np.ndarray, out: np.ndarray) -> None:
     np.maximum(z, 0, out=out)
 
 
-# activation op -> f(z, out=row): writes act(z) into row
+# activation op -> f(z, row): writes act(z) into row
 ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid_into, "relu": _relu_into}
 
 
@@ -73,11 +73,11 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
     prev = s0
     # Iterating an array yields its rows as views, at C speed.
     for a_t, row in zip(a, states, strict=True):
-        dot(prev, w, out=z)
-        add(z, a_t, out=z)
+        dot(prev, w, z)  # out given positionally: ~20 ns less per call
+        add(z, a_t, z)
         if b is not None:
-            add(z, b, out=z)
-        act(z, out=row)
+            add(z, b, z)
+        act(z, row)
         prev = row
     return states
 
@@ -112,8 +112,8 @@ def _small_steps(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.ndarray | N
     z = np.empty(a.shape[1:], dtype)
     dot = np.dot
     for row, nxt in zip(rows[:-1], rows[1:, ..., :hidden], strict=True):
-        dot(row, stacked, out=z)
-        act(z, out=nxt)
+        dot(row, stacked, z)
+        act(z, nxt)
     return rows[1:, ..., :hidden].copy()
 
 
