@@ -41,7 +41,7 @@ from .batching import batch_pass
 from .draft import Draft, freeze
 from .graph import Graph, Node
 from .ops import OPS
-from .recurrence import fuse_recurrences
+from .recurrence_pass import fuse_recurrences
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
            "bias_into_table", "fuse_recurrence", "optimize", "rewrite"]
