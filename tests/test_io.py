@@ -784,3 +784,31 @@ def test_docs_io_page_examples_run():
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 25, result
     assert result.failed == 0, result
+
+
+def test_a_fused_recurrence_round_trips_and_a_forged_activation_is_refused(tmp_path):
+    # An optimized graph holds the optimizer's recurrence op; it saves and loads
+    # like any primitive, and its one attr is checked on load like any other.
+    g = tg.Graph("rec")
+    a = g.input("a", shape=(4, None, 3))
+    W = g.param("W", np.random.default_rng(0).standard_normal((3, 3)) * 0.5)
+    s = g.input("s0", shape=(None, 3))
+    states = []
+    for t in range(4):
+        s = tg.tanh(a[t] + s @ W)
+        states.append(s)
+    fused = tg.passes.optimize(g, [tg.stack(states)])
+    rec = next(n for n in fused.nodes.values() if n.op == "recurrence")
+    back = roundtrip(fused, tmp_path)
+    feeds = {"a": np.random.default_rng(1).standard_normal((4, 2, 3)), "s0": np.zeros((2, 3))}
+    want, h = [], feeds["s0"]
+    for t in range(4):
+        h = np.tanh(feeds["a"][t] + h @ W.value)
+        want.append(h)
+    np.testing.assert_allclose(back.run(rec.name, feeds), want, rtol=1e-12)
+
+    def forge(doc):
+        entry = next(e for e in doc["nodes"] if e["op"] == "recurrence")
+        entry["attrs"]["activation"] = "__import__('os')"
+    data = with_json(forge, tg.save(fused, io.BytesIO()).getvalue())
+    fails(data, "activation must be one of")
