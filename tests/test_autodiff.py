@@ -93,6 +93,8 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                    ([f(2, 1, 2), f(2, 2), f(3, 2)], {"activation": "tanh"}),
                    ([f(3, 2, 4), f(4, 4), f(2, 4), f(4)], {"activation": "tanh"}),
                    ([f(2, 1, 3), f(3, 3), f(1, 3), f(3)], {"activation": "sigmoid"})],
+    "reverse_recurrence": [([f(3, 2, 4), f(3, 2, 4), f(4, 4)], {}),
+                           ([f(2, 1, 3), f(2, 1, 3), f(3, 3), f(2, 1, 3)], {})],
     "cross_entropy_grad": [([f(), f(3, 4), ids([1, 0, 3])], {}),
                            ([f(), f(2, 2, 3, decl=(None, 2, 3)), ids([[0, 2], [1, 1]])], {})],
 }

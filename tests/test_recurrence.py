@@ -11,6 +11,7 @@ import pytest
 
 import tinygraph as tg
 from tinygraph import passes
+from tinygraph.recurrence_pass import unstack_rows
 
 RNG = np.random.default_rng(7)
 
@@ -187,6 +188,8 @@ def test_an_unrolled_graph_and_its_gradients_still_fuse_the_forward(batch):
     optimized = passes.optimize(g, [loss, *grads])
     ops = [n.op for n in optimized.nodes.values()]
     assert ops.count("recurrence") == 1 and "tanh" not in ops
+    # ... and the backward chain dz_t = (g_t + dz_{t+1} @ W.T) * (1 - s_t**2) is one op too
+    assert ops.count("reverse_recurrence") == 1 and ops.count("mul") <= 2
     x = RNG.standard_normal((steps, batch, 3))
     feeds = feeds_for(xs, x)
     got = g.run(grads, feeds)
@@ -199,3 +202,42 @@ def test_an_unrolled_graph_and_its_gradients_still_fuse_the_forward(batch):
                 numeric[idx] += sign * float(g.run(loss, feeds, optimize=False)) / 2e-6
             param.value[idx] = base[idx]
         np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_the_reverse_kernel_equals_a_numpy_loop_and_refuses_mismatched_rows():
+    rng = np.random.default_rng(3)
+    gv, dv, wt = rng.standard_normal((6, 2, 4)), rng.standard_normal((6, 2, 4)), \
+        rng.standard_normal((4, 4))
+    want, later = np.zeros_like(gv), None
+    for t in reversed(range(6)):
+        later = gv[t] * dv[t] if later is None else (gv[t] + later @ wt) * dv[t]
+        want[t] = later
+    g = tg.Graph()
+    G, D = g.input("g", shape=(6, None, 4)), g.input("d", shape=(6, None, 4))
+    L = g.input("like", shape=(6, None, 4))
+    dz = g.add_node("reverse_recurrence", [G, D, g.param("Wt", wt), L], {})
+    got = g.run(dz, {"g": gv, "d": dv, "like": np.zeros((6, 2, 4))})
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    with pytest.raises(tg.EvaluationError, match="reverse_recurrence.*differ"):
+        g.run(dz, {"g": gv, "d": dv, "like": np.zeros((6, 1, 4))}, optimize=False)
+
+
+@pytest.mark.parametrize("like_rows", [2, 1])  # 1: each row of x is summed over the batch
+def test_a_stack_of_wrapped_rows_becomes_one_wrapped_array(like_rows):
+    g = tg.Graph()
+    X = g.input("X", shape=(4, None, 3))
+    L = g.input("L", shape=(4, None, 3))
+    parts = [g.add_node("sum_to", [X[t], L[t]], {}) for t in range(4)]
+    fetch = tg.stack(parts)
+    optimized = passes.rewrite(g, [fetch], [unstack_rows])[0]
+    ops = [n.op for n in optimized.nodes.values()]
+    assert "stack" not in ops and ops.count("sum_to") == 1 and "getitem" not in ops
+    xv = RNG.standard_normal((4, 2, 3))
+    feeds = {"X": xv, "L": np.zeros((4, like_rows, 3))}
+    want = xv if like_rows == 2 else xv.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(g.run(fetch, feeds), want, rtol=1e-14)
+    # A tail of such a stack, as the parameter gradients read it, is a window of rows.
+    tail = fetch[1:]
+    optimized = passes.rewrite(g, [tail], [unstack_rows])[0]
+    assert "stack" not in [n.op for n in optimized.nodes.values()]
+    np.testing.assert_allclose(g.run(tail, feeds), want[1:], rtol=1e-14)

@@ -41,7 +41,7 @@ from .batching import batch_pass
 from .draft import Draft, freeze
 from .graph import Graph, Node
 from .ops import OPS
-from .recurrence_pass import fuse_recurrences
+from .recurrence_pass import fuse_recurrences, fuse_reverse_recurrences, unstack_rows
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
            "bias_into_table", "fuse_recurrence", "optimize", "rewrite"]
@@ -166,5 +166,5 @@ bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M 
 fuse_recurrence = _public([fuse_recurrences],
                           "``s_t = act(a[t] + s_{t-1} @ W)`` chains -> one ``recurrence`` node.")
 OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _bias_into_table,
-                               fuse_recurrences, _cse]
+                               fuse_recurrences, fuse_reverse_recurrences, unstack_rows, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, CSE.")
