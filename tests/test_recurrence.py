@@ -204,22 +204,31 @@ def test_an_unrolled_graph_and_its_gradients_still_fuse_the_forward(batch):
         np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)
 
 
-def test_the_reverse_kernel_equals_a_numpy_loop_and_refuses_mismatched_rows():
+# (2, 4): two calls per step, g added inside the matmul; (3, 40): three calls;
+# "inf": a non-finite g must not go through the identity block (inf * 0 = NaN).
+@pytest.mark.parametrize(("batch", "hidden", "special"), [(2, 4, None), (3, 40, None),
+                                                          (2, 4, np.inf)])
+def test_the_reverse_kernel_equals_a_numpy_loop_and_refuses_mismatched_rows(
+        batch, hidden, special):
     rng = np.random.default_rng(3)
-    gv, dv, wt = rng.standard_normal((6, 2, 4)), rng.standard_normal((6, 2, 4)), \
-        rng.standard_normal((4, 4))
+    gv, dv = rng.standard_normal((6, batch, hidden)), rng.standard_normal((6, batch, hidden))
+    wt = rng.standard_normal((hidden, hidden)) * 0.3
+    if special is not None:
+        gv[2, 0, 1] = special
     want, later = np.zeros_like(gv), None
-    for t in reversed(range(6)):
-        later = gv[t] * dv[t] if later is None else (gv[t] + later @ wt) * dv[t]
-        want[t] = later
+    with np.errstate(invalid="ignore"):
+        for t in reversed(range(6)):
+            later = gv[t] * dv[t] if later is None else (gv[t] + later @ wt) * dv[t]
+            want[t] = later
     g = tg.Graph()
-    G, D = g.input("g", shape=(6, None, 4)), g.input("d", shape=(6, None, 4))
-    L = g.input("like", shape=(6, None, 4))
+    G, D = g.input("g", shape=(6, None, hidden)), g.input("d", shape=(6, None, hidden))
+    L = g.input("like", shape=(6, None, hidden))
     dz = g.add_node("reverse_recurrence", [G, D, g.param("Wt", wt), L], {})
-    got = g.run(dz, {"g": gv, "d": dv, "like": np.zeros((6, 2, 4))})
-    np.testing.assert_allclose(got, want, rtol=1e-13)
+    with np.errstate(invalid="ignore"):
+        got = g.run(dz, {"g": gv, "d": dv, "like": np.zeros((6, batch, hidden))})
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
     with pytest.raises(tg.EvaluationError, match="reverse_recurrence.*differ"):
-        g.run(dz, {"g": gv, "d": dv, "like": np.zeros((6, 1, 4))}, optimize=False)
+        g.run(dz, {"g": gv, "d": dv, "like": np.zeros((6, batch + 1, hidden))}, optimize=False)
 
 
 @pytest.mark.parametrize("like_rows", [2, 1])  # 1: each row of x is summed over the batch

@@ -45,9 +45,13 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
         raise ValueError(f"reverse_recurrence: the steps of g {format_shape(g.shape)}, d "
                          f"{format_shape(d.shape)} and like "
                          f"{format_shape(None if like is None else like.shape)} differ")
-    dz = np.empty(g.shape, np.result_type(g, d, wt))
+    dtype = np.result_type(g, d, wt)
     if not len(g):
-        return dz
+        return np.empty(g.shape, dtype)
+    if g[0].size * wt.shape[1] <= _AUGMENT_MAX and np.isfinite(g).all() \
+            and np.isfinite(wt).all():  # inf * 0 would be NaN in the identity block
+        return _small_steps(g, d, wt, dtype)
+    dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dz.dtype)
     dot, add, mul = np.dot, np.add, np.multiply
     mul(g[-1], d[-1], dz[-1])
@@ -59,6 +63,36 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
         mul(carry, d_t, row)
         later = row
     return dz
+
+
+def _small_steps(g: np.ndarray, d: np.ndarray, wt: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Two calls per step: ``[dz_{t+1} | g_t] @ [[Wt], [I]]``, then the product with d_t.
+
+    Row t of ``rows`` holds ``dz_{t+1}`` next to ``g_t``; the product writes
+    ``dz_t`` into the left half of row t - 1. As in the forward kernel, the
+    identity block adds ``g_t`` and exact zeros (finite ``g`` and ``Wt`` only).
+    """
+    steps, hidden = g.shape[0], wt.shape[1]
+    rows = np.empty((steps, *g.shape[1:-1], 2 * hidden), dtype)
+    rows[..., hidden:] = g
+    rows[-1, ..., :hidden] = 0  # no later step: dz_{T-1} = g_{T-1} * d_{T-1}
+    stacked = np.concatenate([wt, np.eye(hidden, dtype=dtype)])
+    dz = np.empty(g.shape, dtype)
+    carry = np.empty(g.shape[1:], dtype)
+    dot, mul = np.dot, np.multiply
+    lefts = rows[:-1, ..., :hidden]  # lefts[t - 1] receives dz_t
+    for row, d_t, left in zip(rows[:0:-1], d[:0:-1], lefts[::-1], strict=True):
+        dot(row, stacked, carry)
+        mul(carry, d_t, left)
+    dot(rows[0], stacked, carry)
+    mul(carry, d[0], dz[0])
+    dz[1:] = rows[:-1, ..., :hidden]
+    return dz
+
+
+# Below this many multiply-adds per step (batch x H x H) a step costs its numpy
+# calls, not its arithmetic: one call fewer beats the doubled matmul.
+_AUGMENT_MAX = 4096
 
 
 def _reverse_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
