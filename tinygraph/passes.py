@@ -19,6 +19,11 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
   read from names.
 - :func:`bias_into_table`: ``take(M, ids) + b`` -> ``take(M + b, ids)`` (after
   batching: one bias add on the small table instead of on every step's rows).
+- :func:`fuse_recurrence`: chains ``s_t = act(a[t] + s_{t-1} @ W)`` -> one
+  ``recurrence`` node (:mod:`tinygraph.recurrence_pass`).
+- :func:`fuse_reverse_recurrence`: reverse mode's chains
+  ``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` -> one ``reverse_recurrence`` node.
+- :func:`unstack_rows`: a stack of the rows of one array -> that array.
 - :func:`optimize`: all of the above, in that order.
 
 >>> import numpy as np, tinygraph as tg
@@ -41,10 +46,12 @@ from .batching import batch_pass
 from .draft import Draft, freeze
 from .graph import Graph, Node
 from .ops import OPS
-from .recurrence_pass import fuse_recurrences, fuse_reverse_recurrences, unstack_rows
+from .recurrence_pass import fuse_recurrences, fuse_reverse_recurrences
+from .recurrence_pass import unstack_rows as _unstack_rows
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
-           "bias_into_table", "fuse_recurrence", "optimize", "rewrite"]
+           "bias_into_table", "fuse_recurrence", "fuse_reverse_recurrence", "unstack_rows",
+           "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -165,6 +172,10 @@ batch_over_time = _public([batch_pass], "Batch per-step work of unrolled graphs 
 bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M + b, ids)``.")
 fuse_recurrence = _public([fuse_recurrences],
                           "``s_t = act(a[t] + s_{t-1} @ W)`` chains -> one ``recurrence`` node.")
+fuse_reverse_recurrence = _public(
+    [fuse_reverse_recurrences],
+    "``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` chains -> one ``reverse_recurrence`` node.")
+unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (through sum_to).")
 OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, batch_pass, _bias_into_table,
-                               fuse_recurrences, fuse_reverse_recurrences, unstack_rows, _cse]
-optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, CSE.")
+                               fuse_recurrences, fuse_reverse_recurrences, _unstack_rows, _cse]
+optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, fusion, CSE.")
