@@ -46,8 +46,9 @@ from .batching import batch_pass
 from .draft import Draft, freeze
 from .graph import Graph, Node
 from .ops import OPS
-from .recurrence_pass import fuse_recurrences, fuse_reverse_recurrences
-from .recurrence_pass import unstack_rows as _unstack_rows
+from .recurrence_pass import fuse_recurrences
+from .reverse_pass import fuse_reverse_recurrences
+from .reverse_pass import unstack_rows as _unstack_rows
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
            "bias_into_table", "fuse_recurrence", "fuse_reverse_recurrence", "unstack_rows",
