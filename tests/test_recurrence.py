@@ -250,3 +250,28 @@ def test_a_stack_of_wrapped_rows_becomes_one_wrapped_array(like_rows):
     optimized = passes.rewrite(g, [tail], [unstack_rows])[0]
     assert "stack" not in [n.op for n in optimized.nodes.values()]
     np.testing.assert_allclose(g.run(tail, feeds), want[1:], rtol=1e-14)
+
+
+def test_a_backward_chain_whose_weight_depends_on_its_last_step_is_left_alone():
+    # The last step, dz_3 = g[3] * d[3], does not read Wt, so Wt may be computed from
+    # it; one fused node would then need its own output as an input.
+    g = tg.Graph()
+    G, D = g.input("g", shape=(4, None, 3)), g.input("d", shape=(4, None, 3))
+    W0 = g.param("W0", RNG.standard_normal((3, 3)) * 0.5)
+    dz = G[3] * D[3]
+    wt = W0 * tg.mean(dz)
+    chain = [dz]
+    for t in (2, 1, 0):
+        dz = (G[t] + dz @ wt) * D[t]
+        chain.append(dz)
+    fetch = tg.stack(chain[::-1])
+    optimized = passes.optimize(g, [fetch])
+    optimized.validate()  # acyclic
+    assert "reverse_recurrence" not in [n.op for n in optimized.nodes.values()]
+    feeds = {"g": RNG.standard_normal((4, 2, 3)), "d": RNG.standard_normal((4, 2, 3))}
+    later = feeds["g"][3] * feeds["d"][3]
+    w_eff, want = W0.value * later.mean(), [later]
+    for t in (2, 1, 0):
+        later = (feeds["g"][t] + later @ w_eff) * feeds["d"][t]
+        want.append(later)
+    np.testing.assert_allclose(g.run(fetch, feeds), want[::-1], rtol=1e-12)

@@ -128,11 +128,15 @@ def _through_wrappers(draft: Draft, rec: Rec, likes: set[int], private: bool) ->
 def _fuse_back(draft: Draft, chain: list[int], steps: dict, like: int | None) -> None:
     """``chain`` runs from the last step back to the first."""
     first = steps[chain[0]]
+    wt = steps[chain[1]].wt
+    if draft.descendants(chain).intersection((first.g_seq, first.d_seq, wt, like)):
+        # Only Wt can be: the last step does not read it, so it may be computed from
+        # that step's dz, and one fused node would need its own output as an input.
+        return
     n = len(chain)
     rows_in_time = list(reversed(chain))  # time order: t = 0 … n-1
     g = _rows(draft, first.g_seq, [steps[i].g_row for i in rows_in_time])
     d = _rows(draft, first.d_seq, [steps[i].d_row for i in rows_in_time])
-    wt = steps[chain[1]].wt
     fused = draft.add("reverse_recurrence", [g, d, wt, *([] if like is None else [like])],
                       name=draft.recs[chain[0]].name + "/reverse_recurrence",
                       meta=draft.recs[chain[0]].meta)
