@@ -75,6 +75,11 @@ class Fetches:
         if isinstance(fetches, dict):
             return dict, [(k, self._flatten(graph, v)) for k, v in fetches.items()]
         if isinstance(fetches, list | tuple):
+            if all(type(v) is Node and v.graph is graph for v in fetches):
+                # The common long case (the T states of an unroll): a slice of values.
+                start = len(self.nodes)
+                self.nodes.extend(fetches)
+                return type(fetches), range(start, len(self.nodes))
             return type(fetches), [self._flatten(graph, v) for v in fetches]
         self.nodes.append(self._resolve(graph, fetches))
         return len(self.nodes) - 1
@@ -85,6 +90,8 @@ class Fetches:
         kind, items = template
         if kind is dict:
             return ("dict", tuple((k, self._key(v)) for k, v in items))
+        if isinstance(items, range):
+            return (kind.__name__, tuple(n.name for n in self.nodes[items.start:items.stop]))
         return (kind.__name__, tuple(self._key(v) for v in items))
 
     def rebuild(self, values: Sequence[Any], template: Any = None) -> Any:
@@ -94,6 +101,8 @@ class Fetches:
         kind, items = template
         if kind is dict:
             return {k: self.rebuild(values, v) for k, v in items}
+        if isinstance(items, range):
+            return kind(values[items.start:items.stop])
         return kind(self.rebuild(values, v) for v in items)
 
 
