@@ -280,9 +280,10 @@ class Unrolled:
                           for node in self._initial})
         flat_states = [part for state in self.states for part in _flat(state)]
         result = self.graph.run({"outputs": self.outputs, "states": flat_states}, feeds)
-        outputs = np.stack(result["outputs"])
+        stack = tg.OPS["stack"].forward  # ~4x faster than np.stack for many small parts
+        outputs = stack(*result["outputs"])
         n_parts = len(self._initial)
-        states = tuple(np.stack(result["states"][i::n_parts]) for i in range(n_parts))
+        states = tuple(stack(*result["states"][i::n_parts]) for i in range(n_parts))
         if not batched:
             outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
         return {"outputs": outputs, "states": _structured(states, self._single)}
