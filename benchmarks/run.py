@@ -50,6 +50,9 @@ def forward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
     variants = {
         "numpy loop": wl.numpy_loop(p, xs, targets, P),
         "numpy hoisted by hand": wl.numpy_hoisted(p, xs, targets, P),
+        # The same two with every array 64-byte aligned, as tinygraph keeps its params:
+        "numpy loop, aligned arrays": wl.numpy_loop(p, xs, targets, wl.aligned(P)),
+        "numpy hoisted, aligned arrays": wl.numpy_hoisted(p, xs, targets, wl.aligned(P)),
         "seed-style gate objects": wl.seed_gates(p, xs, targets, P),
         "tinygraph interpreted": wl.tinygraph_forward(p, xs, targets, P, "interpreted"),
         "tinygraph compiled": wl.tinygraph_forward(p, xs, targets, P, "compiled"),

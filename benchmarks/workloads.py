@@ -18,6 +18,7 @@ import numpy as np
 
 import tinygraph as tg
 import tinygraph_rnn as rnn
+from tinygraph.aligned import aligned_copy
 
 
 @dataclass
@@ -49,6 +50,11 @@ PROBLEMS = [
     Problem("W2", steps=100, batch=32, vocab=64, hidden=256),
     Problem("W3", steps=1000, batch=1, vocab=8, hidden=8),
 ]
+
+
+def aligned(P: dict) -> dict:
+    """The params copied to 64-byte boundaries (numpy aligns to 16 bytes only)."""
+    return {k: aligned_copy(v) for k, v in P.items()}
 
 
 def _softmax(z):

@@ -27,6 +27,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from .aligned import aligned_copy
 from .errors import DtypeError, GraphError, NodeNameError, ShapeError
 from .node import Node, as_node, graph_of
 from .ops import OPS, DtypeMismatch
@@ -226,7 +227,7 @@ class Graph:
     def param(self, name: str, value: Any, dtype: Any = None) -> Node:
         """A trainable value held by the graph (``node.value``, updated in place)."""
         full = self._explicit_name(name)
-        arr = _to_array(value, dtype, full)
+        arr = aligned_copy(_to_array(value, dtype, full))  # fast matrix-vector products
         node = self._insert(full, "param", (), {}, arr.shape, arr.dtype)
         node._value = arr
         return node

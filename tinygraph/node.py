@@ -83,9 +83,10 @@ class Node:
             raise GraphError(f"node '{self.name}' is a {self.op} node; only params can be assigned")
         if new is self._value:
             return  # `p.value += d` already updated the array in place; keep its identity
+        from .aligned import aligned_copy
         from .graph import _to_array
 
-        arr = _to_array(new, self.dtype, self.name)
+        arr = aligned_copy(_to_array(new, self.dtype, self.name))
         if arr.shape != self.shape:
             raise ShapeError(f"param '{self.name}': new value has shape {format_shape(arr.shape)}, "
                              f"the param has shape {format_shape(self.shape)}")
