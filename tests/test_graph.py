@@ -342,3 +342,24 @@ def test_docs_core_page_examples_run():
                               globs={})
     assert result.attempted >= 30, result
     assert result.failed == 0, result
+
+
+def test_param_arrays_start_on_a_cache_line_and_stay_live():
+    # Matrix-vector products are ~30% slower on a weight off a 64-byte boundary.
+    g = tg.Graph()
+    rng = np.random.default_rng(0)
+    for shape in [(128, 128), (7,), (3, 5), ()]:
+        raw = rng.standard_normal(shape)
+        p = g.param(f"p{len(g)}", raw)
+        assert p.value.ctypes.data % 64 == 0 and p.value.flags.c_contiguous
+        np.testing.assert_array_equal(p.value, raw)
+        p.value = raw * 2.0  # assignment realigns
+        assert p.value.ctypes.data % 64 == 0
+        np.testing.assert_array_equal(p.value, raw * 2.0)
+        live = p.value
+        p.value += 1.0  # in place: the same array
+        assert p.value is live
+    # a non-contiguous source is stored in C order
+    q = g.param("q", np.arange(12.0).reshape(3, 4).T)
+    assert q.value.flags.c_contiguous and q.value.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(q.value, np.arange(12.0).reshape(3, 4).T)
