@@ -345,11 +345,6 @@ class Plan:
         return not node.attrs and (node.op == "matmul" or node.op in _ELEMENTWISE
                                    and isinstance(forward, np.ufunc))
 
-    def _same_shape_known(self, position: int) -> bool:
-        """Both operands statically have the result's shape, with no unknown size."""
-        node = self.step_nodes[position]
-        return None not in node.shape and all(src.shape == node.shape for src in node.inputs)
-
     def _locate(self, exc: Exception) -> Exception:
         """Turn an exception from the generated body into an error naming the node."""
         if isinstance(exc, EvaluationError):
