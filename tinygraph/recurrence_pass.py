@@ -5,7 +5,7 @@ unrolled RNN out of the time loop, each step of the forward pass is still
 four nodes — a slice ``a[t]`` of the batched projections, ``s_{t-1} @ W``,
 the add and the activation — and a plan pays a Python line, a numpy call and
 a fresh array for each. :func:`fuse_recurrences` finds chains of such steps
-on the graph (consecutive slices of one sequence, one weight, each state
+on the graph (slices of one sequence, in any order, one weight, each state
 feeding the next product, the slice, product and sum read by nothing else)
 and replaces each chain with one node of :mod:`tinygraph.recurrence`. The
 per-step states become slices of its result; a stack of all of them becomes
