@@ -45,21 +45,27 @@ def measure(variants: dict[str, Callable[[], object]], rounds: int, budget: floa
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+# Row name -> mode of workloads.tinygraph_forward / tinygraph_backward.
+TINYGRAPH_MODES = {
+    "tinygraph interpreted": "interpreted",
+    "tinygraph compiled": "compiled",
+    "tinygraph optimized": "optimized",
+    "tinygraph optimized, one sequence input": "optimized, sequence",
+    "tinygraph optimized, ids": "optimized, ids",
+}
+
+
 def forward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
     xs, targets, P = p.data()
+    aligned = wl.aligned(P)  # every array 64-byte aligned, as tinygraph keeps its params
     variants = {
         "numpy loop": wl.numpy_loop(p, xs, targets, P),
         "numpy hoisted by hand": wl.numpy_hoisted(p, xs, targets, P),
-        # The same two with every array 64-byte aligned, as tinygraph keeps its params:
-        "numpy loop, aligned arrays": wl.numpy_loop(p, xs, targets, wl.aligned(P)),
-        "numpy hoisted, aligned arrays": wl.numpy_hoisted(p, xs, targets, wl.aligned(P)),
+        "numpy loop, aligned arrays": wl.numpy_loop(p, xs, targets, aligned),
+        "numpy hoisted, aligned arrays": wl.numpy_hoisted(p, xs, targets, aligned),
         "seed-style gate objects": wl.seed_gates(p, xs, targets, P),
-        "tinygraph interpreted": wl.tinygraph_forward(p, xs, targets, P, "interpreted"),
-        "tinygraph compiled": wl.tinygraph_forward(p, xs, targets, P, "compiled"),
-        "tinygraph optimized": wl.tinygraph_forward(p, xs, targets, P, "optimized"),
-        "tinygraph optimized, one sequence input": wl.tinygraph_forward(
-            p, xs, targets, P, "optimized, sequence"),
-        "tinygraph optimized, ids": wl.tinygraph_forward(p, xs, targets, P, "optimized, ids"),
+        **{name: wl.tinygraph_forward(p, xs, targets, P, mode)
+           for name, mode in TINYGRAPH_MODES.items()},
     }
     if torch:
         variants["PyTorch nn.RNN (fused) + output"] = wl.torch_fused(p, xs, targets, P)
@@ -72,12 +78,8 @@ def backward_variants(p: wl.Problem, torch: bool) -> dict[str, Callable]:
     variants = {
         "numpy loop": wl.numpy_loop(p, xs, targets, P),  # the forward: the ratio's denominator
         "numpy BPTT by hand": wl.numpy_bptt(p, xs, targets, P),
-        "tinygraph interpreted": wl.tinygraph_backward(p, xs, targets, P, "interpreted"),
-        "tinygraph compiled": wl.tinygraph_backward(p, xs, targets, P, "compiled"),
-        "tinygraph optimized": wl.tinygraph_backward(p, xs, targets, P, "optimized"),
-        "tinygraph optimized, one sequence input": wl.tinygraph_backward(
-            p, xs, targets, P, "optimized, sequence"),
-        "tinygraph optimized, ids": wl.tinygraph_backward(p, xs, targets, P, "optimized, ids"),
+        **{name: wl.tinygraph_backward(p, xs, targets, P, mode)
+           for name, mode in TINYGRAPH_MODES.items()},
     }
     if torch:
         variants["PyTorch nn.RNN (fused) + output"] = wl.torch_fused(p, xs, targets, P, True)

@@ -44,6 +44,18 @@ def numpy_states(x, s0, U, W, b, act="tanh"):
     return np.stack(out)
 
 
+def central_differences(loss, param, eps=1e-6):
+    """d loss() / d param by central differences, moving param's live array in place."""
+    base = param.value.copy()
+    numeric = np.zeros_like(base)
+    for idx in np.ndindex(base.shape):
+        for sign in (1, -1):
+            param.value[idx] = base[idx] + sign * eps
+            numeric[idx] += sign * float(loss()) / (2 * eps)
+        param.value[idx] = base[idx]
+    return numeric
+
+
 def feeds_for(xs, x, s0=None):
     feeds = {node.name: x[t] for t, node in enumerate(xs)}
     if s0 is not None:
@@ -154,13 +166,7 @@ def test_gradients_through_the_fused_graph_match_finite_differences():
     feeds = feeds_for(xs, x)
     got = optimized.run(grads, feeds)
     for param, value in zip(params, got, strict=True):
-        base = param.value.copy()
-        numeric = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            for sign in (1, -1):
-                param.value[idx] = base[idx] + sign * 1e-6
-                numeric[idx] += sign * float(optimized.run(opt_loss, feeds)) / 2e-6
-            param.value[idx] = base[idx]
+        numeric = central_differences(lambda: optimized.run(opt_loss, feeds), param)
         np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)
 
 
@@ -194,13 +200,7 @@ def test_an_unrolled_graph_and_its_gradients_still_fuse_the_forward(batch):
     feeds = feeds_for(xs, x)
     got = g.run(grads, feeds)
     for param, value in zip(params, got, strict=True):
-        base = param.value.copy()
-        numeric = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            for sign in (1, -1):
-                param.value[idx] = base[idx] + sign * 1e-6
-                numeric[idx] += sign * float(g.run(loss, feeds, optimize=False)) / 2e-6
-            param.value[idx] = base[idx]
+        numeric = central_differences(lambda: g.run(loss, feeds, optimize=False), param)
         np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)
 
 
