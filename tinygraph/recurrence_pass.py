@@ -27,6 +27,8 @@ the result itself.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .batching import SHAPE_LIKE
@@ -38,17 +40,17 @@ __all__ = ["fuse_recurrences"]
 
 def fuse_recurrences(draft: Draft) -> None:
     """Replace chains ``s_t = act(a[t] + s_{t-1} @ W)`` by one ``recurrence`` node."""
-    steps = {}  # act rec id -> (prev id, W id, A id, k, id of the slice A[k])
+    steps: dict[int, _Step] = {}  # activation rec id -> its step
     for rec in draft.live():
         found = _step(draft, rec)
         if found is not None:
             steps[rec.id] = found
     follows = {}  # act id -> the act id of the next step in the same chain
-    for act_id, (prev, w, seq, _, _) in steps.items():
-        before = steps.get(prev)
-        if before is not None and before[1:3] == (w, seq) \
-                and draft.recs[prev].op == draft.recs[act_id].op:
-            follows[prev] = act_id
+    for act_id, step in steps.items():
+        before = steps.get(step.prev)
+        if before is not None and (before.w, before.seq) == (step.w, step.seq) \
+                and draft.recs[step.prev].op == draft.recs[act_id].op:
+            follows[step.prev] = act_id
     followers = set(follows.values())
     starts = [i for i in steps if i not in followers]
     for start in starts:
@@ -59,7 +61,17 @@ def fuse_recurrences(draft: Draft) -> None:
             _fuse(draft, chain, steps)
 
 
-def _step(draft: Draft, rec: Rec) -> tuple[int, int, int, int, int] | None:
+class _Step(NamedTuple):
+    """One step ``act(seq[row] + prev @ w)``: ids of its parts (slice: the rec seq[row])."""
+
+    prev: int
+    w: int
+    seq: int
+    row: int
+    slice: int
+
+
+def _step(draft: Draft, rec: Rec) -> _Step | None:
     """(s_{t-1}, W, A, t, A[t]) when ``rec`` is ``act(A[t] + s_{t-1} @ W)``, parts private."""
     if rec.op not in ACTIVATIONS or rec.attrs or len(rec.shape) != 2:
         return None
@@ -78,7 +90,7 @@ def _step(draft: Draft, rec: Rec) -> tuple[int, int, int, int, int] | None:
                     and seq.shape[0] is not None and index[0] < seq.shape[0]
                     and rec.dtype == z.dtype == m.dtype == a.dtype == w.dtype == prev.dtype
                     and rec.dtype in (np.float64, np.float32)):
-                return prev.id, w.id, seq.id, index[0], a.id
+                return _Step(prev.id, w.id, seq.id, index[0], a.id)
     return None
 
 
@@ -105,9 +117,9 @@ def _redirect_shape_readers(draft: Draft, old: int, new: int) -> None:
 
 def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
     first_prev, w, seq, k0, _ = steps[chain[0]]
-    rows = [steps[act_id][3] for act_id in chain]
+    rows = [steps[act_id].row for act_id in chain]
     seq_rec = draft.recs[seq]
-    bias = _split_bias(draft, seq_rec, {steps[act_id][4] for act_id in chain})
+    bias = _split_bias(draft, seq_rec, {steps[act_id].slice for act_id in chain})
     if bias is not None:
         seq, bias = bias
         seq_rec = draft.recs[seq]

@@ -186,12 +186,12 @@ class Unrolled:
         start = len(g)
         prefix = f"t={k}"
         with g.scope(prefix):
-            step_input = ("ids", (None,), "int64") if self.ids else (
+            name, shape, dtype = ("ids", (None,), "int64") if self.ids else (
                 "x", (None, cell.input_size), cell.dtype)
             if self.sequence is not None:
-                fed = tg.getitem(self.sequence, k, name=step_input[0])
+                fed = tg.getitem(self.sequence, k, name=name)
             else:
-                fed = g.input(step_input[0], shape=step_input[1], dtype=step_input[2])
+                fed = g.input(name, shape=shape, dtype=dtype)
             x = (tg.one_hot(fed, cell.input_size, dtype=cell.dtype, name="x") if self.ids
                  else fed)
             new_state, output = _call_step(cell, x, state, self.params, k)
@@ -269,8 +269,9 @@ class Unrolled:
         feeds: dict[Any, np.ndarray] = {}
         if self.sequence is not None:
             feeds[self.sequence] = arr if batched else arr[:, None]
-        for k, node in enumerate(self.inputs if self.sequence is None else ()):
-            feeds[node] = arr[k] if batched else arr[k][None]
+        else:
+            for k, node in enumerate(self.inputs):
+                feeds[node] = arr[k] if batched else arr[k][None]
         if initial_state is not None:
             feeds.update(self._initial_feeds(initial_state, arr.shape[1] if batched else None))
         elif batched:
