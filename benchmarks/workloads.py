@@ -18,7 +18,7 @@ import numpy as np
 
 import tinygraph as tg
 import tinygraph_rnn as rnn
-from tinygraph.aligned import aligned_copy
+from tinygraph.core.arrays import aligned_copy
 
 
 @dataclass

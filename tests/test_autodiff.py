@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tinygraph as tg
-from tinygraph.ops import OPS, Op, register
+from tinygraph.core.ops import OPS, Op, register
 
 EPS = 1e-6
 RTOL = 1e-4

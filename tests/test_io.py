@@ -614,7 +614,7 @@ def test_oversized_files_are_refused(monkeypatch):
     data = saved()
     fails(data, "more than the limit", max_bytes=len(data) - 1)
     assert load_bytes(data, max_bytes=len(data) + 10_000)
-    monkeypatch.setattr(tgio, "MAX_BYTES", 100)
+    monkeypatch.setattr(tgio.reader, "MAX_BYTES", 100)
     fails(data, "pass max_bytes=")
     for bad in ("1GB", -1, 2.5, True):
         fails(data, "max_bytes must be", error=tg.GraphError, max_bytes=bad)
@@ -630,10 +630,10 @@ def test_zip_bomb_is_refused_before_unpacking():
 
 def test_json_size_and_member_count_limits(monkeypatch):
     data = saved()
-    monkeypatch.setattr(tgio, "MAX_JSON_BYTES", 100)
+    monkeypatch.setattr(tgio.reader, "MAX_JSON_BYTES", 100)
     fails(data, "graph.json has")
     monkeypatch.undo()
-    monkeypatch.setattr(tgio, "MAX_MEMBERS", 2)
+    monkeypatch.setattr(tgio.reader, "MAX_MEMBERS", 2)
     fails(data, "members, more than")
 
 

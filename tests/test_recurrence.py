@@ -11,7 +11,7 @@ import pytest
 
 import tinygraph as tg
 from tinygraph import passes
-from tinygraph.reverse_pass import unstack_rows
+from tinygraph.passes.reverse import unstack_rows
 
 RNG = np.random.default_rng(7)
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import tinygraph as tg
-from tinygraph import render_engine
+from tinygraph.render import engine as render_engine
 from tinygraph.render import render_svg, to_dot
 
 DATA = Path(__file__).parent / "data"
@@ -467,7 +467,7 @@ def test_jupyter_display_is_svg_or_says_why_not(monkeypatch):
         raise tg.RenderError("no engine")
 
     monkeypatch.setattr(render_engine, "layout", fail)
-    monkeypatch.setattr("tinygraph.render.layout", fail)
+    monkeypatch.setattr("tinygraph.render.dot.layout", fail)
     assert g._repr_mimebundle_() == {"text/plain": "<Graph 'affine': 9 nodes> (not drawn: "
                                                    "no engine)"}
     assert g._repr_svg_() is None

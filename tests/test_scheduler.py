@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 import tinygraph as tg
-from tinygraph import scheduler
+from tinygraph import compiler
+from tinygraph.exec import Interpreter
 
 
-class Recorder(scheduler.Interpreter):
+class Recorder(Interpreter):
     """The reference interpreter, noting the name of every op node it evaluates."""
 
     def __init__(self, graph, fetches):
@@ -144,14 +145,13 @@ def test_feeds_keyed_by_node_or_name_and_defaults():
 def plan_counter(monkeypatch):
     """How many plans ``g.run`` builds (it must reuse them per fetches and fed names)."""
     built = []
-    original = scheduler.Plan
+    original = compiler.make_plan
 
-    class CountingPlan(original):
-        def __init__(self, *args, **kwargs):
-            built.append(args[1])
-            super().__init__(*args, **kwargs)
+    def counting_make_plan(*args, **kwargs):
+        built.append(args[1])
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(scheduler, "Plan", CountingPlan)
+    monkeypatch.setattr(compiler, "make_plan", counting_make_plan)
     return built
 
 

@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tinygraph.shapes import (
+from tinygraph.core.shapes import (
     ShapeMismatch,
     broadcast_shapes,
     format_shape,

@@ -14,7 +14,9 @@ order; gradients are graph nodes too; any graph renders to SVG.
 """
 
 from . import optim, passes
-from .api import (
+from .autodiff import grad
+from .core import ops
+from .core.builders import (
     add,
     concat,
     cross_entropy,
@@ -40,7 +42,8 @@ from .api import (
     tanh,
     transpose,
 )
-from .autodiff import grad
+from .core.node import Node
+from .core.ops import OPS, Op
 from .errors import (
     CycleError,
     DtypeError,
@@ -52,9 +55,8 @@ from .errors import (
     RenderError,
     ShapeError,
 )
-from .graph import Graph, Node
-from .io import load, save
-from .ops import OPS, Op
+from .graph import Graph, load
+from .io import save
 
 __version__ = "0.1.0"
 
@@ -66,5 +68,5 @@ __all__ = [
     "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
     "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
     "cross_entropy", "getitem",
-    "grad", "optim", "passes",
+    "grad", "optim", "passes", "ops",
 ]

@@ -38,12 +38,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .core.gcpause import gc_paused
+from .core.node import Node
+from .core.op import LEAF_OPS, OPS
+from .core.shapes import format_shape
+from .core.traverse import ancestors
 from .errors import DtypeError, GraphError, ShapeError
-from .gcpause import gc_paused
-from .graph import Node
-from .ops import LEAF_OPS, OPS
-from .scheduler import ancestors
-from .shapes import format_shape
 
 __all__ = ["grad", "GRAD_SCOPE"]
 

@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from .core.shapes import format_shape
 from .errors import GraphError
-from .graph import Graph
-from .render_drawing import RANKDIRS
-from .render_engine import DEFAULT_TIMEOUT, ENGINES, FORMATS
-from .shapes import format_shape
+from .graph import Graph, load
+from .render import render
+from .render.drawing import RANKDIRS
+from .render.engine import DEFAULT_TIMEOUT, ENGINES, FORMATS
 
 __all__ = ["main", "describe"]
 
@@ -88,7 +89,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(path: str) -> Graph:
-    from .io import load
 
     try:
         return load(path)
@@ -161,7 +161,6 @@ def _info_text(d: dict[str, Any]) -> str:
 
 
 def _render(args: argparse.Namespace) -> str:
-    from .render import render
 
     graph = _load(args.file)
     fmt = args.format

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .core.node import Node
+from .core.shapes import format_shape
 from .errors import EvaluationError, GraphError, ShapeError
-from .graph import Node
-from .shapes import format_shape
 
 __all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm"]
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 import tinygraph as tg
-from tinygraph.shapes import format_shape
+from tinygraph.core.shapes import format_shape
 
 __all__ = ["bptt_gradients", "state_gradients", "backward_steps", "gradient_norms", "step_of",
            "check_loss"]

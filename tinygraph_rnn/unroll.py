@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 import tinygraph as tg
-from tinygraph.gcpause import gc_paused
+from tinygraph.core.gcpause import gc_paused
 
 from .cells import Cell
 

@@ -42,8 +42,8 @@ from tinygraph.render import (
     scope_path,
     title_of,
 )
-from tinygraph.render_drawing import Drawing
-from tinygraph.render_engine import DEFAULT_TIMEOUT
+from tinygraph.render.drawing import Drawing
+from tinygraph.render.engine import DEFAULT_TIMEOUT
 
 from .views_bptt import bptt_drawing
 
@@ -86,7 +86,7 @@ def _check(net: Any, view: str, window: Any) -> None:
 
 def view_drawing(net: Any, view: str = "unrolled", window: int | None = None,
                  **kwargs: Any) -> Drawing:
-    """The :class:`~tinygraph.render_drawing.Drawing` of one view (see :func:`view_to_dot`)."""
+    """The :class:`~tinygraph.render.drawing.Drawing` of one view (see :func:`view_to_dot`)."""
     _check(net, view, window)
     if view == "bptt":
         return bptt_drawing(net, window=window, **kwargs)

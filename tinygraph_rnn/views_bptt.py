@@ -47,8 +47,8 @@ import numpy as np
 
 import tinygraph as tg
 from tinygraph.render import node_kind, node_label, node_values, options, scope_path, title_of
-from tinygraph.render_drawing import Drawing
-from tinygraph.render_text import quote
+from tinygraph.render.drawing import Drawing
+from tinygraph.render.text import quote
 
 from .gradflow import backward_steps, gradient_norms, state_gradients, step_of
 
@@ -81,7 +81,7 @@ CLUSTER_LOOKS: dict[str, dict[str, str]] = {
 
 @dataclass
 class BpttDrawing(Drawing):
-    """A :class:`~tinygraph.render_drawing.Drawing` plus this view's own looks.
+    """A :class:`~tinygraph.render.drawing.Drawing` plus this view's own looks.
 
     ``cluster_looks`` maps a cluster path to extra cluster attributes (the
     fill of a step, the window's border) and ``edge_looks`` maps an edge to

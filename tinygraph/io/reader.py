@@ -1,44 +1,7 @@
-"""Save and load graphs: one zip archive of JSON structure and ``.npy`` arrays.
-
-``g.save(path)`` writes a ``.tgraph`` file (any name works); ``tg.load(path)``
-reads it back into an equal graph whose outputs match bit for bit. The
-archive (:mod:`tinygraph.io_archive`) holds ``graph.json`` and one
-``arrays/<k>.npy`` member per array::
-
-    {"format": "tinygraph", "version": 1, "name": "affine", "nodes": [
-      {"name": "x", "op": "input", "inputs": [], "shape": [null, 3], "dtype": "float64",
-       "attrs": {}, "meta": {}},
-      {"name": "W", "op": "param", ..., "value": {"array": 0}},
-      {"name": "matmul", "op": "matmul", "inputs": ["x", "W"], "shape": [null, 4], ...}]}
-
-Nodes are listed in insertion order (a topological order). Params keep their
-value in ``value``; consts (attr ``value``) and input defaults (attr
-``default``) are array attrs. Attr and meta values are tagged JSON
-(:mod:`tinygraph.io_values`).
-
-Loading trusts nothing in the file. Nothing is evaluated, unpickled or
-imported: ops are looked up in :data:`tinygraph.ops.OPS`, and an op's attrs
-must be keywords its forward takes. The graph is rebuilt through the normal
-builder (``Graph.input/param/const/add_node``), so every shape rule re-checks
-the file, and then each node's recorded shape and dtype must equal the
-inferred ones. Sizes, member counts, nesting and dtypes are limited; anything
-wrong raises :class:`~tinygraph.FormatError` naming the file, the node and
-the field (or :class:`~tinygraph.CycleError` showing ``a -> b -> a``), never
-a bare exception.
-
->>> import os, tempfile, numpy as np, tinygraph as tg
->>> g = tg.Graph("affine")
->>> x = g.input("x", shape=(None, 2))
->>> y = tg.tanh(x @ g.param("W", np.eye(2)), name="y")
->>> path = g.save(os.path.join(tempfile.mkdtemp(), "affine.tgraph"))
->>> h = tg.load(path)
->>> list(h.nodes), h.run("y", feeds={"x": np.zeros((1, 2))})
-(['x', 'W', 'matmul', 'y'], array([[0., 0.]]))
-"""
+"""Reading a graph file, trusting nothing in it (see :mod:`tinygraph.io`)."""
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import os
@@ -47,16 +10,15 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .errors import CycleError, FormatError, GraphError
-from .graph import Graph, Node
-from .io_archive import DTYPES, GRAPH_MEMBER, MAX_RANK, Archive, read_npy, write_archive
-from .io_values import MAX_INT, ValueDecoder, ValueEncoder, show
-from .ops import LEAF_OPS, OPS
+from ..core.graph import Graph
+from ..core.op import LEAF_OPS, OPS
+from ..errors import CycleError, FormatError, GraphError
+from .archive import DTYPES, GRAPH_MEMBER, MAX_RANK, Archive, read_npy
+from .values import MAX_INT, ValueDecoder, show
+from .writer import FORMAT_NAME, FORMAT_VERSION
 
-__all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION", "DTYPES"]
+__all__ = ["load", "MAX_BYTES", "MAX_JSON_BYTES", "MAX_MEMBERS"]
 
-FORMAT_NAME = "tinygraph"
-FORMAT_VERSION = 1
 
 # Limits against hostile files; load() reads them at call time, so tests may patch them.
 MAX_BYTES = 2 * 1024**3          # archive size, and total uncompressed size of its members
@@ -67,79 +29,9 @@ _TOP_KEYS = ("format", "version", "name", "nodes")
 _NODE_KEYS = ("name", "op", "inputs", "shape", "dtype", "attrs", "meta")
 
 
-# -------------------------------------------------------------------- save
 
 
-def save(graph: Graph, path: Any) -> Any:
-    """Write ``graph`` (structure and every array) to ``path``; returns ``path``.
-
-    ``path`` is a file name (written atomically: to a temporary file, then
-    renamed) or a binary file object. The same graph gives the same bytes.
-
-    Raises
-    ------
-    GraphError
-        An attr or meta value of a type the format cannot hold (e.g. a
-        function), or the file cannot be written.
-
-    Examples
-    --------
-    >>> import io, tinygraph as tg
-    >>> g = tg.Graph()
-    >>> _ = tg.exp(g.input("x", shape=(3,)))
-    >>> buf = tg.save(g, io.BytesIO())
-    >>> [n.op for n in tg.load(buf).nodes.values()]
-    ['input', 'exp']
-    """
-    if not isinstance(graph, Graph):
-        raise GraphError(f"save() takes a tinygraph.Graph, got {type(graph).__name__}")
-    encoder = ValueEncoder(graph)
-    nodes = [_encode_node(node, encoder) for node in graph.nodes.values()]
-    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "name": graph.name, "nodes": nodes}
-    text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    if hasattr(path, "write"):
-        write_archive(path, text, encoder.arrays)
-        return path
-    try:
-        target = os.fspath(path)
-    except TypeError:
-        raise GraphError(f"save() takes a file name or a binary file object, got "
-                         f"{type(path).__name__}") from None
-    tmp = f"{target}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write_archive(f, text, encoder.arrays)
-        os.replace(tmp, target)  # a reader never sees a half-written file
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise GraphError(f"cannot write graph '{graph.name}' to {target!r}: {exc}") from None
-    return path
-
-
-def _encode_node(node: Node, encoder: ValueEncoder) -> dict[str, Any]:
-    where = f"node '{node.name}'"
-    if node.dtype.name not in DTYPES:
-        raise GraphError(f"{where}: dtype {node.dtype} cannot be saved; "
-                         f"supported: {', '.join(DTYPES)}")
-    entry = {"name": node.name, "op": node.op, "inputs": [src.name for src in node.inputs],
-             "shape": list(node.shape), "dtype": node.dtype.name}
-    for field, values in (("attrs", node.attrs), ("meta", node.meta)):
-        entry[field] = {}
-        for key, value in values.items():
-            if not isinstance(key, str):
-                raise GraphError(f"{where}, {field} key {key!r}: keys must be strings")
-            label = f"{where}, {'attr' if field == 'attrs' else 'meta'} {key!r}"
-            entry[field][key] = encoder.encode(value, label, nodes=field == "meta")
-    if node.op == "param":
-        entry["value"] = {"array": encoder.array(node.value, f"{where}, value")}
-    return entry
-
-
-# -------------------------------------------------------------------- load
-
-
-def load(path: Any, *, max_bytes: int | None = None) -> Graph:
+def load(path: Any, *, max_bytes: int | None = None, graph_type: type[Graph] = Graph) -> Graph:
     """Read a graph written by :func:`save` (or ``Graph.save``).
 
     Parameters
@@ -148,6 +40,9 @@ def load(path: Any, *, max_bytes: int | None = None) -> Graph:
     max_bytes : int, optional
         Refuse archives (and total uncompressed contents) larger than this;
         default ``MAX_BYTES`` (2 GiB).
+    graph_type : type, optional
+        The class of the graph returned (``tg.load`` passes ``tinygraph.Graph``,
+        whose methods run and draw it).
 
     Returns
     -------
@@ -182,7 +77,7 @@ def load(path: Any, *, max_bytes: int | None = None) -> Graph:
                           f"{type(path).__name__}") from None
     try:
         with Archive(path, source, limit, MAX_JSON_BYTES, MAX_MEMBERS) as archive:
-            return _Loader(archive, source).build()
+            return _Loader(archive, source, graph_type).build()
     except GraphError:
         raise
     except Exception as exc:  # anything else means a damaged file: never let it escape bare
@@ -209,8 +104,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 class _Loader:
     """Validates graph.json field by field, then rebuilds the graph through the builder."""
 
-    def __init__(self, archive: Archive, source: str):
+    def __init__(self, archive: Archive, source: str, graph_type: type[Graph]):
         self.archive = archive
+        self.graph_type = graph_type
         self.source = source
         self.used: set[int] = set()
         self.values = ValueDecoder(self.read_array, self.fail)
@@ -229,7 +125,7 @@ class _Loader:
         nodes = self.header(doc)
         entries = [self.entry(i, raw) for i, raw in enumerate(nodes)]
         self.check_order(entries)
-        graph = Graph(doc["name"])
+        graph = self.graph_type(doc["name"])
         for entry in entries:
             self.add(graph, entry)
         for entry in entries:  # meta last: it may refer to any node, earlier or later

@@ -24,8 +24,8 @@ known only at run time differ (a ``(1, H)`` initial state next to a
 
 from __future__ import annotations
 
-from .draft import Draft, Rec, freeze
-from .shapes import ShapeMismatch, broadcast_shapes
+from ..core.shapes import ShapeMismatch, broadcast_shapes
+from .draft import Draft, Rec, freeze, is_shape_helper
 from .time_sums import MIN_GROUP, batch_sums, rows
 
 __all__ = ["batch_pass"]
@@ -34,7 +34,6 @@ __all__ = ["batch_pass"]
 # time-invariant and of rank <= the slice's rank (so broadcasting aligns).
 _SLICEWISE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp", "log",
               "softmax", "log_softmax"}
-SHAPE_LIKE = {"sum_to", "broadcast_to", "reshape_like"}
 
 
 # ------------------------------------------------------------ shared weights
@@ -60,7 +59,7 @@ def _slice_index(draft: Draft, rec: Rec) -> int | None:
         if rec.op == "getitem" and len(rec.attrs["index"]) == 1 and isinstance(
                 rec.attrs["index"][0], int):
             return rec.attrs["index"][0]
-        if rec.op not in SHAPE_LIKE:
+        if not is_shape_helper(rec.op):
             return None
         rec = draft.recs[rec.inputs[0]]
     return None
@@ -152,7 +151,7 @@ def _signature(draft: Draft, user: Rec, piece: int, t: int, count: int, rank: in
     other operand is time-invariant (rank <= the slice's) or the slice ``B[t]`` of
     another batched value. Shape-adapting ops (``sum_to(x, like)``) need ``like`` to be
     such a slice: against an invariant ``like`` they would also sum over time."""
-    shape_like = user.op in SHAPE_LIKE
+    shape_like = is_shape_helper(user.op)
     if user.op not in _SLICEWISE and not (shape_like and user.inputs[0] == piece):
         return None
     parts = []
@@ -260,7 +259,7 @@ def _reassociate(draft: Draft, invariant: dict[int, bool]) -> None:
             # Besides rec, only shape readers (reverse mode's sum_to(g, like=inner)) may
             # read inner; they read the new sum instead, which has inner's shape.
             shape_readers = [u for u in draft.users_of(inner_id) if u.id != rec.id]
-            if not all(u.op in SHAPE_LIKE and u.inputs.index(inner_id) == 1
+            if not all(is_shape_helper(u.op) and u.inputs.index(inner_id) == 1
                        for u in shape_readers):
                 continue
             for p, v in (inner.inputs, inner.inputs[::-1]):

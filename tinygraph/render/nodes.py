@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RenderError
-from .graph import SCOPE_SEP, Graph, Node
-from .render_drawing import RANKDIRS
-from .render_text import array_summary, value_preview
-from .shapes import format_shape
+from ..core.graph import SCOPE_SEP, Graph
+from ..core.node import Node
+from ..core.shapes import format_shape
+from ..errors import RenderError
+from .drawing import RANKDIRS
+from .text import array_summary, value_preview
 
 __all__ = ["Options", "options", "scope_path", "base_name", "node_kind", "node_label",
            "flatten_nodes", "node_values", "title_of"]

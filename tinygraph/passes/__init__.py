@@ -42,13 +42,15 @@ from typing import Any
 
 import numpy as np
 
+from ..core.graph import Graph
+from ..core.node import Node
+from ..core.op import OPS
+from ..core.traverse import Fetches
 from .batching import batch_pass
 from .draft import Draft, freeze
-from .graph import Graph, Node
-from .ops import OPS
-from .recurrence_pass import fuse_recurrences
-from .reverse_pass import fuse_reverse_recurrences
-from .reverse_pass import unstack_rows as _unstack_rows
+from .recurrence import fuse_recurrences
+from .reverse import fuse_reverse_recurrences
+from .reverse import unstack_rows as _unstack_rows
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time",
            "bias_into_table", "fuse_recurrence", "fuse_reverse_recurrence", "unstack_rows",
@@ -61,8 +63,6 @@ Pass = Callable[[Draft], None]
 
 def rewrite(graph: Graph, fetches: Any, passes: list[Pass]) -> tuple[Graph, list[Node]]:
     """Apply ``passes`` to a draft of ``fetches``' ancestors; the new graph and fetch nodes."""
-    from .scheduler import Fetches
-
     roots = Fetches(graph, fetches).nodes if fetches is not None else _sinks(graph)
     draft = Draft(graph, roots)
     for apply in passes:

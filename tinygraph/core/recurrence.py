@@ -31,15 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from .ops import Op, _grads, _new, _sigmoid, _unbroadcast, register
+from .op import Op, new_node, unbroadcast, wanted_grads
+from .primitives import sigmoid_forward
 from .shape_rules import DtypeMismatch, Spec
 from .shapes import ShapeMismatch, broadcast_shapes, format_shape
 
-__all__ = ["ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "AUGMENT_MAX", "RECURRENCE"]
 
 
 def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
-    out[...] = _sigmoid(z)  # the op's own formula: results equal the unfused graph's
+    out[...] = sigmoid_forward(z)  # the op's own formula: results equal the unfused graph's
 
 
 def _relu_into(z: np.ndarray, out: np.ndarray) -> None:
@@ -60,7 +61,7 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
         step = np.broadcast_shapes(step, s0.shape[:-1] + w.shape[1:])
         a = np.broadcast_to(a, a.shape[:1] + step)
         s0 = np.broadcast_to(s0, step)
-    if s0.size * w.shape[1] <= _AUGMENT_MAX and np.isfinite(a).all() and (
+    if s0.size * w.shape[1] <= AUGMENT_MAX and np.isfinite(a).all() and (
             b is None or np.isfinite(b).all()):
         return _small_steps(a, w, s0, b, act, dtype)
     if b is not None and s0.size < _BIAS_PER_STEP_MIN:
@@ -82,7 +83,7 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
 
 # Below this many multiply-adds per step (batch x H x H) a step costs its numpy
 # calls, not its arithmetic: one call fewer beats the doubled matmul.
-_AUGMENT_MAX = 4096
+AUGMENT_MAX = 4096
 # From this many values per step (batch x H), adding the bias inside each step
 # costs less than a separate pass over the whole (T, B, H) sequence.
 _BIAS_PER_STEP_MIN = 2048
@@ -143,7 +144,7 @@ def _recurrence_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 
 # activation op -> its derivative, from the activation's output y
 _SLOPES = {"tanh": lambda y: 1 - y * y, "sigmoid": lambda y: y * (1 - y),
-           "relu": lambda y: _new("sign", y)}
+           "relu": lambda y: new_node("sign", y)}
 
 
 def _recurrence_vjp(node, g, needs=None):
@@ -161,16 +162,17 @@ def _recurrence_vjp(node, g, needs=None):
     if needs is None or needs[1]:
         # s0 as step 0 used it: broadcast against the batch, unless shapes prove it is not
         first = s0 if s0.shape == dz[0].shape and None not in s0.shape else \
-            _new("broadcast_to", s0, dz[0])
+            new_node("broadcast_to", s0, dz[0])
         for t in range(steps):
             term = (node[t - 1] if t else first).T @ dz[t]
             grad_w = term if grad_w is None else grad_w + term
     wanted = needs is None or needs[0] or (bias and needs[3])
-    dz_all = _new("stack", *dz, axis=0) if wanted else None
-    return _grads(needs, lambda: _unbroadcast(dz_all, a), lambda: grad_w,
-                  lambda: _unbroadcast(carry, s0),
-                  *([lambda: _new("sum_to", dz_all, bias[0])] if bias else []))
+    dz_all = new_node("stack", *dz, axis=0) if wanted else None
+    return wanted_grads(needs, lambda: unbroadcast(dz_all, a), lambda: grad_w,
+                  lambda: unbroadcast(carry, s0),
+                  *([lambda: new_node("sum_to", dz_all, bias[0])] if bias else []))
 
 
-register(Op("recurrence", None, _recurrence_forward, _recurrence_shape, _recurrence_vjp,
-            doc="s_t = act(s_{t-1} @ w + a[t] (+ b)) for t < T from s0: all states (T, B, H)"))
+RECURRENCE = Op("recurrence", None, _recurrence_forward, _recurrence_shape, _recurrence_vjp,
+            doc="s_t = act(s_{t-1} @ w + a[t] (+ b)) for t < T from s0: all states (T, B, H)",
+                fresh=True)

@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphError
-from .graph import Graph, Node
-from .io_archive import DTYPES
+from ..core.graph import Graph
+from ..core.node import Node
+from ..errors import GraphError
+from .archive import DTYPES
 
 __all__ = ["ValueEncoder", "ValueDecoder", "MAX_DEPTH", "MAX_INT", "show"]
 

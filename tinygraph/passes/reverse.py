@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import reverse_recurrence  # noqa: F401 - registers the op the pass emits
 from .draft import Draft, Rec
 
 __all__ = ["fuse_reverse_recurrences", "unstack_rows"]

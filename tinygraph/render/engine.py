@@ -28,7 +28,7 @@ import subprocess
 import threading
 from typing import Any
 
-from .errors import RenderError
+from ..errors import RenderError
 
 __all__ = ["ENGINES", "FORMATS", "WASM_FORMATS", "DEFAULT_TIMEOUT", "pick_engine", "layout"]
 

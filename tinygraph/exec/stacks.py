@@ -20,15 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.op import OPS
 from .buffers import result_shape, stack_buffer
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .plan import Step
 
 __all__ = ["StackDestination", "stack_destinations", "stack_lines"]
-
-# Ops whose ufunc forward can write into row t of the stack's array.
-_WRITABLE = {"add", "sub", "mul", "div", "pow", "neg", "tanh", "exp", "log", "sign"}
 
 
 @dataclass
@@ -43,24 +41,28 @@ class StackDestination:
     row_of: dict[int, int] = field(default_factory=dict)  # part slot -> row
 
 
-def stack_destinations(plan: Plan) -> dict[int, StackDestination]:
-    """step position of each part (and of each qualifying stack) -> its destination."""
-    producer = {out: position for position, (_, _, out, _) in enumerate(plan.steps)}
+def stack_destinations(steps: list[Step], escaping: set[int]) -> dict[int, StackDestination]:
+    """step position of each part (and of each qualifying stack) -> its destination.
+
+    ``escaping``: the slots whose arrays reach the caller (their stack gets a
+    new array every call instead of a kept one).
+    """
+    producer = {step.out: position for position, step in enumerate(steps)}
     claimed: set[int] = set()
     found: dict[int, StackDestination] = {}
-    for position, node in enumerate(plan.step_nodes):
-        _, args, out, _ = plan.steps[position]
+    for position, step in enumerate(steps):
+        node, args, out = step.node, step.args, step.out
         if (node.op != "stack" or node.attrs.get("axis", 0) != 0 or len(args) < 2
                 or len(set(args)) != len(args) or claimed.intersection(args)):
             continue
         makers = [producer.get(a) for a in args]
         if None in makers or not all(
-            plan.step_nodes[m].op in _WRITABLE and not plan.step_nodes[m].attrs
-            and isinstance(plan.steps[m][0], np.ufunc)
-            and plan.step_nodes[m].dtype == node.dtype for m in makers
+            OPS[steps[m].node.op].elementwise and not steps[m].node.attrs
+            and isinstance(steps[m].forward, np.ufunc)
+            and steps[m].node.dtype == node.dtype for m in makers
         ):
             continue
-        keep = out not in plan._escaping and not plan._escaping.intersection(args)
+        keep = out not in escaping and not escaping.intersection(args)
         destination = StackDestination(position, out, list(args), min(makers), keep,
                                        {a: t for t, a in enumerate(args)})
         claimed.update(args)
@@ -70,10 +72,11 @@ def stack_destinations(plan: Plan) -> dict[int, StackDestination]:
     return found
 
 
-def stack_lines(plan: Plan, position: int, names: dict[str, Any]) -> list[str]:
+def stack_lines(steps: list[Step], stacks: dict[int, StackDestination], position: int,
+                names: dict[str, Any]) -> list[str]:
     """The generated lines of a stack written in place, or of one of its parts."""
-    d = plan._stacks[position]
-    _, args, out, _ = plan.steps[position]
+    d = stacks[position]
+    args, out = steps[position].args, steps[position].out
     call = f"f{out}({', '.join(f'v{a}' for a in args)}"
     if position == d.position:
         return [f"    v{out} = sb{out} if ok{out} else {call})"]
@@ -81,7 +84,7 @@ def stack_lines(plan: Plan, position: int, names: dict[str, Any]) -> list[str]:
     if position == d.first:
         names.setdefault("stack_buffer", stack_buffer)
         names.setdefault("result_shape", result_shape)
-        names[f"dt{d.out}"] = plan.step_nodes[d.position].dtype
+        names[f"dt{d.out}"] = steps[d.position].node.dtype
         lines += [f"    sb{d.out} = stack_buffer({d.out}, {'buffers' if d.keep else 'None'}, "
                   f"{len(d.parts)}, result_shape(f{out}, ({''.join(f'v{a}, ' for a in args)}"
                   f")), dt{d.out})",

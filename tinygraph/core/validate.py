@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from .errors import CycleError, GraphError, NodeNameError, ShapeError
-from .ops import LEAF_OPS, OPS
+from ..errors import CycleError, GraphError, NodeNameError, ShapeError
+from .op import LEAF_OPS, OPS, infer
 from .shapes import format_shape
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ __all__ = ["validate"]
 
 def validate(graph: Graph) -> None:
     """Raise a GraphError subclass naming the first problem found in ``graph``."""
-    from .graph import infer
-
     if set(graph.nx.nodes) != set(graph._nodes):
         extra = sorted(set(graph.nx.nodes) ^ set(graph._nodes))[:3]
         raise GraphError(f"graph '{graph.name}': g.nx and g.nodes disagree about {extra}")

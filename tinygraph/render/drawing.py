@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import graphviz
 
-from .render_text import escape, quote
+from .text import escape, quote
 
 __all__ = ["STYLES", "EDGE_STYLES", "RANKDIRS", "Box", "Drawing"]
 

@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from .ops import Op, _grads, _new, _unbroadcast, register
+from .op import Op, new_node, unbroadcast, wanted_grads
+from .recurrence import AUGMENT_MAX
 from .shape_rules import DtypeMismatch, Spec
 from .shapes import ShapeMismatch, broadcast_shapes, format_shape
 
-__all__: list[str] = []
+__all__ = ["REVERSE_RECURRENCE"]
 
 
 def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
@@ -48,7 +49,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
     dtype = np.result_type(g, d, wt)
     if not len(g):
         return np.empty(g.shape, dtype)
-    if g[0].size * wt.shape[1] <= _AUGMENT_MAX and np.isfinite(g).all() \
+    if g[0].size * wt.shape[1] <= AUGMENT_MAX and np.isfinite(g).all() \
             and np.isfinite(wt).all():  # inf * 0 would be NaN in the identity block
         return _small_steps(g, d, wt, dtype)
     dz = np.empty(g.shape, dtype)
@@ -90,9 +91,6 @@ def _small_steps(g: np.ndarray, d: np.ndarray, wt: np.ndarray, dtype: np.dtype) 
     return dz
 
 
-# Below this many multiply-adds per step (batch x H x H) a step costs its numpy
-# calls, not its arithmetic: one call fewer beats the doubled matmul.
-_AUGMENT_MAX = 4096
 
 
 def _reverse_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
@@ -130,10 +128,11 @@ def _reverse_vjp(node, h, needs=None):
                 term = later.T @ k[t]
                 grad_wt = term if grad_wt is None else grad_wt + term
             total = h[t + 1] + k[t] @ wt.T
-    return _grads(needs, lambda: _unbroadcast(_new("stack", *k, axis=0), g),
-                  lambda: _unbroadcast(_new("stack", *grad_d, axis=0), d),
+    return wanted_grads(needs, lambda: unbroadcast(new_node("stack", *k, axis=0), g),
+                  lambda: unbroadcast(new_node("stack", *grad_d, axis=0), d),
                   lambda: grad_wt, *([None] if like else []))
 
 
-register(Op("reverse_recurrence", None, _reverse_forward, _reverse_shape, _reverse_vjp,
-            doc="dz_t = (g[t] + dz_{t+1} @ wt) * d[t] for t from T-1 down: all dz (T, B, H)"))
+REVERSE_RECURRENCE = Op("reverse_recurrence", None, _reverse_forward, _reverse_shape, _reverse_vjp,
+            doc="dz_t = (g[t] + dz_{t+1} @ wt) * d[t] for t from T-1 down: all dz (T, B, H)",
+                fresh=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphError
-from .graph import Node, as_node, graph_of
+from ..errors import GraphError
+from .node import Node, as_node, build, graph_of, index_attr
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul",
@@ -31,86 +31,74 @@ __all__ = [
 ]
 
 
-def _op(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
-    for a in args:
-        if type(a) is not Node:
-            break
-    else:  # fast path: only nodes, so no consts to build (or undo)
-        return args[0].graph.add_node(op, args, attrs, name=name)
-    graph = graph_of(*args)
-    peer = next((b for b in args if isinstance(b, Node)), None)
-    with graph._atomic():  # a failed build must not leave its consts behind
-        return graph.add_node(op, [as_node(graph, a, peer=peer) for a in args], attrs, name=name)
-
-
 def add(a, b, name=None) -> Node:
     """``a + b`` with broadcasting."""
-    return _op("add", a, b, name=name)
+    return build("add", a, b, name=name)
 
 
 def sub(a, b, name=None) -> Node:
     """``a - b`` with broadcasting."""
-    return _op("sub", a, b, name=name)
+    return build("sub", a, b, name=name)
 
 
 def mul(a, b, name=None) -> Node:
     """``a * b`` with broadcasting."""
-    return _op("mul", a, b, name=name)
+    return build("mul", a, b, name=name)
 
 
 def div(a, b, name=None) -> Node:
     """``a / b`` with broadcasting (true division)."""
-    return _op("div", a, b, name=name)
+    return build("div", a, b, name=name)
 
 
 def pow(a, b, name=None) -> Node:  # noqa: A001 - numpy's name, as DESIGN.md lists it
     """``a ** b`` with broadcasting."""
-    return _op("pow", a, b, name=name)
+    return build("pow", a, b, name=name)
 
 
 def neg(a, name=None) -> Node:
     """``-a``."""
-    return _op("neg", a, name=name)
+    return build("neg", a, name=name)
 
 
 def matmul(a, b, name=None) -> Node:
     """``a @ b`` with ``np.matmul`` rules (1-D operands promoted, batch dims broadcast)."""
-    return _op("matmul", a, b, name=name)
+    return build("matmul", a, b, name=name)
 
 
 def tanh(x, name=None) -> Node:
     """Hyperbolic tangent."""
-    return _op("tanh", x, name=name)
+    return build("tanh", x, name=name)
 
 
 def sigmoid(x, name=None) -> Node:
     """Logistic function ``1 / (1 + exp(-x))``, computed without overflow."""
-    return _op("sigmoid", x, name=name)
+    return build("sigmoid", x, name=name)
 
 
 def relu(x, name=None) -> Node:
     """``max(x, 0)``."""
-    return _op("relu", x, name=name)
+    return build("relu", x, name=name)
 
 
 def exp(x, name=None) -> Node:
     """``e ** x``."""
-    return _op("exp", x, name=name)
+    return build("exp", x, name=name)
 
 
 def log(x, name=None) -> Node:
     """Natural logarithm."""
-    return _op("log", x, name=name)
+    return build("log", x, name=name)
 
 
 def softmax(x, axis: int = -1, name=None) -> Node:
     """Softmax along ``axis``, stable for large inputs (the max is subtracted first)."""
-    return _op("softmax", x, axis=axis, name=name)
+    return build("softmax", x, axis=axis, name=name)
 
 
 def log_softmax(x, axis: int = -1, name=None) -> Node:
     """``log(softmax(x))`` computed as ``x - logsumexp(x)``: finite for |x| up to 1e4."""
-    return _op("log_softmax", x, axis=axis, name=name)
+    return build("log_softmax", x, axis=axis, name=name)
 
 
 def _axis_attr(axis: Any) -> Any:
@@ -121,17 +109,17 @@ def _axis_attr(axis: Any) -> Any:
 
 def sum(x, axis=None, keepdims: bool = False, name=None) -> Node:  # noqa: A001
     """Sum over ``axis`` (``None``: all axes)."""
-    return _op("sum", x, axis=_axis_attr(axis), keepdims=keepdims, name=name)
+    return build("sum", x, axis=_axis_attr(axis), keepdims=keepdims, name=name)
 
 
 def mean(x, axis=None, keepdims: bool = False, name=None) -> Node:
     """Mean over ``axis`` (``None``: all axes)."""
-    return _op("mean", x, axis=_axis_attr(axis), keepdims=keepdims, name=name)
+    return build("mean", x, axis=_axis_attr(axis), keepdims=keepdims, name=name)
 
 
 def transpose(x, axes: Sequence[int] | None = None, name=None) -> Node:
     """Permute axes; the default reverses them (``x.T``)."""
-    return _op("transpose", x, axes=None if axes is None else _int_tuple(axes), name=name)
+    return build("transpose", x, axes=None if axes is None else _int_tuple(axes), name=name)
 
 
 def _int_tuple(values: Any) -> Any:
@@ -145,7 +133,7 @@ def reshape(x, shape: Sequence[int], name=None) -> Node:
     """Reshape to ``shape``; one entry may be -1."""
     if isinstance(shape, int | np.integer):
         shape = (shape,)
-    return _op("reshape", x, shape=_int_tuple(shape), name=name)
+    return build("reshape", x, shape=_int_tuple(shape), name=name)
 
 
 def _sequence(values: Any, op: str) -> list:
@@ -156,12 +144,12 @@ def _sequence(values: Any, op: str) -> list:
 
 def concat(values: Sequence[Any], axis: int = 0, name=None) -> Node:
     """Join along an existing axis (``np.concatenate``)."""
-    return _op("concat", *_sequence(values, "concat"), axis=axis, name=name)
+    return build("concat", *_sequence(values, "concat"), axis=axis, name=name)
 
 
 def stack(values: Sequence[Any], axis: int = 0, name=None) -> Node:
     """Join along a new axis (``np.stack``)."""
-    return _op("stack", *_sequence(values, "stack"), axis=axis, name=name)
+    return build("stack", *_sequence(values, "stack"), axis=axis, name=name)
 
 
 def take(a, indices, axis: int = 0, name=None) -> Node:
@@ -182,7 +170,7 @@ def one_hot(ids, depth: int, dtype: Any = "float64", name=None) -> Node:
         dtype = np.dtype(dtype).name
     except TypeError:
         pass  # the shape rule rejects it with a GraphError naming the node
-    return _op("one_hot", ids, depth=depth, dtype=dtype, name=name)
+    return build("one_hot", ids, depth=depth, dtype=dtype, name=name)
 
 
 def cross_entropy(logits, targets, name=None) -> Node:
@@ -197,20 +185,6 @@ def cross_entropy(logits, targets, name=None) -> Node:
         return graph.add_node("cross_entropy", [as_node(graph, logits), t], name=name)
 
 
-def _index_attr(index: Any) -> tuple:
-    items = index if isinstance(index, tuple) else (index,)
-    out = []
-    for item in items:
-        if isinstance(item, slice):
-            out.append((item.start, item.stop, item.step))
-        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
-            out.append(int(item))
-        else:
-            raise GraphError(f"indexing a node takes ints and slices, got {item!r}; "
-                             "use tg.take for integer-array indexing")
-    return tuple(out)
-
-
 def getitem(x, index, name=None) -> Node:
     """Basic indexing with ints and slices: ``x[:, 2:5]``, ``x[0]``."""
-    return _op("getitem", x, index=_index_attr(index), name=name)
+    return build("getitem", x, index=index_attr(index), name=name)

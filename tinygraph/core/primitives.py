@@ -1,26 +1,13 @@
-"""The primitive registry: one :class:`Op` record per primitive.
+"""The primitives: forward and backward rule of each, side by side, and their records.
 
-A record holds everything tinygraph knows about a primitive — its numpy
-``forward``, its ``infer`` shape rule (run when a node is built, so mistakes
-surface at build time; the rules live in :mod:`tinygraph.shape_rules`) and
-its ``vjp``, the backward rule that :func:`tinygraph.grad` calls. Forward
-and backward of each primitive sit side by side in this file; adding a
-primitive means writing both and one ``Op(...)`` line in the registry.
+Adding a primitive means writing its forward (numpy), its vjp (graph nodes,
+reading stored forward values) and one ``Op(...)`` line in :data:`PRIMITIVES`;
+:mod:`tinygraph.core.ops` registers the list. The ops after the user-facing
+ones (``sum_to``, ``broadcast_to``, …) are the helpers reverse mode emits:
+they take a ``like`` input and read its RUNTIME shape, so gradients work for
+shapes with unknown (``None``) sizes.
 
-Forward functions take numpy arrays positionally and the node's attributes as
-keywords; they never mutate their inputs. A vjp rule
-``vjp(node, g, needs=None)`` gets the forward node and the gradient node
-``g`` of its output, and returns one gradient node (or ``None``: no
-gradient, e.g. for integer ids) per input of ``node``, built as NEW nodes of
-the same graph. It reads stored forward values — the node itself and its
-inputs — and never recomputes the forward (tanh's rule uses the tanh node:
-``g * (1 - y*y)``). ``needs`` (one bool per input) says which gradients the
-caller wants, so a rule builds nothing for the others.
-
-The ops after the user-facing primitives (``sum_to``, ``broadcast_to``, …)
-are the helpers reverse mode emits: they take a ``like`` input and read its
-RUNTIME shape, so gradients work for shapes with unknown (``None``) sizes.
-
+>>> from tinygraph.core.ops import OPS
 >>> OPS["tanh"].forward(np.zeros(2))
 array([0., 0.])
 >>> OPS["matmul"].infer([((None, 3), np.dtype("float64")), ((3, 4), np.dtype("float64"))], {})
@@ -32,85 +19,24 @@ array([[2., 2., 2.]])
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from . import shape_rules as rules
-from .shape_rules import DtypeMismatch, Spec
+from .op import Op, new_node, unbroadcast, wanted_grads
 from .shapes import normalize_axes, normalize_axis
 
-__all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
-
-
-@dataclass(frozen=True)
-class Op:
-    """Everything about one primitive.
-
-    name:    the op's registry key and the default node name.
-    arity:   number of inputs, or ``None`` for variadic (concat, stack).
-    forward: ``forward(*arrays, **attrs) -> ndarray``; pure numpy.
-    infer:   ``infer(specs, attrs) -> (shape, dtype)``; validates attrs too.
-    vjp:     ``vjp(node, g, needs=None) -> tuple`` of one gradient node or
-             ``None`` per input; ``None`` here means the op has no backward
-             rule (``grad`` then raises, naming the op).
-    """
-
-    name: str
-    arity: int | None
-    forward: Callable[..., np.ndarray]
-    infer: Callable[[list[Spec], dict[str, Any]], tuple[tuple, np.dtype]]
-    vjp: Callable[..., Any] | None = None
-    doc: str = ""
-
-
-OPS: dict[str, Op] = {}
-
-# Source nodes: their values come from feeds, param storage or the graph itself.
-LEAF_OPS = ("input", "param", "const")
-
-
-def register(op: Op) -> Op:
-    """Add ``op`` to the registry (a name may be registered once)."""
-    if op.name in OPS or op.name in LEAF_OPS:
-        raise ValueError(f"op {op.name!r} is already registered")
-    OPS[op.name] = op
-    return op
-
-
-# ----------------------------------------------------------- vjp plumbing
-
-
-def _new(op: str, *inputs: Any, **attrs: Any) -> Any:
-    """A new node of ``op`` in the inputs' graph (vjp rules build only through this)."""
-    return inputs[0].graph.add_node(op, list(inputs), attrs)
-
-
-def _grads(needs: Sequence[bool] | None, *builders: Callable[[], Any] | None) -> tuple:
-    """Call the builder of each wanted gradient; ``None`` for the rest."""
-    needs = (True,) * len(builders) if needs is None else needs
-    return tuple(b() if want and b is not None else None
-                 for want, b in zip(needs, builders, strict=True))
-
-
-def _unbroadcast(g: Any, x: Any) -> Any:
-    """``g`` summed to ``x``'s shape, unless the static shapes prove no broadcast happened."""
-    if g.shape == x.shape and None not in x.shape:
-        return g
-    return _new("sum_to", g, x)
-
-
-# ------------------------------------------------ forward and backward rules
+__all__ = ["PRIMITIVES", "sigmoid_forward"]
 
 
 def _binary_vjp(da: Callable, db: Callable) -> Callable:
     """A vjp for a broadcasting binary op from its two local derivatives ``d(g, a, b, y)``."""
     def vjp(node, g, needs=None):
         a, b = node.inputs
-        return _grads(needs, lambda: _unbroadcast(da(g, a, b, node), a),
-                      lambda: _unbroadcast(db(g, a, b, node), b))
+        return wanted_grads(needs, lambda: unbroadcast(da(g, a, b, node), a),
+                      lambda: unbroadcast(db(g, a, b, node), b))
     return vjp
 
 
@@ -118,28 +44,28 @@ def _matmul_vjp(node, g, needs=None):
     a, b = node.inputs
     # np.matmul promotes 1-D operands to matrices; undo that on g, then use the 2-D rules.
     if len(a.shape) == 1 and len(b.shape) == 1:
-        g2 = _new("expand_dims", g, axis=(0, 1))
+        g2 = new_node("expand_dims", g, axis=(0, 1))
     elif len(a.shape) == 1:
-        g2 = _new("expand_dims", g, axis=-2)
+        g2 = new_node("expand_dims", g, axis=-2)
     elif len(b.shape) == 1:
-        g2 = _new("expand_dims", g, axis=-1)
+        g2 = new_node("expand_dims", g, axis=-1)
     else:
         g2 = g
-    a2 = _new("expand_dims", a, axis=0) if len(a.shape) == 1 else a
-    b2 = _new("expand_dims", b, axis=-1) if len(b.shape) == 1 else b
+    a2 = new_node("expand_dims", a, axis=0) if len(a.shape) == 1 else a
+    b2 = new_node("expand_dims", b, axis=-1) if len(b.shape) == 1 else b
 
     def swap(x):
         axes = list(range(len(x.shape)))
         axes[-2:] = axes[-1], axes[-2]
-        return _new("transpose", x, axes=tuple(axes))
+        return new_node("transpose", x, axes=tuple(axes))
 
     def grad_b():
-        gb = _new("matmul", swap(a2), g2)
+        gb = new_node("matmul", swap(a2), g2)
         if len(b.shape) == 1:  # (…, k, 1) -> (…, k), then sum the batch axes
-            gb = _new("sum", gb, axis=-1, keepdims=False)
-        return _unbroadcast(gb, b)
+            gb = new_node("sum", gb, axis=-1, keepdims=False)
+        return unbroadcast(gb, b)
 
-    return _grads(needs, lambda: _unbroadcast(_new("matmul", g2, swap(b2)), a), grad_b)
+    return wanted_grads(needs, lambda: unbroadcast(new_node("matmul", g2, swap(b2)), a), grad_b)
 
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -153,7 +79,7 @@ def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def _softmax_vjp(node, g, needs=None):
     axis = node.attrs.get("axis", -1)
-    return (node * (g - _new("sum", g * node, axis=axis, keepdims=True)),)
+    return (node * (g - new_node("sum", g * node, axis=axis, keepdims=True)),)
 
 
 def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -162,11 +88,11 @@ def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _log_softmax_vjp(node, g, needs=None):
-    total = _new("sum", g, axis=node.attrs.get("axis", -1), keepdims=True)
-    return (g - _new("exp", node) * total,)
+    total = new_node("sum", g, axis=node.attrs.get("axis", -1), keepdims=True)
+    return (g - new_node("exp", node) * total,)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid_forward(x: np.ndarray) -> np.ndarray:
     # tanh form: no overflow for large |x|, unlike 1 / (1 + exp(-x)).
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
@@ -184,8 +110,8 @@ def _take_forward(a: np.ndarray, ids: np.ndarray, axis: int = 0) -> np.ndarray:
 
 def _take_vjp(node, g, needs=None):
     a, ids = node.inputs
-    return _grads(needs, lambda: _new("take_grad", g, ids, a, axis=node.attrs.get("axis", 0)),
-                  None)
+    axis = node.attrs.get("axis", 0)
+    return wanted_grads(needs, lambda: new_node("take_grad", g, ids, a, axis=axis), None)
 
 
 def _take_grad_forward(g: np.ndarray, ids: np.ndarray, like: np.ndarray,
@@ -233,15 +159,15 @@ def _cross_entropy_grad_vjp(node, gg, needs=None):
     g, logits, targets = node.inputs
 
     def grad_g():  # the output is linear in g: d/dg = <gg, output at g = 1>
-        unit = _new("cross_entropy_grad", g.graph.const(1.0, dtype=g.dtype), logits, targets)
-        return _new("sum", gg * unit)
+        unit = new_node("cross_entropy_grad", g.graph.const(1.0, dtype=g.dtype), logits, targets)
+        return new_node("sum", gg * unit)
 
     def grad_logits():  # g/N times the softmax Jacobian applied to gg
-        p = _new("softmax", logits, axis=-1)
-        inner = gg - _new("sum", gg * p, axis=-1, keepdims=True)
-        return p * inner * (g / _new("size", targets, dtype=node.dtype.name))
+        p = new_node("softmax", logits, axis=-1)
+        inner = gg - new_node("sum", gg * p, axis=-1, keepdims=True)
+        return p * inner * (g / new_node("size", targets, dtype=node.dtype.name))
 
-    return _grads(needs, grad_g, grad_logits, None)
+    return wanted_grads(needs, grad_g, grad_logits, None)
 
 
 def _getitem_index(index: tuple) -> tuple:
@@ -259,10 +185,10 @@ def _reduce_vjp(node, g, needs=None):
     axes = normalize_axes(node.attrs.get("axis"), len(x.shape))
     # A full reduction broadcasts back as is; otherwise the reduced axes go back in first.
     if axes and len(axes) < len(x.shape) and not node.attrs.get("keepdims", False):
-        g = _new("expand_dims", g, axis=axes)
-    g = _new("broadcast_to", g, x)
+        g = new_node("expand_dims", g, axis=axes)
+    g = new_node("broadcast_to", g, x)
     if node.op == "mean":
-        g = g / _new("size", x, axis=axes, dtype=g.dtype.name)
+        g = g / new_node("size", x, axis=axes, dtype=g.dtype.name)
     return (g,)
 
 
@@ -270,7 +196,7 @@ def _transpose_vjp(node, g, needs=None):
     axes = node.attrs.get("axes")
     inverse = None if axes is None else tuple(int(i) for i in np.argsort(
         [normalize_axis(a, len(axes)) for a in axes]))
-    return (_new("transpose", g, axes=inverse),)
+    return (new_node("transpose", g, axes=inverse),)
 
 
 _SHAPE = operator.attrgetter("shape")
@@ -287,8 +213,8 @@ def _stack_forward(*xs: np.ndarray, axis: int = 0) -> np.ndarray:
 
 def _concat_vjp(node, g, needs=None):
     axis = node.attrs.get("axis", 0)
-    return _grads(needs, *[
-        (lambda i=i: _new("concat_part", g, *node.inputs, index=i, axis=axis))
+    return wanted_grads(needs, *[
+        (lambda i=i: new_node("concat_part", g, *node.inputs, index=i, axis=axis))
         for i in range(len(node.inputs))
     ])
 
@@ -303,22 +229,22 @@ def _concat_part_forward(g: np.ndarray, *parts: np.ndarray, index: int,
 def _concat_part_vjp(node, gg, needs=None):
     g, *parts = node.inputs
     index = node.attrs["index"]
-    pieces = [gg if i == index else _new("zeros_like", p) for i, p in enumerate(parts)]
-    return _grads(needs, lambda: _new("concat", *pieces, axis=node.attrs.get("axis", 0)),
+    pieces = [gg if i == index else new_node("zeros_like", p) for i, p in enumerate(parts)]
+    return wanted_grads(needs, lambda: new_node("concat", *pieces, axis=node.attrs.get("axis", 0)),
                   *[None] * len(parts))
 
 
 def _stack_vjp(node, g, needs=None):
     axis = normalize_axis(node.attrs.get("axis", 0), len(node.shape))
     whole = (None, None, None)
-    return _grads(needs, *[(lambda i=i: _new("getitem", g, index=(whole,) * axis + (i,)))
+    return wanted_grads(needs, *[(lambda i=i: new_node("getitem", g, index=(whole,) * axis + (i,)))
                            for i in range(len(node.inputs))])
 
 
 def _like_vjp(op: str) -> Callable:
     """vjp of ``op_x(x, like)`` whose adjoint is ``op(g, x)``: sum_to <-> broadcast_to."""
     def vjp(node, g, needs=None):
-        return _grads(needs, lambda: _new(op, g, node.inputs[0]), None)
+        return wanted_grads(needs, lambda: new_node(op, g, node.inputs[0]), None)
     return vjp
 
 
@@ -346,81 +272,95 @@ def _unary(formula: Callable) -> Callable:
     return lambda node, g, needs=None: (formula(g, node.inputs[0], node),)
 
 
-# ------------------------------------------------------------------ registry
+# ------------------------------------------------------------------ records
 
-for _op in [
+PRIMITIVES = [
     Op("add", 2, np.add, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g, lambda g, a, b, y: g), doc="a + b, broadcasting"),
+        lambda g, a, b, y: g, lambda g, a, b, y: g), doc="a + b, broadcasting",
+            elementwise=True, fresh=True),
     Op("sub", 2, np.subtract, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g, lambda g, a, b, y: -g), doc="a - b, broadcasting"),
+        lambda g, a, b, y: g, lambda g, a, b, y: -g), doc="a - b, broadcasting",
+            elementwise=True, fresh=True),
     Op("mul", 2, np.multiply, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g * b, lambda g, a, b, y: g * a), doc="a * b, broadcasting"),
+        lambda g, a, b, y: g * b, lambda g, a, b, y: g * a), doc="a * b, broadcasting",
+            elementwise=True, fresh=True),
     Op("div", 2, np.true_divide, rules.elementwise_float, _binary_vjp(
-        lambda g, a, b, y: g / b, lambda g, a, b, y: -(g * y / b)), doc="a / b, broadcasting"),
+        lambda g, a, b, y: g / b, lambda g, a, b, y: -(g * y / b)), doc="a / b, broadcasting",
+            elementwise=True, fresh=True),
     Op("pow", 2, np.power, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g * b * a ** (b - 1), lambda g, a, b, y: g * y * _new("log", a)),
-       doc="a ** b, broadcasting (d/db needs a > 0)"),
-    Op("neg", 1, np.negative, rules.unary_same, _unary(lambda g, x, y: -g), doc="-a"),
-    Op("matmul", 2, np.matmul, rules.matmul, _matmul_vjp, doc="a @ b with np.matmul rules"),
+        lambda g, a, b, y: g * b * a ** (b - 1), lambda g, a, b, y: g * y * new_node("log", a)),
+       doc="a ** b, broadcasting (d/db needs a > 0)", elementwise=True, fresh=True),
+    Op("neg", 1, np.negative, rules.unary_same, _unary(lambda g, x, y: -g), doc="-a",
+        elementwise=True, fresh=True),
+    Op("matmul", 2, np.matmul, rules.matmul, _matmul_vjp, doc="a @ b with np.matmul rules",
+        fresh=True),
     Op("tanh", 1, np.tanh, rules.unary_float, _unary(lambda g, x, y: g * (1 - y * y)),
-       doc="hyperbolic tangent"),
-    Op("sigmoid", 1, _sigmoid, rules.unary_float, _unary(lambda g, x, y: g * (y * (1 - y))),
-       doc="logistic function 1 / (1 + exp(-x))"),
+       doc="hyperbolic tangent", elementwise=True, fresh=True),
+    Op("sigmoid", 1, sigmoid_forward, rules.unary_float, _unary(lambda g, x, y: g * (y * (1 - y))),
+       doc="logistic function 1 / (1 + exp(-x))", fresh=True),
     Op("relu", 1, lambda x: np.maximum(x, 0), rules.unary_same,
-       _unary(lambda g, x, y: g * _new("sign", y)), doc="max(x, 0)"),
-    Op("exp", 1, np.exp, rules.unary_float, _unary(lambda g, x, y: g * y), doc="e ** x"),
+       _unary(lambda g, x, y: g * new_node("sign", y)), doc="max(x, 0)", fresh=True),
+    Op("exp", 1, np.exp, rules.unary_float, _unary(lambda g, x, y: g * y), doc="e ** x",
+        elementwise=True, fresh=True),
     Op("log", 1, np.log, rules.unary_float, _unary(lambda g, x, y: g / x),
-       doc="natural logarithm"),
-    Op("softmax", 1, _softmax, rules.along_axis, _softmax_vjp, doc="stable softmax along axis"),
+       doc="natural logarithm", elementwise=True, fresh=True),
+    Op("softmax", 1, _softmax, rules.along_axis, _softmax_vjp, doc="stable softmax along axis",
+        fresh=True),
     Op("log_softmax", 1, _log_softmax, rules.along_axis, _log_softmax_vjp,
-       doc="stable log-softmax along axis"),
+       doc="stable log-softmax along axis", fresh=True),
     Op("sum", 1, lambda x, axis=None, keepdims=False: np.asarray(x.sum(axis, keepdims=keepdims)),
-       rules.reduce, _reduce_vjp, doc="sum over axis (None: all)"),
+       rules.reduce, _reduce_vjp, doc="sum over axis (None: all)", fresh=True),
     Op("mean", 1, lambda x, axis=None, keepdims=False: np.asarray(x.mean(axis, keepdims=keepdims)),
-       lambda s, a: rules.reduce(s, a, mean=True), _reduce_vjp, doc="mean over axis"),
+       lambda s, a: rules.reduce(s, a, mean=True), _reduce_vjp, doc="mean over axis", fresh=True),
     Op("transpose", 1, lambda x, axes=None: np.transpose(x, axes), rules.transpose,
-       _transpose_vjp, doc="permute axes (default: reverse)"),
+       _transpose_vjp, doc="permute axes (default: reverse)", view=True),
     Op("reshape", 1, lambda x, shape: np.reshape(x, shape), rules.reshape,
-       _unary(lambda g, x, y: _new("reshape_like", g, x)), doc="reshape (one -1 allowed)"),
+       _unary(lambda g, x, y: new_node("reshape_like", g, x)), doc="reshape (one -1 allowed)",
+           view=True),
     Op("concat", None, lambda *xs, axis=0: np.concatenate(xs, axis=axis), rules.concat,
-       _concat_vjp, doc="join along an existing axis"),
+       _concat_vjp, doc="join along an existing axis", fresh=True),
     Op("stack", None, _stack_forward, rules.stack, _stack_vjp,
-       doc="join along a new axis"),
+       doc="join along a new axis", fresh=True),
     Op("take", 2, _take_forward, rules.take, _take_vjp,
-       doc="pick entries of a along axis (default 0) by ids"),
+       doc="pick entries of a along axis (default 0) by ids", fresh=True),
     Op("one_hot", 1, _one_hot_forward, rules.one_hot, _no_grad,
-       doc="ids -> one-hot vectors of length depth"),
+       doc="ids -> one-hot vectors of length depth", fresh=True),
     Op("cross_entropy", 2, _cross_entropy_forward, rules.cross_entropy,
-       lambda node, g, needs=None: _grads(
-           needs, lambda: _new("cross_entropy_grad", g, *node.inputs), None),
-       doc="mean negative log-likelihood of int targets under softmax(logits)"),
+       lambda node, g, needs=None: wanted_grads(
+           needs, lambda: new_node("cross_entropy_grad", g, *node.inputs), None),
+       doc="mean negative log-likelihood of int targets under softmax(logits)", fresh=True),
     Op("getitem", 1, lambda x, index: x[_getitem_index(index)], rules.getitem,
-       _unary(lambda g, x, y: _new("getitem_grad", g, x, index=y.attrs["index"])),
-       doc="basic indexing with ints and slices"),
-    Op("sign", 1, np.sign, rules.unary_same, _no_grad, doc="-1, 0 or 1 by the sign of x"),
-    Op("zeros_like", 1, np.zeros_like, rules.unary_same, _no_grad, doc="zeros of x's shape"),
+       _unary(lambda g, x, y: new_node("getitem_grad", g, x, index=y.attrs["index"])),
+       doc="basic indexing with ints and slices", view=True),
+    Op("sign", 1, np.sign, rules.unary_same, _no_grad, doc="-1, 0 or 1 by the sign of x",
+        elementwise=True, fresh=True),
+    Op("zeros_like", 1, np.zeros_like, rules.unary_same, _no_grad, doc="zeros of x's shape",
+        fresh=True),
     # Helpers emitted by reverse mode; ``like`` inputs only lend their runtime shape.
     Op("sum_to", 2, _sum_to_forward, rules.sum_to, _like_vjp("broadcast_to"),
-       doc="x summed down to like's shape (undoes broadcasting)"),
+       doc="x summed down to like's shape (undoes broadcasting)",
+           view=True, identity_when_shapes_agree=True),
     Op("broadcast_to", 2, lambda x, like: np.broadcast_to(x, like.shape).copy(),
-       rules.broadcast_to, _like_vjp("sum_to"), doc="x repeated to like's shape"),
+       rules.broadcast_to, _like_vjp("sum_to"), doc="x repeated to like's shape",
+           view=True, identity_when_shapes_agree=True),
     Op("reshape_like", 2, lambda x, like: np.reshape(x, like.shape), rules.reshape_like,
-       _like_vjp("reshape_like"), doc="x reshaped to like's shape"),
+       _like_vjp("reshape_like"), doc="x reshaped to like's shape",
+           view=True, identity_when_shapes_agree=True),
     Op("expand_dims", 1, lambda x, axis: np.expand_dims(x, axis), rules.expand_dims,
-       _unary(lambda g, x, y: _new("reshape_like", g, x)), doc="insert size-1 axes"),
+       _unary(lambda g, x, y: new_node("reshape_like", g, x)), doc="insert size-1 axes", view=True),
     Op("size", 1, _size_forward, rules.size, _no_grad,
-       doc="number of elements of x along axis (None: all), as a scalar"),
+       doc="number of elements of x along axis (None: all), as a scalar", fresh=True),
     Op("concat_part", None, _concat_part_forward, rules.concat_part, _concat_part_vjp,
-       doc="the slice of g along axis that part index filled in a concat"),
+       doc="the slice of g along axis that part index filled in a concat", view=True),
     Op("take_grad", 3, _take_grad_forward, rules.take_grad,
-       lambda node, gg, needs=None: _grads(needs, lambda: _new(
+       lambda node, gg, needs=None: wanted_grads(needs, lambda: new_node(
            "take", gg, node.inputs[1], axis=node.attrs.get("axis", 0)), None, None),
-       doc="g added into zeros of like's shape at ids along axis (take's adjoint)"),
+       doc="g added into zeros of like's shape at ids along axis (take's adjoint)", fresh=True),
     Op("getitem_grad", 2, _getitem_grad_forward, rules.getitem_grad,
-       lambda node, gg, needs=None: _grads(needs, lambda: _new(
+       lambda node, gg, needs=None: wanted_grads(needs, lambda: new_node(
            "getitem", gg, index=node.attrs["index"]), None),
-       doc="g written into zeros of like's shape at index (getitem's adjoint)"),
+       doc="g written into zeros of like's shape at index (getitem's adjoint)", fresh=True),
     Op("cross_entropy_grad", 3, _cross_entropy_grad_forward, rules.cross_entropy_grad,
-       _cross_entropy_grad_vjp, doc="g * (softmax(logits) - one_hot(targets)) / targets.size"),
-]:
-    register(_op)
+       _cross_entropy_grad_vjp, doc="g * (softmax(logits) - one_hot(targets)) / targets.size",
+           fresh=True),
+]

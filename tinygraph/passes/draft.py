@@ -9,9 +9,9 @@ earlier in the original (a batched matmul over all time steps, say) without
 thinking about order; ties keep the original insertion order.
 
 The original graph is never touched. Params of the built graph share the
-original's live arrays, and each built param records its source node in
-``meta["source"]`` only inside this module's bookkeeping (``Draft.sources``),
-so compiled plans can read the original params at run time.
+original's live arrays, and the built graph maps each param to its source
+(:meth:`~tinygraph.core.graph.Graph.param_source`), so compiled plans read the
+original params at run time.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from .graph import Graph, Node, infer
+from ..core.graph import Graph
+from ..core.node import Node
+from ..core.op import OPS, infer
+from ..core.traverse import ancestors
 
-__all__ = ["Rec", "Draft", "freeze"]
+__all__ = ["Rec", "Draft", "freeze", "is_shape_helper"]
 
 
 @dataclass
@@ -46,8 +49,6 @@ class Draft:
     """The ancestors of ``roots`` in ``graph``, as editable records."""
 
     def __init__(self, graph: Graph, roots: list[Node]):
-        from .scheduler import ancestors
-
         self.graph = graph
         self.recs: dict[int, Rec] = {}
         self.users: dict[int, dict[int, None]] = {}  # ordered set of user ids
@@ -187,7 +188,7 @@ class Draft:
     # ------------------------------------------------------------ building
     def build(self, name: str | None = None) -> tuple[Graph, list[Node]]:
         """A new Graph holding the live records, and the node of each root."""
-        graph = Graph(name or self.graph.name)
+        graph = type(self.graph)(name or self.graph.name)
         built: dict[int, Node] = {}
         for rec in self.live():
             node_name = rec.name if rec.name not in graph.nodes else graph._unique_name(rec.name)
@@ -221,3 +222,8 @@ def freeze(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
     return value
+
+
+def is_shape_helper(op: str) -> bool:
+    """Is ``op`` a reverse-mode shape helper (``sum_to(x, like)``…), x itself when shapes agree?"""
+    return op in OPS and OPS[op].identity_when_shapes_agree

@@ -1,6 +1,6 @@
 """Node handles: what a graph node records, and the operators that build new ones.
 
-A :class:`Node` is a handle into its :class:`~tinygraph.graph.Graph`: its op
+A :class:`Node` is a handle into its :class:`~tinygraph.core.graph.Graph`: its op
 name, input nodes, attributes, inferred shape and dtype, and free-form
 ``meta``. It never computes anything. Arithmetic on nodes (``+ - * / @ **``,
 unary ``-``, ``.T``, ``x[:, :3]``) adds nodes to the same graph; numbers and
@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import GraphError, ShapeError
-from .ops import LEAF_OPS
+from ..errors import GraphError, ShapeError
+from .arrays import aligned_copy, to_array
+from .op import LEAF_OPS
 from .shapes import format_shape
 
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["Node", "as_node", "graph_of"]
+__all__ = ["Node", "as_node", "graph_of", "build", "index_attr"]
 
 
 class Node:
@@ -83,10 +84,7 @@ class Node:
             raise GraphError(f"node '{self.name}' is a {self.op} node; only params can be assigned")
         if new is self._value:
             return  # `p.value += d` already updated the array in place; keep its identity
-        from .aligned import aligned_copy
-        from .graph import _to_array
-
-        arr = aligned_copy(_to_array(new, self.dtype, self.name))
+        arr = aligned_copy(to_array(new, self.dtype, self.name))
         if arr.shape != self.shape:
             raise ShapeError(f"param '{self.name}': new value has shape {format_shape(arr.shape)}, "
                              f"the param has shape {format_shape(self.shape)}")
@@ -94,12 +92,10 @@ class Node:
 
     @property
     def T(self) -> Node:  # noqa: N802 - numpy's spelling
-        from . import api
-        return api.transpose(self)
+        return build("transpose", self, axes=None)
 
     def __getitem__(self, index: Any) -> Node:
-        from . import api
-        return api.getitem(self, index)
+        return build("getitem", self, index=index_attr(index))
 
     def __repr__(self) -> str:
         return f"<Node '{self.name}' {self.op} {format_shape(self.shape)} {self.dtype}>"
@@ -119,27 +115,52 @@ class Node:
         return id(self)
 
     # Operators (reflected ones put the number first).
-    def __add__(self, o): return _binary("add", self, o)
-    def __radd__(self, o): return _binary("add", o, self)
-    def __sub__(self, o): return _binary("sub", self, o)
-    def __rsub__(self, o): return _binary("sub", o, self)
-    def __mul__(self, o): return _binary("mul", self, o)
-    def __rmul__(self, o): return _binary("mul", o, self)
-    def __truediv__(self, o): return _binary("div", self, o)
-    def __rtruediv__(self, o): return _binary("div", o, self)
-    def __matmul__(self, o): return _binary("matmul", self, o)
-    def __rmatmul__(self, o): return _binary("matmul", o, self)
-    def __pow__(self, o): return _binary("pow", self, o)
-    def __rpow__(self, o): return _binary("pow", o, self)
-    def __neg__(self): return self.graph.add_node("neg", [self])
+    def __add__(self, o): return build("add", self, o)
+    def __radd__(self, o): return build("add", o, self)
+    def __sub__(self, o): return build("sub", self, o)
+    def __rsub__(self, o): return build("sub", o, self)
+    def __mul__(self, o): return build("mul", self, o)
+    def __rmul__(self, o): return build("mul", o, self)
+    def __truediv__(self, o): return build("div", self, o)
+    def __rtruediv__(self, o): return build("div", o, self)
+    def __matmul__(self, o): return build("matmul", self, o)
+    def __rmatmul__(self, o): return build("matmul", o, self)
+    def __pow__(self, o): return build("pow", self, o)
+    def __rpow__(self, o): return build("pow", o, self)
+    def __neg__(self): return build("neg", self)
 
 
-def _binary(op: str, a: Any, b: Any) -> Node:
-    if type(a) is Node and type(b) is Node and a.graph is b.graph:
-        return a.graph.add_node(op, (a, b))  # fast path: no consts to build (or undo)
-    graph = graph_of(a, b)
+def build(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
+    """A new ``op`` node reading ``args``; numbers and arrays among them become consts.
+
+    A python number takes the dtype of the first node among ``args`` (see
+    :func:`as_node`). If the op's shape rule fails, the consts made for it go
+    too: a failed build leaves the graph as it was.
+    """
+    for a in args:
+        if type(a) is not Node:
+            break
+    else:  # fast path: only nodes, so no consts to build (or undo)
+        return args[0].graph.add_node(op, args, attrs, name=name)
+    graph = graph_of(*args)
+    peer = next((a for a in args if isinstance(a, Node)), None)
     with graph._atomic():
-        return graph.add_node(op, [as_node(graph, a, peer=b), as_node(graph, b, peer=a)])
+        return graph.add_node(op, [as_node(graph, a, peer=peer) for a in args], attrs, name=name)
+
+
+def index_attr(index: Any) -> tuple:
+    """``x[index]``'s index as the ``getitem`` attr: slices become (start, stop, step)."""
+    items = index if isinstance(index, tuple) else (index,)
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, slice):
+            out.append((item.start, item.stop, item.step))
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
+            out.append(int(item))
+        else:
+            raise GraphError(f"indexing a node takes ints and slices, got {item!r}; "
+                             "use tg.take for integer-array indexing")
+    return tuple(out)
 
 
 def graph_of(*values: Any) -> Graph:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FormatError
+from ..errors import FormatError
 
 __all__ = ["DTYPES", "GRAPH_MEMBER", "MAX_RANK", "Archive", "write_archive", "read_npy"]
 

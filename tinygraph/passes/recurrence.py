@@ -31,9 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batching import SHAPE_LIKE
-from .draft import Draft, Rec
-from .recurrence import ACTIVATIONS
+from ..core.recurrence import ACTIVATIONS
+from .draft import Draft, Rec, is_shape_helper
 
 __all__ = ["fuse_recurrences"]
 
@@ -106,7 +105,7 @@ def _private(draft: Draft, rec: Rec, user: Rec) -> bool:
 
 
 def _reads_shape_only(user: Rec, rec_id: int) -> bool:
-    return user.op in SHAPE_LIKE and user.inputs[1] == rec_id and user.inputs[0] != rec_id
+    return is_shape_helper(user.op) and user.inputs[1] == rec_id and user.inputs[0] != rec_id
 
 
 def _redirect_shape_readers(draft: Draft, old: int, new: int) -> None:

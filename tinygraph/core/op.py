@@ -1,0 +1,138 @@
+"""The :class:`Op` record and the registry of primitives (:data:`OPS`).
+
+A record holds everything tinygraph knows about a primitive: its numpy
+``forward``, its ``infer`` shape rule (run when a node is built, so mistakes
+surface at build time; the rules live in :mod:`tinygraph.core.shape_rules`),
+its ``vjp`` (the backward rule :func:`tinygraph.grad` calls), its batch rule,
+and the traits passes and compiled plans ask about (elementwise, view,
+identity when shapes agree). A trait is stated here once, as a field, never
+restated as a set of op names elsewhere.
+
+Forward functions take numpy arrays positionally and the node's attributes as
+keywords; they never mutate their inputs. A vjp rule
+``vjp(node, g, needs=None)`` gets the forward node and the gradient node
+``g`` of its output and returns one gradient node (or ``None``: no gradient,
+e.g. for integer ids) per input of ``node``, built as NEW nodes of the same
+graph. It reads stored forward values (the node itself and its inputs) and
+never recomputes the forward. ``needs`` (one bool per input) says which
+gradients the caller wants, so a rule builds nothing for the others.
+
+>>> from tinygraph.core.ops import OPS
+>>> OPS["tanh"].elementwise, OPS["getitem"].view, OPS["matmul"].fresh
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import DtypeError, GraphError, ShapeError
+from .shape_rules import DtypeMismatch, Spec
+from .shapes import ShapeMismatch, format_shape
+
+__all__ = ["Op", "OPS", "LEAF_OPS", "register", "infer", "new_node", "wanted_grads", "unbroadcast"]
+
+
+@dataclass(frozen=True)
+class Op:
+    """Everything about one primitive.
+
+    name:    the op's registry key and the default node name.
+    arity:   number of inputs, or ``None`` for variadic (concat, stack).
+    forward: ``forward(*arrays, **attrs) -> ndarray``; pure numpy.
+    infer:   ``infer(specs, attrs) -> (shape, dtype)``; validates attrs too.
+    vjp:     ``vjp(node, g, needs=None) -> tuple`` of one gradient node or
+             ``None`` per input; ``None`` here means the op has no backward
+             rule (``grad`` then raises, naming the op).
+    batch:   the batch rule (JAX's batching rule), or ``None`` when the op cannot
+             be batched: ``batch(emit, node, args, batched) -> handle``. ``node``
+             is the per-step node, ``args`` handles of its inputs (with ``.shape``
+             and ``.dtype``), ``batched`` one bool per input: does it carry an
+             extra leading axis (all steps at once)? The rule builds, through
+             ``emit(op, *args, **attrs)``, the nodes computing the op for every
+             step at once and returns the handle whose leading axis is the steps.
+
+    Traits (what passes and plans may assume):
+
+    elementwise: ``forward`` is a numpy ufunc applied elementwise with
+             broadcasting and no attrs; its result may be written into a dead
+             operand or into a row of a larger array with ``out=``.
+    view:    the result may share memory with the op's first input (a view,
+             or the input itself), so neither may be overwritten while the
+             other is alive.
+    fresh:   the result is always a new array, never an input or a view of one
+             (so a plan may overwrite it in place once it is dead). An op that
+             is neither ``view`` nor ``fresh`` (a user's, say) is treated as
+             possibly aliasing any of its inputs.
+    identity_when_shapes_agree: a reverse-mode helper whose second input only
+             lends its runtime shape; it returns its first input itself when
+             the two shapes are equal.
+    """
+
+    name: str
+    arity: int | None
+    forward: Callable[..., np.ndarray]
+    infer: Callable[[list[Spec], dict[str, Any]], tuple[tuple, np.dtype]]
+    vjp: Callable[..., Any] | None = None
+    doc: str = ""
+    batch: Callable[..., Any] | None = None
+    elementwise: bool = False
+    view: bool = False
+    fresh: bool = False
+    identity_when_shapes_agree: bool = False
+
+
+OPS: dict[str, Op] = {}
+
+# Source nodes: their values come from feeds, param storage or the graph itself.
+LEAF_OPS = ("input", "param", "const")
+
+
+def register(op: Op) -> Op:
+    """Add ``op`` to the registry (a name may be registered once)."""
+    if not isinstance(op, Op):
+        raise GraphError(f"register() takes a tinygraph Op record, got {type(op).__name__}")
+    if op.name in OPS or op.name in LEAF_OPS:
+        raise ValueError(f"op {op.name!r} is already registered")
+    OPS[op.name] = op
+    return op
+
+
+def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype]:
+    """Run ``op``'s shape rule on input ``specs``, naming node ``name`` in any error."""
+    try:
+        shape, dtype = OPS[op].infer(specs, attrs)
+    except ShapeMismatch as exc:
+        given = ", ".join(format_shape(s) for s, _ in specs)
+        raise ShapeError(f"node '{name}' ({op}): {exc} [input shapes: {given}]") from None
+    except DtypeMismatch as exc:
+        raise DtypeError(f"node '{name}' ({op}): {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise GraphError(f"node '{name}' ({op}): invalid attributes {attrs!r}: {exc}") from None
+    return tuple(shape), np.dtype(dtype)
+
+
+# ----------------------------------------------------------- vjp plumbing
+
+
+def new_node(op: str, *inputs: Any, **attrs: Any) -> Any:
+    """A new node of ``op`` in the inputs' graph (vjp rules build only through this)."""
+    return inputs[0].graph.add_node(op, list(inputs), attrs)
+
+
+def wanted_grads(needs: Sequence[bool] | None, *builders: Callable[[], Any] | None) -> tuple:
+    """Call the builder of each wanted gradient; ``None`` for the rest."""
+    needs = (True,) * len(builders) if needs is None else needs
+    return tuple(b() if want and b is not None else None
+                 for want, b in zip(needs, builders, strict=True))
+
+
+def unbroadcast(g: Any, x: Any) -> Any:
+    """``g`` summed to ``x``'s shape, unless the static shapes prove no broadcast happened."""
+    if g.shape == x.shape and None not in x.shape:
+        return g
+    return new_node("sum_to", g, x)

@@ -1,0 +1,27 @@
+"""The registry: every op record, registered in one place.
+
+:data:`OPS` maps an op name to its :class:`~tinygraph.core.op.Op` record.
+The primitives (:mod:`tinygraph.core.primitives`) and the fused ops the
+optimizer emits (:mod:`tinygraph.core.recurrence`,
+:mod:`tinygraph.core.reverse_recurrence`) are registered here, all the same
+way; ``register`` adds a user's own op.
+
+>>> import numpy as np
+>>> OPS["tanh"].forward(np.zeros(2))
+array([0., 0.])
+>>> sorted(name for name, op in OPS.items() if op.identity_when_shapes_agree)
+['broadcast_to', 'reshape_like', 'sum_to']
+"""
+
+from __future__ import annotations
+
+from .op import LEAF_OPS, OPS, Op, register
+from .primitives import PRIMITIVES
+from .recurrence import RECURRENCE
+from .reverse_recurrence import REVERSE_RECURRENCE
+from .shape_rules import DtypeMismatch
+
+__all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
+
+for _record in [*PRIMITIVES, RECURRENCE, REVERSE_RECURRENCE]:
+    register(_record)

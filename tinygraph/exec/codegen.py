@@ -1,0 +1,122 @@
+"""Code generation for a :class:`~tinygraph.exec.plan.Plan`: one Python line per step.
+
+Besides the plain ``v3 = f3(v1, v2)``, a line may
+
+- write an elementwise result into a dead operand (``out=v1``): no allocation;
+- write a large result into a buffer the plan keeps between calls
+  (:mod:`tinygraph.exec.buffers`), unless the value reaches the caller;
+- write the parts of a stack straight into its rows (:mod:`tinygraph.exec.stacks`);
+- skip a reverse-mode shape helper when the shapes already agree (a tuple compare).
+
+The source is kept as ``plan.python_source`` for debugging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.op import OPS
+from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into
+from .stacks import stack_lines
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+__all__ = ["generate"]
+
+# Forwards that take out= for the steps plans keep buffers for (other ops: their own).
+_BUFFERED_FORWARD = {"matmul": np.matmul, "stack": stack_into}
+
+
+def generate(plan: Plan, sizes: list[int]) -> tuple[Callable, str, dict[int, int]]:
+    """The plan's function, its source, and the step position of each source line.
+
+    ``sizes`` holds each step's result size in bytes from a first run.
+    """
+    names: dict[str, Any] = {"into_buffer": into_buffer}
+    lines = ["def plan(inputs, params, buffers):"]
+    for k, (i, _) in enumerate(plan.inputs):
+        lines.append(f"    v{i} = inputs[{k}]")
+    for k, (i, _) in enumerate(plan.params):
+        lines.append(f"    v{i} = params[{k}]")
+    for i, value in plan.consts.items():
+        names[f"c{i}"] = value
+        lines.append(f"    v{i} = c{i}")
+    line_of_step: dict[int, int] = {}
+    backed: set[int] = set()  # slots holding a kept buffer (directly or written in place)
+    for position, step in enumerate(plan.steps):
+        out, args, frees = step.out, step.args, step.frees
+        names[f"f{out}"] = step.forward
+        first_line = len(lines) + 1
+        call = f"f{out}({', '.join(f'v{a}' for a in args)}"
+        if position in plan.stacks:
+            lines.extend(stack_lines(plan.steps, plan.stacks, position, names))
+            if frees:
+                lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
+            for line in range(first_line, len(lines) + 1):
+                line_of_step[line] = position
+            continue
+        line_of_step[first_line] = position
+        target = _reusable(plan, position)
+        if target in backed:
+            if out in plan.escaping:
+                target = None  # the caller's array must not be a buffer the next call reuses
+            else:
+                backed.add(out)
+        if OPS[step.node.op].identity_when_shapes_agree:
+            # The common case (no broadcasting happened) costs a tuple compare, no call.
+            x, like = (f"v{i}" for i in args)
+            lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
+        elif target is None and _bufferable(plan, position, sizes[position]):
+            backed.add(out)
+            names[f"f{out}"] = _BUFFERED_FORWARD.get(step.node.op, step.forward)
+            lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
+                         f"{', '.join(f'v{a}' for a in args)})")
+        elif target is None:
+            lines.append(f"    v{out} = {call})")
+        else:
+            # No shape test needed: when broadcasting makes the result larger than
+            # the dead operand, numpy raises before writing, and the plan falls back.
+            lines.append(f"    v{out} = {call}, out=v{target})")
+        if frees:
+            lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
+    lines.append(f"    return [{', '.join(f'v{s}' for s in plan.fetch_slots)}]")
+    source = "\n".join(lines)
+    code = compile(source, f"<tinygraph plan of '{plan.graph.name}'>", "exec")
+    exec(code, names)  # noqa: S102 - our own generated source: identifiers only, no user text
+    return names["plan"], source, line_of_step
+
+
+def _reusable(plan: Plan, position: int) -> int | None:
+    """A dead input slot this ufunc step can write its result into, if any.
+
+    The value must die at this step, come from an op that returns a new
+    array (a view could alias a live value), and have the result's dtype.
+    """
+    step = plan.steps[position]
+    node = step.node
+    if not OPS[node.op].elementwise or not isinstance(step.forward, np.ufunc) or node.attrs:
+        return None
+    for a in step.args:
+        source = plan.order[a]
+        if (a in step.frees and source.op in OPS and OPS[source.op].fresh
+                and source.dtype == node.dtype
+                and len(source.shape) == len(node.shape) >= 1  # 0-d results are scalars
+                and a not in plan.viewed):
+            return a
+    return None
+
+
+def _bufferable(plan: Plan, position: int, size: int) -> bool:
+    """A large elementwise or matmul step whose value stays inside the plan."""
+    step = plan.steps[position]
+    node = step.node
+    if size < BUFFER_MIN_BYTES or step.out in plan.escaping:
+        return False
+    if node.op == "stack":
+        return node.attrs.get("axis", 0) == 0
+    return not node.attrs and (node.op == "matmul" or OPS[node.op].elementwise
+                               and isinstance(step.forward, np.ufunc))

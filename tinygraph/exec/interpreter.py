@@ -1,0 +1,113 @@
+"""Running a graph: culling, ordering, feeding, evaluating, freeing.
+
+Policy
+------
+1. **Cull**: only the ancestors of the requested fetches run.
+2. **Order**: nodes run in topological order with ties broken by insertion
+   index. Nodes are only ever added after their inputs, so this is simply
+   the ancestors sorted by insertion index — no recursion, O(n log n).
+3. **Feed**: every needed input is fed (or has a default); feeds are checked
+   against the input's declared shape and dtype before anything runs.
+4. **Free**: a value is dropped right after its last consumer, so a long
+   chain keeps a flat peak memory.
+
+::
+
+    fetches ──cull──▶ ancestors ──sort by index──▶ [x, W, matmul, b, add, tanh]
+                                                        │
+    feeds ──check──▶ slots[0..n) ◀── step: slots[out] = forward(slots[a], slots[b])
+                                       then slots[dead] = None
+
+Two evaluators share this policy: :class:`Interpreter`, a plain loop over
+nodes with an ``env`` dict and an overridable :meth:`Interpreter.run_node`
+(the reference, ``g.run(..., optimize=False)``), and
+:class:`tinygraph.exec.plan.Plan`, a schedule compiled to straight-line code
+(what ``g.run`` caches and ``g.compile`` returns, after the rewrites of
+:mod:`tinygraph.passes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.node import Node
+from ..core.op import OPS
+from ..core.shapes import format_shape
+from ..core.traverse import Fetches, ancestors
+from ..errors import EvaluationError, GraphError
+from .feeds import missing_feed, resolve_feeds
+
+if TYPE_CHECKING:
+    from ..core.graph import Graph
+
+__all__ = ["Interpreter", "last_uses", "failure"]
+
+
+def last_uses(order: list[Node], keep: set[str]) -> dict[str, list[str]]:
+    """step name -> names of the values that die right after that step (not ``keep``)."""
+    last: dict[str, str] = {}
+    for node in order:
+        for src in node.inputs:
+            last[src.name] = node.name
+    dying: dict[str, list[str]] = {}
+    for value, step in last.items():
+        if value not in keep:
+            dying.setdefault(step, []).append(value)
+    return dying
+
+
+def failure(node: Node, args: Sequence[Any], exc: Exception) -> EvaluationError:
+    """The error for numpy failing on ``node`` with arguments ``args``."""
+    shapes = ", ".join(format_shape(np.shape(a)) for a in args)
+    return EvaluationError(f"node '{node.name}' ({node.op}) failed on inputs of shape "
+                           f"[{shapes}]: {exc}")
+
+
+class Interpreter:
+    """The reference evaluator: one node at a time over an ``env`` dict.
+
+    Subclass and override :meth:`run_node` to observe or change evaluation
+    (e.g. record every value for a debugger).
+    """
+
+    def __init__(self, graph: Graph, fetches: Any):
+        self.graph = graph
+        self.fetches = Fetches(graph, fetches)
+        self.order = ancestors(graph, self.fetches.nodes)
+        self.dying = last_uses(self.order, {n.name for n in self.fetches.nodes})
+
+    def run_node(self, node: Node, args: list[np.ndarray]) -> np.ndarray:
+        return OPS[node.op].forward(*args, **node.attrs)
+
+    def run(self, feeds: Mapping[Any, Any]) -> Any:
+        fed = resolve_feeds(self.graph, feeds)
+        env: dict[str, Any] = {}
+        for node in self.order:
+            if node.op == "input":
+                if node.name in fed:
+                    env[node.name] = fed[node.name]
+                elif "default" in node.attrs:
+                    env[node.name] = node.attrs["default"]
+                else:
+                    raise missing_feed(node, self.fetches.nodes)
+            elif node.op in ("param", "const"):
+                env[node.name] = node.value
+            else:
+                args = [env[src.name] for src in node.inputs]
+                try:
+                    env[node.name] = self.run_node(node, args)
+                except GraphError:
+                    raise
+                except Exception as exc:
+                    raise failure(node, args, exc) from exc
+            for name in self.dying.get(node.name, ()):
+                del env[name]
+        return self.fetches.rebuild([_detach(n, env[n.name]) for n in self.fetches.nodes])
+
+
+def _detach(node: Node, value: Any) -> Any:
+    # A fetched param must not alias the live array the optimizer updates.
+    return value.copy() if node.op == "param" else value
