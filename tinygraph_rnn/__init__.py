@@ -13,7 +13,8 @@ draws as unrolled, rolled or single-cell pictures.
 (3, 4)
 """
 
-from .cells import Cell, GRUCell, LSTMCell, ParamSpec, VanillaRNNCell
+from .cells import Cell, ParamSpec, VanillaRNNCell
+from .gated_cells import GRUCell, LSTMCell
 from .gradflow import bptt_gradients
 from .lm import CharLM
 from .lm_data import CharData

@@ -29,7 +29,8 @@ import numpy as np
 
 import tinygraph as tg
 
-from .cells import GRUCell, LSTMCell, VanillaRNNCell
+from .cells import VanillaRNNCell
+from .gated_cells import GRUCell, LSTMCell
 from .lm_cli import DEMO_STEPS, add_train_arguments, demo_training, train_command
 from .unroll import Unrolled, unroll
 from .vocab import Vocab, load_corpus, show_char

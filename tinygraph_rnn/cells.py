@@ -35,7 +35,7 @@ import numpy as np
 
 import tinygraph as tg
 
-__all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell"]
+__all__ = ["Cell", "ParamSpec", "VanillaRNNCell"]
 
 Initializer = Callable[[np.random.Generator, tuple[int, ...]], Any]
 
@@ -360,6 +360,3 @@ class VanillaRNNCell(_TorchLayout, Cell):
         # torch adds two biases where the seed has one; their sum is the same affine map.
         return {"U": w_ih.T, "W": w_hh.T, "b": b_ih + b_hh}
 
-
-# GRU and LSTM live in gated_cells.py; imported here so `cells` offers every cell.
-from .gated_cells import GRUCell, LSTMCell  # noqa: E402

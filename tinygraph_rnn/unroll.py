@@ -37,35 +37,18 @@ arrays per step.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 import tinygraph as tg
 from tinygraph.core.gcpause import gc_paused
+from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
+from .stepping import ParamTable, call_step, flat, structured
 
 __all__ = ["unroll", "Unrolled"]
-
-
-class _ParamTable(dict):
-    """name -> param node; a missing name is a GraphError listing the declared ones."""
-
-    cell_name = ""
-
-    def __missing__(self, key: Any) -> tg.Node:
-        raise tg.GraphError(f"{self.cell_name}.step reads params[{key!r}], which the cell does "
-                            f"not declare; declared: {', '.join(self)}")
-
-
-def _flat(state: Any) -> tuple:
-    return state if isinstance(state, tuple) else (state,)
-
-
-def _structured(parts: tuple, single: bool) -> Any:
-    return parts[0] if single else tuple(parts)
 
 
 def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
@@ -159,7 +142,7 @@ class Unrolled:
                              g.input("xs", shape=(steps, None, cell.input_size), dtype=cell.dtype))
             self.sequence.meta["role"] = "input"
         values = cell.checked_params()
-        self.params = _ParamTable((n, g.param(n, v)) for n, v in values.items())
+        self.params = ParamTable((n, g.param(n, v)) for n, v in values.items())
         self.params.cell_name = cell.name
         self._single = len(cell.state_names) == 1
         sizes = cell.state_sizes
@@ -170,7 +153,7 @@ class Unrolled:
         )
         for node in self._initial:
             node.meta["role"] = "initial_state"
-        self.initial_state = _structured(self._initial, self._single)
+        self.initial_state = structured(self._initial, self._single)
         self.inputs: list[tg.Node] = []
         self.states: list[Any] = []
         self.outputs: list[tg.Node] = []
@@ -194,7 +177,7 @@ class Unrolled:
                 fed = g.input(name, shape=shape, dtype=dtype)
             x = (tg.one_hot(fed, cell.input_size, dtype=cell.dtype, name="x") if self.ids
                  else fed)
-            new_state, output = _call_step(cell, x, state, self.params, k)
+            new_state, output = call_step(cell, x, state, self.params, f"{cell.name}.step at t={k}")
         parts = self._check_state(new_state, k)
         output = self._check_output(output, k)
         # Record on every node of this step which cell node it copies and when.
@@ -207,7 +190,7 @@ class Unrolled:
             part.meta.setdefault("role", "state")
         output.meta.setdefault("role", "output")
         self.inputs.append(fed)
-        self.states.append(_structured(parts, self._single))
+        self.states.append(structured(parts, self._single))
         self.outputs.append(output)
         self.logits.append(output.inputs[0] if output.op == "softmax" else output)
         return self.states[-1]
@@ -227,7 +210,7 @@ class Unrolled:
             if len(node.shape) != 2 or node.shape[1] != size or node.shape[0] not in (None, 1):
                 raise tg.ShapeError(
                     f"{cell.name}.step at t={k} returned state '{part_name}' = '{node.name}' "
-                    f"of shape {_fmt(node.shape)}; it must have shape (?, {size}) "
+                    f"of shape {format_shape(node.shape)}; it must have shape (?, {size}) "
                     "(batch, hidden_size) to feed the next step"
                 )
         return tuple(parts)
@@ -239,7 +222,7 @@ class Unrolled:
                                 f"{type(output).__name__}; it must be a node")
         if len(output.shape) != 2:
             raise tg.ShapeError(f"{cell.name}.step at t={k} returned output '{output.name}' of "
-                                f"shape {_fmt(output.shape)}; it must be (batch, size)")
+                                f"shape {format_shape(output.shape)}; it must be (batch, size)")
         return output
 
     # ------------------------------------------------------------------- run
@@ -279,7 +262,7 @@ class Unrolled:
             # keep the optimized plan on its batched-over-time path.
             feeds.update({node: np.zeros((arr.shape[1], node.shape[1]), dtype=node.dtype)
                           for node in self._initial})
-        flat_states = [part for state in self.states for part in _flat(state)]
+        flat_states = [part for state in self.states for part in flat(state)]
         result = self.graph.run({"outputs": self.outputs, "states": flat_states}, feeds)
         stack = tg.OPS["stack"].forward  # ~4x faster than np.stack for many small parts
         outputs = stack(*result["outputs"])
@@ -287,7 +270,7 @@ class Unrolled:
         states = tuple(stack(*result["states"][i::n_parts]) for i in range(n_parts))
         if not batched:
             outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
-        return {"outputs": outputs, "states": _structured(states, self._single)}
+        return {"outputs": outputs, "states": structured(states, self._single)}
 
     def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
         if self.ids:
@@ -300,7 +283,7 @@ class Unrolled:
         except (TypeError, ValueError) as exc:
             raise tg.FeedError(f"{want}; xs is not a numeric array ({exc})") from None
         if arr.ndim not in (2, 3) or arr.shape[0] != T or arr.shape[-1] != D:
-            raise tg.FeedError(f"{want}; got shape {_fmt(arr.shape)}")
+            raise tg.FeedError(f"{want}; got shape {format_shape(arr.shape)}")
         return arr, arr.ndim == 3
 
     def _check_ids(self, xs: Any) -> tuple[np.ndarray, bool]:
@@ -311,13 +294,13 @@ class Unrolled:
         if arr.dtype.kind not in "iu":
             raise tg.FeedError(f"{want}; got dtype {arr.dtype}")
         if arr.ndim not in (1, 2) or arr.shape[0] != T:
-            raise tg.FeedError(f"{want}; got shape {_fmt(arr.shape)}")
+            raise tg.FeedError(f"{want}; got shape {format_shape(arr.shape)}")
         if arr.size and (arr.min() < 0 or arr.max() >= D):
             raise tg.FeedError(f"{want}; got ids from {arr.min()} to {arr.max()}")
         return arr.astype(np.int64, copy=False), arr.ndim == 2
 
     def _initial_feeds(self, initial_state: Any, batch: int | None) -> dict[tg.Node, np.ndarray]:
-        values = _flat(initial_state)
+        values = flat(initial_state)
         if len(values) != len(self._initial):
             names = tuple(n.name for n in self._initial)
             raise tg.FeedError(f"initial_state must be {'an array' if self._single else names} "
@@ -334,7 +317,7 @@ class Unrolled:
             ok = arr.shape == (size,) or (batch is not None and arr.shape == (batch, size))
             if not ok:
                 raise tg.FeedError(f"initial state '{node.name}' wants shape {shapes}; got "
-                                   f"shape {_fmt(arr.shape)}")
+                                   f"shape {format_shape(arr.shape)}")
             feeds[node] = arr.reshape(1, size) if arr.ndim == 1 else arr
         return feeds
 
@@ -381,30 +364,3 @@ class Unrolled:
         return (f"<Unrolled {self.cell.name} over {self.steps} steps: "
                 f"{len(self.graph)} nodes, {len(self.params)} shared params>")
 
-
-def _call_step(cell: Cell, x: tg.Node, state: Any, params: Mapping[str, tg.Node],
-               k: int) -> tuple[Any, Any]:
-    where = f"{cell.name}.step at t={k}"
-    try:
-        result = cell.step(x, state, params)
-    except tg.CycleError:
-        raise
-    except tg.GraphError as exc:
-        # A primitive's error names its node ('t=0/matmul'); add which cell built it.
-        if str(exc).startswith(cell.name):
-            raise
-        raise type(exc)(f"{where}: {exc}") from None
-    except Exception as exc:
-        # A bug in user cell code (e.g. np.tanh on a node): say where it happened.
-        raise tg.GraphError(f"{where} failed: {type(exc).__name__}: {exc}; "
-                            "build steps from tinygraph primitives (tg.tanh, @, + …)") from exc
-    if not isinstance(result, tuple) or len(result) != 2:
-        raise tg.GraphError(f"{where} must return (new_state, output), "
-                            f"got {type(result).__name__}")
-    return result
-
-
-def _fmt(shape: tuple) -> str:
-    """``(None, 3)`` -> ``'(?, 3)'``, as tinygraph's own messages write shapes."""
-    inner = ", ".join("?" if d is None else str(d) for d in shape)
-    return f"({inner},)" if len(shape) == 1 else f"({inner})"

@@ -45,6 +45,7 @@ from tinygraph.render import (
 from tinygraph.render.drawing import Drawing
 from tinygraph.render.engine import DEFAULT_TIMEOUT
 
+from .gradflow import step_of
 from .views_bptt import bptt_drawing
 
 __all__ = ["VIEWS", "view_to_dot", "render_view", "view_drawing"]
@@ -57,11 +58,6 @@ def _flat(items: Any) -> list:
     for item in items:
         flat.extend(item if isinstance(item, tuple) else (item,))
     return flat
-
-
-def _step(node: tg.Node) -> int | None:
-    t = node.meta.get("t")
-    return t if isinstance(t, int) and not isinstance(t, bool) else None
 
 
 def _template(node: tg.Node) -> str:
@@ -96,7 +92,7 @@ def view_drawing(net: Any, view: str = "unrolled", window: int | None = None,
         elide = []
         if window is not None and net.steps > 2 * window:
             middle = range(window, net.steps - window)
-            hidden = [n for n in net.graph.nodes.values() if _step(n) in middle]
+            hidden = [n for n in net.graph.nodes.values() if step_of(n) in middle]
             elide = [(hidden, f"… {len(middle)} steps (t={middle[0]} … t={middle[-1]}) …")]
         return draw(net.graph, elide=elide, **kwargs)
     step = kwargs.pop("step", 0)
@@ -120,18 +116,18 @@ def _rolled(net: Any, outputs: list, kwargs: dict[str, Any]) -> Drawing:
     # The representative of a template: its copy in the earliest step that has one.
     reps: dict[str, tg.Node] = {}
     for node in graph.nodes.values():
-        if _step(node) is not None:
+        if step_of(node) is not None:
             reps.setdefault(_template(node), node)
-    out_templates = {_template(n) for n in outputs if _step(n) is not None}
+    out_templates = {_template(n) for n in outputs if step_of(n) is not None}
 
     def key_of(node: tg.Node) -> Hashable:
-        return ("t", _template(node)) if _step(node) is not None else node.name
+        return ("t", _template(node)) if step_of(node) is not None else node.name
 
     cluster = f"cell × {steps} steps"
     for node in graph.nodes.values():
         if opts.hide_params and node.op == "param":
             continue
-        step = _step(node)
+        step = step_of(node)
         if step is None:
             kind = node_kind(node, dict.fromkeys(outputs))
             drawing.add_box(node.name, kind, node_label(node, opts, values.get(node)),
@@ -146,7 +142,7 @@ def _rolled(net: Any, outputs: list, kwargs: dict[str, Any]) -> Drawing:
         for src in node.inputs:
             if opts.hide_params and src.op == "param":
                 continue
-            a, b = _step(src), _step(node)
+            a, b = step_of(src), step_of(node)
             lag = 0 if a is None or b is None else b - a
             if lag == 0:
                 drawing.add_edge(key_of(src), key_of(node), count=False)
@@ -161,7 +157,7 @@ def _cell(net: Any, step: Any, outputs: list, kwargs: dict[str, Any]) -> Drawing
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < net.steps:
         raise tg.RenderError(f"step must be an int in [0, {net.steps}), got {step!r}")
     opts, values, drawing = _base_drawing(net, kwargs, f"{graph.name}, step t={step}")
-    inside = [n for n in graph.nodes.values() if _step(n) == step]
+    inside = [n for n in graph.nodes.values() if step_of(n) == step]
     members = dict.fromkeys(inside)
     marked = dict.fromkeys(n for n in [*outputs, *_flat(net.states)] if n in members)
     for node in inside:
