@@ -10,7 +10,7 @@ How it works: the reverse pass walks the ancestors of ``y`` in reverse
 insertion (= reverse topological) order — a plain loop, never recursion, so a
 10,000-step unroll differentiates fine. Each node's incoming gradient
 contributions are summed with ``add`` nodes in a fixed order, then handed to
-the vjp rule of its op (``tinygraph.ops``), which builds one gradient node
+the vjp rule of its op (``tinygraph.core.primitives``), which builds one gradient node
 per input. Only nodes on a path from some ``wrt`` node to ``y`` are visited.
 
 ::

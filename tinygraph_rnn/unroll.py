@@ -159,7 +159,7 @@ class Unrolled:
         self.outputs: list[tg.Node] = []
         self.logits: list[tg.Node] = []
         state = self.initial_state
-        with gc_paused():  # many small objects, none garbage yet: see tinygraph.gcpause
+        with gc_paused():  # many small objects, none garbage yet: see tinygraph.core.gcpause
             for k in range(steps):
                 state = self._build_step(k, state)
 

@@ -57,7 +57,7 @@ __all__ = ["bptt_drawing", "BpttDrawing", "DEFAULT_WINDOW", "EDGE_LOOKS", "CLUST
 
 DEFAULT_WINDOW = 3  # steps kept at each end of a long net when neither window= nor steps= is given
 
-# This view's looks, next to the renderer's table (tinygraph.render_drawing.STYLES).
+# This view's looks, next to the renderer's table (tinygraph.render.drawing.STYLES).
 # Backward edges are written head-to-tail with dir=back: they point the way the
 # gradient flows, but the layout ranks them like the forward edges they mirror.
 EDGE_LOOKS: dict[str, dict[str, str]] = {

@@ -51,7 +51,7 @@ def div(a, b, name=None) -> Node:
     return build("div", a, b, name=name)
 
 
-def pow(a, b, name=None) -> Node:  # noqa: A001 - numpy's name, as DESIGN.md lists it
+def pow(a, b, name=None) -> Node:  # noqa: A001 - numpy's name
     """``a ** b`` with broadcasting."""
     return build("pow", a, b, name=name)
 

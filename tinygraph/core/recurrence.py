@@ -1,6 +1,6 @@
 """The ``recurrence`` op: ``s_t = act(s_{t-1} @ W + a[t] (+ b))`` for every step, as one op.
 
-The optimizer's :mod:`tinygraph.recurrence_pass` puts it in place of the
+The optimizer's :mod:`tinygraph.passes.recurrence` puts it in place of the
 per-step nodes of an unrolled vanilla cell. Its kernel runs the steps in a
 tight loop over preallocated rows, every numpy call writing in place:
 

@@ -6,7 +6,7 @@ the gradient arriving at state t from the output layer, ``d[t]`` the
 activation's slope (``1 - s_t**2`` for tanh), ``Wt`` the transposed
 recurrent weight. After batching, ``g`` and ``d`` are whole ``(T, B, H)``
 arrays, but each step is still five or six nodes. The optimizer's
-:mod:`tinygraph.reverse_pass` puts this op in their place; its kernel
+:mod:`tinygraph.passes.reverse` puts this op in their place; its kernel
 runs the steps over preallocated rows with three in-place numpy calls each.
 
 An optional fourth input only lends its shape: reverse mode wraps values in

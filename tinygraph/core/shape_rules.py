@@ -1,4 +1,4 @@
-"""Shape rules: the ``infer`` half of every :class:`~tinygraph.ops.Op` record.
+"""Shape rules: the ``infer`` half of every :class:`~tinygraph.core.op.Op` record.
 
 A rule takes the ``(shape, dtype)`` of each input and the node's attributes
 and returns the output's ``(shape, dtype)``; it also validates the

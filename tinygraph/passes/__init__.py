@@ -20,7 +20,7 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
 - :func:`bias_into_table`: ``take(M, ids) + b`` -> ``take(M + b, ids)`` (after
   batching: one bias add on the small table instead of on every step's rows).
 - :func:`fuse_recurrence`: chains ``s_t = act(a[t] + s_{t-1} @ W)`` -> one
-  ``recurrence`` node (:mod:`tinygraph.recurrence_pass`).
+  ``recurrence`` node (:mod:`tinygraph.passes.recurrence`).
 - :func:`fuse_reverse_recurrence`: reverse mode's chains
   ``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` -> one ``reverse_recurrence`` node.
 - :func:`unstack_rows`: a stack of the rows of one array -> that array.

@@ -3,7 +3,7 @@
 :mod:`tinygraph.passes` are pure ``graph -> graph`` functions; internally each
 copies the needed part of the graph into a :class:`Draft`, edits records
 (add a node, redirect a node's users to another), and builds a fresh
-:class:`~tinygraph.graph.Graph` from it. Building re-sorts the records
+:class:`~tinygraph.core.graph.Graph` from it. Building re-sorts the records
 topologically, so a pass may add a node that must run before nodes that came
 earlier in the original (a batched matmul over all time steps, say) without
 thinking about order; ties keep the original insertion order.

@@ -1,6 +1,6 @@
 """The pass that finds recurrences in a graph and runs each as one ``recurrence`` op.
 
-After :mod:`tinygraph.batching` has moved the input projections of an
+After :mod:`tinygraph.passes.batching` has moved the input projections of an
 unrolled RNN out of the time loop, each step of the forward pass is still
 four nodes — a slice ``a[t]`` of the batched projections, ``s_{t-1} @ W``,
 the add and the activation — and a plan pays a Python line, a numpy call and

@@ -3,11 +3,11 @@
 Reverse mode through an unrolled vanilla cell builds, step by step from the
 last, ``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` with ``g`` the gradient from
 the output layer and ``d`` the activation's slope — batched over time by
-:mod:`tinygraph.batching`, but still five or six nodes a step, and every
+:mod:`tinygraph.passes.batching`, but still five or six nodes a step, and every
 value wrapped in ``sum_to(x, like)`` (an identity when shapes agree).
 
 - :func:`fuse_reverse_recurrences` finds those chains and replaces each with
-  one ``reverse_recurrence`` node (:mod:`tinygraph.reverse_recurrence`),
+  one ``reverse_recurrence`` node (:mod:`tinygraph.core.reverse_recurrence`),
   reading through the wrappers and handing their likes to the op, which
   checks at run time that the shapes agree.
 - :func:`unstack_rows` turns a stack of the rows of one array into the array,
@@ -34,7 +34,7 @@ __all__ = ["fuse_reverse_recurrences", "unstack_rows"]
 
 def fuse_reverse_recurrences(draft: Draft) -> None:
     """Replace reverse mode's chains ``dz_t = (G[t] + dz_{t+1} @ Wt) * D[t]`` by one
-    ``reverse_recurrence`` node (see :mod:`tinygraph.reverse_recurrence`)."""
+    ``reverse_recurrence`` node (see :mod:`tinygraph.core.reverse_recurrence`)."""
     steps = {}  # dz id -> _Back
     for rec in draft.live():
         found = _back_step(draft, rec)

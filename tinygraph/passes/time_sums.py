@@ -11,7 +11,7 @@ batched into one op over all steps (the sum does not depend on the order)::
 The parts are stacked in forward time order, so a stack equal to one the
 forward pass built is merged with it by CSE, and when ``a`` is the forward's
 stack of states shifted by one step (``s_{t-1}``) it is read through slices.
-Called by :func:`tinygraph.batching.batch_pass`.
+Called by :func:`tinygraph.passes.batching.batch_pass`.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ __all__ = ["to_dot", "render", "render_svg", "render_source", "draw", "options",
 
 def draw(graph: Graph, fetches: Any = None, *, elide: Sequence[tuple[Any, str]] = (),
          **kwargs: Any) -> Drawing:
-    """The :class:`~tinygraph.render_drawing.Drawing` behind :func:`to_dot`.
+    """The :class:`~tinygraph.render.drawing.Drawing` behind :func:`to_dot`.
 
     ``elide`` lists ``(nodes, text)`` groups, each drawn as one ellipsis box
     reading ``text`` (edges into and out of the group are joined to it): the

@@ -181,7 +181,7 @@ class Drawing:
         """The DOT of this drawing: opaque ids, styled by kind, clusters nested.
 
         The DOT text is written here line by line, so every user string goes
-        through :func:`~tinygraph.render_text.escape` and nothing else.
+        through :func:`~tinygraph.render.text.escape` and nothing else.
         """
         if self.rankdir not in RANKDIRS:
             raise ValueError(f"rankdir must be one of {RANKDIRS}")
