@@ -44,6 +44,7 @@ from .core.builders import (
 )
 from .core.node import Node
 from .core.ops import OPS, Op
+from .core.scan import scan
 from .errors import (
     CycleError,
     DtypeError,
@@ -68,5 +69,5 @@ __all__ = [
     "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
     "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
     "cross_entropy", "getitem",
-    "grad", "optim", "passes", "ops",
+    "grad", "scan", "optim", "passes", "ops",
 ]

@@ -6,12 +6,13 @@ scheduler then runs forward and backward nodes alike, passes can optimise
 them and the renderer draws them. On an unrolled RNN this *is*
 backpropagation through time, for any cell, with no hand-written BPTT.
 
-How it works: the reverse pass walks the ancestors of ``y`` in reverse
-insertion (= reverse topological) order — a plain loop, never recursion, so a
-10,000-step unroll differentiates fine. Each node's incoming gradient
-contributions are summed with ``add`` nodes in a fixed order, then handed to
-the vjp rule of its op (``tinygraph.core.primitives``), which builds one gradient node
-per input. Only nodes on a path from some ``wrt`` node to ``y`` are visited.
+How it works (:mod:`tinygraph.core.backprop`): the reverse pass walks the
+ancestors of ``y`` in reverse insertion (= reverse topological) order — a
+plain loop, never recursion, so a 10,000-step unroll differentiates fine.
+Each node's incoming gradient contributions are summed with ``add`` nodes in
+a fixed order, then handed to the vjp rule of its op
+(``tinygraph.core.primitives``), which builds one gradient node per input.
+Only nodes on a path from some ``wrt`` node to ``y`` are visited.
 
 ::
 
@@ -38,11 +39,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .core.backprop import backprop
 from .core.gcpause import gc_paused
 from .core.node import Node
-from .core.op import LEAF_OPS, OPS
 from .core.shapes import format_shape
-from .core.traverse import ancestors
 from .errors import DtypeError, GraphError, ShapeError
 
 __all__ = ["grad", "GRAD_SCOPE"]
@@ -124,56 +124,14 @@ def grad(y: Node, wrt: Sequence[Any] | Node | str) -> list[Node] | Node:
     y = _check_y(y)
     targets = [_as_wrt(y, w) for w in ([wrt] if single else list(wrt))]
     graph = y.graph
-    order = ancestors(graph, [y])
-
-    # Forward mark: which nodes lie downstream of some wrt node (only they need gradients).
-    wanted = bytearray(len(graph))
-    for node in targets:
-        wanted[node.index] = 1
-    for node in order:
-        if not wanted[node.index] and any(wanted[src.index] for src in node.inputs):
-            wanted[node.index] = 1
-
     first_new = len(graph)
-    totals: dict[int, Node] = {}
     with graph.scope(GRAD_SCOPE):
-        pending: dict[int, list[Node]] = {y.index: [graph.const(1.0, dtype=y.dtype)]}
-        for node in reversed(order):
-            parts = pending.pop(node.index, None)
-            if parts is None:
-                continue
-            total = parts[0]
-            for part in parts[1:]:
-                total = graph.add_node("add", [total, part])
-            totals[node.index] = total
-            if node.op in LEAF_OPS:
-                continue
-            needs = tuple(bool(wanted[src.index]) and src.dtype.kind == "f"
-                          for src in node.inputs)
-            if not any(needs):
-                continue
-            _push(node, total, needs, pending)
-        results = [totals[n.index] if n.index in totals else graph.add_node("zeros_like", [n])
-                   for n in targets]
+        found = backprop(graph, [(y, graph.const(1.0, dtype=y.dtype))], targets)
+        results = [total if total is not None else graph.add_node("zeros_like", [node])
+                   for node, total in zip(targets, found, strict=True)]
     for node in list(graph.nodes.values())[first_new:]:
         node.meta["grad"] = True
     for node, result in zip(targets, results, strict=True):
         result.meta.setdefault("grad_of", node.name)
     return results[0] if single else results
 
-
-def _push(node: Node, total: Node, needs: tuple[bool, ...],
-          pending: dict[int, list[Node]]) -> None:
-    """Run ``node``'s vjp rule and file each input's gradient under that input."""
-    rule = OPS[node.op].vjp
-    if rule is None:
-        raise GraphError(f"grad: node '{node.name}' has op '{node.op}', which has no vjp rule, "
-                         "so no gradient can flow through it; add vjp= to its Op record in "
-                         "tinygraph/ops.py")
-    outs = rule(node, total, needs)
-    if len(outs) != len(node.inputs):
-        raise GraphError(f"grad: the vjp rule of op '{node.op}' returned {len(outs)} gradients "
-                         f"for the {len(node.inputs)} inputs of node '{node.name}'")
-    for src, want, part in zip(node.inputs, needs, outs, strict=True):
-        if want and part is not None:
-            pending.setdefault(src.index, []).append(part)

@@ -89,6 +89,11 @@ class Graph:
         # live value a compiled plan reads (so assignments to it take effect).
         self._param_sources: dict[str, Node] = {}
         self.version = 0  # bumped on every change: a cheap "has the graph changed?" test
+        # While a scan traces its step into this graph: the graph it is nested in.
+        # Nodes of that graph (or of graphs around it) used by the step become
+        # inputs of this one (see capture).
+        self.outer: Graph | None = None
+        self.captures: dict[Node, Node] = {}  # outer node -> the input standing for it
 
     # ------------------------------------------------------------ mappings
     @property
@@ -140,6 +145,37 @@ class Graph:
         in-place updates, take effect in compiled plans).
         """
         return self._param_sources.get(node.name, node)
+
+    # --------------------------------------------------------------- nesting
+    def encloses(self, other: Graph) -> bool:
+        """Is ``other`` a graph this one is being traced inside (a scan body's outer graph)?"""
+        graph = self.outer
+        while graph is not None:
+            if graph is other:
+                return True
+            graph = graph.outer
+        return False
+
+    def capture(self, node: Node) -> Node:
+        """``node`` if it is this graph's; an input of this graph standing for it if it
+        belongs to an enclosing graph (made once per node, in order of first use)."""
+        if node.graph is self:
+            return node
+        chain = [self]  # the graphs from this one out to the node's, innermost first
+        while chain[-1].outer is not None and chain[-1].outer is not node.graph:
+            chain.append(chain[-1].outer)
+        if chain[-1].outer is not node.graph:
+            raise GraphError(f"node '{node.name}' belongs to graph '{node.graph.name}', which "
+                             f"does not enclose graph '{self.name}'")
+        for graph in reversed(chain):  # outermost first: each level captures the one around it
+            found = graph.captures.get(node)
+            if found is None:
+                base = node.name.replace(SCOPE_SEP, ".")
+                found = graph._insert(graph._unique_name(base), "input", (), {}, node.shape,
+                                      node.dtype, {"captures": node.name})
+                graph.captures[node] = found
+            node = found
+        return node
 
     # --------------------------------------------------------------- scopes
     @contextlib.contextmanager
@@ -266,9 +302,10 @@ class Graph:
         for node in inputs:
             if not isinstance(node, Node):
                 raise GraphError(f"op {op}: inputs must be nodes, got {type(node).__name__}")
-            if node.graph is not self:
+            if node.graph is not self and not self.encloses(node.graph):
                 raise GraphError(f"node '{node.name}' belongs to graph '{node.graph.name}', not "
                                  f"to graph '{self.name}'; nodes of two graphs cannot be mixed")
+        inputs = tuple(self.capture(node) for node in inputs)
         if record.arity is not None and len(inputs) != record.arity:
             raise GraphError(f"op {op} takes {record.arity} inputs, got {len(inputs)}")
         if record.arity is None and not inputs:

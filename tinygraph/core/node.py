@@ -140,8 +140,10 @@ def build(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
     for a in args:
         if type(a) is not Node:
             break
-    else:  # fast path: only nodes, so no consts to build (or undo)
-        return args[0].graph.add_node(op, args, attrs, name=name)
+    else:  # fast path: only nodes of one graph, so no consts to build (or undo)
+        graph = args[0].graph
+        if all(a.graph is graph for a in args):
+            return graph.add_node(op, args, attrs, name=name)
     graph = graph_of(*args)
     peer = next((a for a in args if isinstance(a, Node)), None)
     with graph._atomic():
@@ -164,18 +166,26 @@ def index_attr(index: Any) -> tuple:
 
 
 def graph_of(*values: Any) -> Graph:
-    """The one graph the nodes among ``values`` belong to."""
+    """The one graph the nodes among ``values`` belong to.
+
+    Inside a scan's step, nodes of the scan body and of the graphs around it
+    mix: the body (the innermost graph) is the one.
+    """
     graph = None
     for value in values:
         items = value if isinstance(value, list | tuple) else [value]
         for item in items:
             if isinstance(item, Node):
-                if graph is not None and item.graph is not graph:
-                    raise GraphError(
-                        f"node '{item.name}' belongs to graph '{item.graph.name}', not to graph "
-                        f"'{graph.name}'; nodes of two graphs cannot be mixed"
-                    )
-                graph = item.graph
+                if graph is None or item.graph is graph or graph.encloses(item.graph):
+                    graph = graph or item.graph
+                    continue
+                if item.graph.encloses(graph):
+                    graph = item.graph
+                    continue
+                raise GraphError(
+                    f"node '{item.name}' belongs to graph '{item.graph.name}', not to graph "
+                    f"'{graph.name}'; nodes of two graphs cannot be mixed"
+                )
     if graph is None:
         raise GraphError("an op needs at least one Node argument to know its graph; "
                          "create values with g.input/g.param/g.const first")
@@ -189,10 +199,10 @@ def as_node(graph: Graph, value: Any, peer: Any = None) -> Node:
     stays float32 when ``x`` is float32 and ``ids + 1`` stays integer.
     """
     if isinstance(value, Node):
-        if value.graph is not graph:
+        if value.graph is not graph and not graph.encloses(value.graph):
             raise GraphError(f"node '{value.name}' belongs to graph '{value.graph.name}', "
                              f"not to graph '{graph.name}'; nodes of two graphs cannot be mixed")
-        return value
+        return graph.capture(value)
     dtype = None
     if isinstance(peer, Node) and isinstance(value, int | float) and not isinstance(value, bool):
         if peer.dtype.kind == "f" or (peer.dtype.kind in "iu" and isinstance(value, int)):

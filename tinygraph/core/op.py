@@ -71,6 +71,9 @@ class Op:
     identity_when_shapes_agree: a reverse-mode helper whose second input only
              lends its runtime shape; it returns its first input itself when
              the two shapes are equal.
+    outputs: for an op with several outputs (``scan``): ``outputs(node)`` is how
+             many a node has. Its forward returns a tuple; ``unpack`` nodes read
+             the outputs, and its vjp gets one cotangent (or None) per output.
     """
 
     name: str
@@ -84,6 +87,7 @@ class Op:
     view: bool = False
     fresh: bool = False
     identity_when_shapes_agree: bool = False
+    outputs: Callable[[Any], int] | None = None
 
 
 OPS: dict[str, Op] = {}

@@ -19,9 +19,10 @@ from .op import LEAF_OPS, OPS, Op, register
 from .primitives import PRIMITIVES
 from .recurrence import RECURRENCE
 from .reverse_recurrence import REVERSE_RECURRENCE
+from .scan import SCAN, UNPACK
 from .shape_rules import DtypeMismatch
 
 __all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
 
-for _record in [*PRIMITIVES, RECURRENCE, REVERSE_RECURRENCE]:
+for _record in [*PRIMITIVES, RECURRENCE, REVERSE_RECURRENCE, SCAN, UNPACK]:
     register(_record)

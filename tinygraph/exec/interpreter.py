@@ -39,11 +39,12 @@ from ..core.shapes import format_shape
 from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
 from .feeds import missing_feed, resolve_feeds
+from .scan import empty_outputs, scan_steps
 
 if TYPE_CHECKING:
     from ..core.graph import Graph
 
-__all__ = ["Interpreter", "last_uses", "failure"]
+__all__ = ["Interpreter", "interpret_scan", "last_uses", "failure"]
 
 
 def last_uses(order: list[Node], keep: set[str]) -> dict[str, list[str]]:
@@ -80,6 +81,8 @@ class Interpreter:
         self.dying = last_uses(self.order, {n.name for n in self.fetches.nodes})
 
     def run_node(self, node: Node, args: list[np.ndarray]) -> np.ndarray:
+        if node.op == "scan":
+            return interpret_scan(node, args)
         return OPS[node.op].forward(*args, **node.attrs)
 
     def run(self, feeds: Mapping[Any, Any]) -> Any:
@@ -111,3 +114,29 @@ class Interpreter:
 def _detach(node: Node, value: Any) -> Any:
     # A fetched param must not alias the live array the optimizer updates.
     return value.copy() if node.op == "param" else value
+
+
+def interpret_scan(node: Node, args: Sequence[np.ndarray]) -> tuple:
+    """The reference: the body run by the :class:`Interpreter`, one step at a time."""
+    a = node.attrs
+    k, m, ny = a["num_carry"], a["num_xs"], a["num_ys"]
+    body = a["body"]
+    outs = [body.node(n) for n in a["outputs"][:k + ny]]
+    run = Interpreter(body, outs)
+    xs = args[k:k + m]
+    steps = scan_steps(node, xs)
+    carry = list(args[:k])
+    ys: list[list] = [[None] * steps for _ in range(ny)]
+    saved: list[list] = [[None] * steps for _ in range(k)]
+    order = range(steps - 1, -1, -1) if a["reverse"] else range(steps)
+    for t in order:
+        feeds = dict(zip(a["inputs"], [*carry, *[x[t] for x in xs], *args[k + m:]], strict=True))
+        out = run.run(feeds)
+        for i in range(k):
+            saved[i][t] = carry[i]
+        for j in range(ny):
+            ys[j][t] = out[k + j]
+        carry = list(out[:k])
+    if steps == 0:
+        return (*carry, *empty_outputs(node))
+    return (*carry, *[np.stack(v) for v in ys], *[np.stack(v) for v in saved])

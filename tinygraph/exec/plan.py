@@ -47,6 +47,7 @@ from ..errors import EvaluationError, GraphError
 from .codegen import generate
 from .feeds import missing_feed
 from .interpreter import failure, last_uses
+from .scan import ScanKernel
 from .stacks import stack_destinations
 
 if TYPE_CHECKING:
@@ -117,6 +118,10 @@ class Plan:
         self.inputs: list[tuple[int, Node]] = []
         self.steps: list[Step] = []
         fed_set = set(fed)
+        read_outputs: dict[Node, set[int]] = {}  # multi-output node -> the outputs read
+        for node in self.order:
+            if node.op == "unpack":
+                read_outputs.setdefault(node.inputs[0], set()).add(node.attrs["index"])
         for i, node in enumerate(self.order):
             if node.op == "input":
                 if node.name in fed_set:
@@ -133,8 +138,10 @@ class Plan:
                 # Leaves are never freed: their arrays belong to the graph or the caller.
                 frees = tuple(slot[n] for n in dying.get(node.name, ())
                               if self.order[slot[n]].op not in LEAF_OPS)
-                self.steps.append(Step(node, bind(node), tuple(slot[s.name] for s in node.inputs),
-                                       i, frees))
+                forward = (ScanKernel(node, read_outputs.get(node), Plan) if node.op == "scan"
+                           else bind(node))
+                self.steps.append(Step(node, forward, tuple(slot[s.name] for s in node.inputs),
+                                   i, frees))
         self.fetch_slots = [slot[n.name] for n in roots]
         self.input_names = [node.name for _, node in self.inputs]
         self._detach = [n.op == "param" for n in roots]

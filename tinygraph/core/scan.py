@@ -1,0 +1,346 @@
+"""``tg.scan``: a loop over time as ONE node, whose body is a graph traced once.
+
+::
+
+    init ──▶ ┌──────── scan (T steps) ────────┐ ──▶ final carry
+             │  carry ─▶ [ body graph ] ─▶ carry'│
+    xs[t] ──▶│            │                     │ ──▶ ys (T, …): the per-step outputs
+    U, W … ─▶│ (captured) ▼ y_t                 │ ──▶ saved carries (T, …): for the gradient
+             └──────────────────────────────────┘
+
+:func:`scan` calls the user's ``step(carry, x)`` once, on inputs of a new
+body graph (``node.attrs["body"]``); outer nodes the step reads (params,
+other nodes) become body inputs on first use (``Graph.capture``) and inputs
+of the scan node. The scan node has several outputs, read by ``unpack``
+nodes: the final carry parts, the stacked per-step outputs, and the carries
+each step started from (stacked; a plan computes them only when something
+reads them, i.e. the gradient).
+
+Its vjp is a reverse scan whose body is the body's own vjp (built by
+:func:`tinygraph.core.backprop.backprop` on a copy of the body, never by
+calling ``step`` again), reading the saved carries: gradients for ``init``,
+every sequence in ``xs`` and every captured node, accumulated over steps in
+the carry. The kernel lives in :mod:`tinygraph.exec.scan`.
+
+>>> import numpy as np, tinygraph as tg
+>>> g = tg.Graph()
+>>> xs = g.input("xs", shape=(None, 2))
+>>> total, running = tg.scan(lambda c, x: (c + x, c + x), g.const(np.zeros(2)), xs)
+>>> g.run([total, running], {"xs": np.ones((3, 2))})
+[array([3., 3.]), array([[1., 1.],
+       [2., 2.],
+       [3., 3.]])]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import DtypeError, GraphError, ShapeError
+from .backprop import backprop
+from .node import Node, graph_of
+from .op import Op, unbroadcast
+from .shape_rules import Spec
+from .shapes import ShapeMismatch, format_shape
+
+__all__ = ["scan", "SCAN", "UNPACK", "replay"]
+
+
+def _parts(value: Any, what: str, where: str) -> tuple[list[Node], bool]:
+    """A node or a tuple/list of nodes -> (list, was it a single node?)."""
+    if isinstance(value, Node):
+        return [value], True
+    if isinstance(value, list | tuple) and value and all(isinstance(v, Node) for v in value):
+        return list(value), False
+    raise GraphError(f"{where}: {what} must be a node or a tuple of nodes, got "
+                     f"{type(value).__name__}")
+
+
+def _shapes_agree(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y
+                                    for x, y in zip(a, b, strict=True))
+
+
+def scan(step: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
+         length: int | None = None, name: str | None = None) -> tuple[Any, Any]:
+    """Loop ``carry, y = step(carry, x)`` over the rows of ``xs``, as one graph node.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(carry, x) -> (new_carry, y)``, built from tinygraph primitives.
+        Called ONCE, to trace it into the scan's body graph. ``carry`` has
+        ``init``'s structure; ``x`` is one row of each of ``xs`` (same
+        structure; ``None`` without ``xs``); ``y`` may be ``None``, a node or
+        a tuple of nodes.
+    init : Node or tuple of Node
+        The initial carry (an LSTM's ``(h, c)``).
+    xs : Node or tuple of Node, optional
+        Sequences sliced along axis 0; their length is T (it may be unknown,
+        ``None``, until run time).
+    length : int, optional
+        T when there are no ``xs`` (or to state it).
+    name : str, optional
+        The scan node's name.
+
+    Returns
+    -------
+    (final_carry, ys)
+        Nodes of the outer graph: the carry after the last step (``init``'s
+        structure) and the per-step outputs stacked along a new axis 0
+        (``y``'s structure; ``None`` when the step returns ``None``).
+
+    Raises
+    ------
+    GraphError
+        ``step`` is not callable, fails, or returns the wrong structure;
+        ShapeError / DtypeError when the new carry does not match ``init``.
+    """
+    where = f"scan{'' if name is None else f' {name!r}'}"
+    if not callable(step):
+        raise GraphError(f"{where}: step must be a function step(carry, x) -> (carry, y), "
+                         f"got {type(step).__name__}")
+    init_parts, single_carry = _parts(init, "init", where)
+    x_parts, single_x = ([], True) if xs is None else _parts(xs, "xs", where)
+    graph = graph_of(*init_parts, *x_parts)
+    steps = _length(x_parts, length, where)
+    with graph._atomic():
+        node_name = graph._unique_name("scan") if name is None else graph._explicit_name(name)
+        body = type(graph)(f"{node_name}/body")
+        # A size-1 axis of init may grow by broadcasting in the first step (a (1, H)
+        # zero state meeting a batch of B rows): the body takes any size there.
+        carry_in = [body.input(f"carry{i}", shape=tuple(None if d == 1 else d for d in p.shape),
+                               dtype=p.dtype) for i, p in enumerate(init_parts)]
+        x_in = []
+        for i, p in enumerate(x_parts):
+            if not p.shape:
+                raise ShapeError(f"{where}: xs must have a leading time axis; '{p.name}' is a "
+                                 "scalar")
+            x_in.append(body.input(f"x{i}", shape=p.shape[1:], dtype=p.dtype))
+        result = _trace(step, body, graph, carry_in, x_in, single_carry, single_x, where)
+        new_carry, ys = _check_result(result, body, carry_in, init_parts, single_carry, where)
+        y_parts, single_y = ([], True) if ys is None else _parts(ys, "the step's y", where)
+        y_parts = [body.capture(y) for y in y_parts]
+        consts = list(body.captures)  # outer nodes, in order of first use
+        attrs = {"body": body, "num_carry": len(init_parts), "num_xs": len(x_parts),
+                 "num_ys": len(y_parts), "length": steps, "reverse": False,
+                 "inputs": tuple(n.name for n in body.inputs.values()),
+                 "outputs": tuple(n.name for n in [*new_carry, *y_parts, *carry_in])}
+        node = graph.add_node("scan", [*init_parts, *x_parts, *consts], attrs, name=node_name)
+        outs = unpack_all(node)
+    k = len(init_parts)
+    final = outs[:k]
+    stacked = outs[k:k + len(y_parts)]
+    carry_result = final[0] if single_carry else tuple(final)
+    if not y_parts:
+        return carry_result, None
+    return carry_result, (stacked[0] if single_y else tuple(stacked))
+
+
+def _length(x_parts: list[Node], length: Any, where: str) -> int | None:
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int | np.integer)
+                               or length < 0):
+        raise GraphError(f"{where}: length must be an int >= 0, got {length!r}")
+    known = {p.shape[0] for p in x_parts if p.shape and p.shape[0] is not None}
+    if length is not None:
+        known.add(int(length))
+    if len(known) > 1:
+        listed = ", ".join(f"'{p.name}' {format_shape(p.shape)}" for p in x_parts)
+        raise ShapeError(f"{where}: the sequences have different lengths ({listed}"
+                         f"{'' if length is None else f', length={length}'})")
+    if not x_parts and length is None:
+        raise GraphError(f"{where}: without xs, say how many steps: length=T")
+    return known.pop() if known else None
+
+
+def _trace(step: Callable, body: Any, graph: Any, carry_in: list[Node], x_in: list[Node],
+           single_carry: bool, single_x: bool, where: str) -> Any:
+    body.outer = graph  # outer nodes the step reads become body inputs
+    try:
+        return step(carry_in[0] if single_carry else tuple(carry_in),
+                    None if not x_in else x_in[0] if single_x else tuple(x_in))
+    except GraphError as exc:
+        raise type(exc)(f"{where}: in the step function: {exc}") from None
+    except Exception as exc:
+        raise GraphError(f"{where}: the step function failed: {type(exc).__name__}: {exc}; "
+                         "build the step from tinygraph primitives (tg.tanh, @, + …), "
+                         "not numpy calls on nodes") from exc
+    finally:
+        body.outer = None
+
+
+def _check_result(result: Any, body: Any, carry_in: list[Node], init_parts: list[Node],
+                  single_carry: bool, where: str) -> tuple[list[Node], Any]:
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise GraphError(f"{where}: the step must return (new_carry, y), got "
+                         f"{type(result).__name__}")
+    new_carry, ys = result
+    parts, single = _parts(new_carry, "the new carry", where)
+    if len(parts) != len(init_parts) or single != single_carry:
+        raise GraphError(f"{where}: the step returned a carry of {len(parts)} part(s), init has "
+                         f"{len(init_parts)}; return the carry in init's structure")
+    checked = []
+    for i, (part, first) in enumerate(zip(parts, init_parts, strict=True)):
+        part = body.capture(part)
+        if not _shapes_agree(part.shape, first.shape):
+            raise ShapeError(f"{where}: carry part {i} has shape {format_shape(part.shape)} after "
+                             f"a step but init '{first.name}' has {format_shape(first.shape)}")
+        if part.dtype != first.dtype:
+            raise DtypeError(f"{where}: carry part {i} has dtype {part.dtype} after a step but "
+                             f"init '{first.name}' has {first.dtype}")
+        checked.append(part)
+    return checked, ys
+
+
+# ----------------------------------------------------------- the records
+
+
+def output_specs(node: Node) -> list[tuple[tuple, np.dtype]]:
+    """(shape, dtype) of each output of a scan node: final carries, stacked ys, saved carries."""
+    a = node.attrs
+    body, k, ny = a["body"], a["num_carry"], a["num_ys"]
+    outs = [body.node(n) for n in a["outputs"]]
+    steps = a["length"]
+    if steps is None:
+        first_x = node.inputs[k] if a["num_xs"] else None
+        steps = None if first_x is None else first_x.shape[0]
+    specs = [(init.shape, init.dtype) for init in node.inputs[:k]]
+    specs += [((steps, *o.shape), o.dtype) for o in outs[k:k + ny]]
+    specs += [((steps, *o.shape), o.dtype) for o in outs[k + ny:]]
+    return specs
+
+
+def unpack_all(node: Node) -> list[Node]:
+    """One ``unpack`` node per output of a scan node, named after what it holds."""
+    k, ny = node.attrs["num_carry"], node.attrs["num_ys"]
+    prefix = node.graph._prefix()  # names given here are scoped again: pass them relative
+    base = node.name[len(prefix):] if node.name.startswith(prefix) else node.name
+    labels = ([f"carry{i}" for i in range(k)] + [f"ys{i}" for i in range(ny)]
+              + [f"saved{i}" for i in range(k)])
+    return [node.graph.add_node("unpack", [node], {"index": i, "shape": shape,
+                                                    "dtype": dtype.name},
+                                name=f"{base}.{label}")
+            for i, ((shape, dtype), label) in enumerate(zip(output_specs(node), labels,
+                                                            strict=True))]
+
+
+def _scan_infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
+    body = attrs.get("body")
+    if body is None or not hasattr(body, "inputs"):
+        raise ShapeMismatch("attr 'body' must be the scan's body graph")
+    k, m, ny = attrs["num_carry"], attrs["num_xs"], attrs["num_ys"]
+    names = attrs["inputs"]
+    if len(names) != len(specs) or k + m > len(specs):
+        raise ShapeMismatch(f"the body takes {len(names)} inputs; the scan node has "
+                            f"{len(specs)}")
+    for i, (name, (shape, dtype)) in enumerate(zip(names, specs, strict=True)):
+        inner = body.node(name)
+        want = inner.shape if not k <= i < k + m else shape[1:]
+        if inner.op != "input" or not _shapes_agree(inner.shape, want) or inner.dtype != dtype:
+            raise ShapeMismatch(f"input {i} is {format_shape(shape)} {dtype}; the body's "
+                                f"'{name}' wants {format_shape(inner.shape)} {inner.dtype}"
+                                + (" per step" if k <= i < k + m else ""))
+    if len(attrs["outputs"]) != 2 * k + ny:
+        raise ShapeMismatch("attr 'outputs' must list the carries, ys and saved carries")
+    for name in attrs["outputs"]:
+        body.node(name)
+    return (), np.dtype("float64")  # a multi-output node: its outputs are read by unpack
+
+
+def _no_kernel(*args: Any, **attrs: Any) -> Any:
+    raise GraphError("a scan node runs through a compiled plan or the interpreter "
+                     "(tinygraph.exec.scan), not through its Op record's forward")
+
+
+def _unpack_infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
+    shape = attrs["shape"]
+    return tuple(shape), np.dtype(attrs["dtype"])
+
+
+def replay(source: Any, target: Any, mapping: dict[Node, Node]) -> dict[Node, Node]:
+    """Copy every node of graph ``source`` not in ``mapping`` into ``target``, wiring
+    inputs through ``mapping`` (which grows); returns it."""
+    for node in source.nodes.values():
+        if node in mapping:
+            continue
+        if node.op == "input":
+            raise GraphError(f"replay: input '{node.name}' of '{source.name}' is not mapped")
+        if node.op == "const":
+            mapping[node] = target.const(node.value, dtype=node.dtype)
+        elif node.op == "param":
+            mapping[node] = target.capture(node) if target.encloses(node.graph) else node
+        else:
+            mapping[node] = target.add_node(node.op, [mapping[s] for s in node.inputs],
+                                            dict(node.attrs))
+    return mapping
+
+
+def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) -> tuple:
+    """The reverse scan of the body's vjp (see the module docstring)."""
+    a = node.attrs
+    body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
+    graph = node.graph
+    needs = needs or (True,) * len(node.inputs)
+    inits, xs, consts = node.inputs[:k], node.inputs[k:k + m], node.inputs[k + m:]
+    outs = [graph.node(f"{node.name}.{label}") for label in
+            [f"carry{i}" for i in range(k)] + [f"saved{i}" for i in range(k)]]
+    finals, saved = outs[:k], outs[k:]
+    y_cots = [(j, g) for j, g in enumerate(gs[k:k + ny]) if g is not None]
+    const_wanted = [j for j, c in enumerate(consts) if needs[k + m + j]]
+    x_wanted = [j for j in range(m) if needs[k + j]]
+
+    bwd = type(body)(f"{node.name}/vjp")
+    cot_in = [bwd.input(f"dcarry{i}", shape=p.shape, dtype=p.dtype)
+              for i, p in enumerate(body.node(n) for n in a["inputs"][:k])]
+    acc_in = [bwd.input(f"dconst{j}", shape=consts[j].shape, dtype=consts[j].dtype)
+              for j in const_wanted]
+    body_in = [body.node(n) for n in a["inputs"]]
+    carry_t = [bwd.input(f"carry{i}", shape=p.shape, dtype=p.dtype)
+               for i, p in enumerate(body_in[:k])]
+    x_t = [bwd.input(f"x{j}", shape=p.shape, dtype=p.dtype) for j, p in enumerate(body_in[k:k + m])]
+    body_outs = [body.node(n) for n in a["outputs"]]
+    gy_t = [bwd.input(f"dy{j}", shape=body_outs[k + j].shape, dtype=body_outs[k + j].dtype)
+            for j, _ in y_cots]
+    const_t = [bwd.input(f"const{j}", shape=p.shape, dtype=p.dtype)
+               for j, p in enumerate(body_in[k + m:])]
+    mapping = dict(zip(body_in, [*carry_t, *x_t, *const_t], strict=True))
+    mapping = replay(body, bwd, mapping)
+    seeds = [(mapping[body_outs[i]], cot_in[i]) for i in range(k)]
+    seeds += [(mapping[body_outs[k + j]], g) for (j, _), g in zip(y_cots, gy_t, strict=True)]
+    targets = [*carry_t, *[x_t[j] for j in x_wanted], *[const_t[j] for j in const_wanted]]
+    found = backprop(bwd, seeds, targets)
+    zeros = [f if f is not None else bwd.add_node("zeros_like", [t])
+             for f, t in zip(found, targets, strict=True)]
+    d_carry = zeros[:k]
+    d_x = zeros[k:k + len(x_wanted)]
+    d_const = zeros[k + len(x_wanted):]
+    new_acc = [acc + d for acc, d in zip(acc_in, d_const, strict=True)]
+    carry_outs = [*d_carry, *new_acc]
+    battrs = {"body": bwd, "num_carry": len(carry_outs), "num_xs": k + m + len(gy_t),
+              "num_ys": len(d_x), "length": a["length"], "reverse": not a["reverse"],
+              "inputs": tuple(n.name for n in bwd.inputs.values()),
+              "outputs": tuple(n.name for n in [*carry_outs, *d_x, *cot_in, *acc_in])}
+    start = [g if g is not None else graph.add_node("zeros_like", [f])
+             for g, f in zip(gs[:k], finals, strict=True)]
+    start += [graph.add_node("zeros_like", [consts[j]]) for j in const_wanted]
+    seq = [*saved, *xs, *[g for _, g in y_cots]]
+    back = graph.add_node("scan", [*start, *seq, *consts], battrs)
+    parts = unpack_all(back)
+    n_carry = len(carry_outs)
+    grads: list[Any] = [unbroadcast(parts[i], inits[i]) if needs[i] else None for i in range(k)]
+    gx = dict(zip(x_wanted, parts[n_carry:n_carry + len(x_wanted)], strict=True))
+    grads += [gx.get(j) for j in range(m)]
+    gc = dict(zip(const_wanted, parts[k:n_carry], strict=True))
+    grads += [gc.get(j) for j in range(len(consts))]
+    return tuple(grads)
+
+
+SCAN = Op("scan", None, _no_kernel, _scan_infer, _scan_vjp,
+          doc="carry, y = body(carry, x_t) for each step t: final carry, stacked ys, saved carries",
+          outputs=lambda node: 2 * node.attrs["num_carry"] + node.attrs["num_ys"])
+UNPACK = Op("unpack", 1, lambda packed, index, shape, dtype: packed[index], _unpack_infer,
+            lambda node, g, needs=None: (None,), view=True,
+            doc="output number index of a multi-output node (scan)")

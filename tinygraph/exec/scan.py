@@ -1,0 +1,163 @@
+"""The scan kernel: a scan node's body compiled once, run T times in a generated loop.
+
+A :class:`ScanKernel` compiles the body graph into a :class:`Plan` and, on
+the first call, generates a loop specialised to the node (how many carry
+parts, sequences, captured values and outputs it has)::
+
+    def loop(body, params, buffers, ts, c0, x0, k0, y0, s0):
+        for t in ts:
+            o = body([c0, x0[t], k0], params, buffers)   # the body's plan
+            y0[t] = o[1]                                 # per-step outputs, preallocated
+            s0[t] = c0                                   # saved carries (only if read)
+            c0 = o[0]
+        return [c0]
+
+Memory is the stacked outputs plus one carry: no graph and no value per step
+survive the step. Step 0 runs on its own first, to learn the outputs' shapes.
+If the fast loop fails (e.g. a size only the run shows wrong), the scan runs
+again through the body's plain step loop, whose error names the body node.
+:func:`tinygraph.exec.interpreter.interpret_scan` is the reference: the
+interpreter on the body, one step at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.node import Node
+from ..errors import EvaluationError, FeedError, GraphError
+
+__all__ = ["ScanKernel", "scan_steps", "empty_outputs"]
+
+
+def scan_steps(node: Node, xs: Sequence[np.ndarray]) -> int:
+    """T for this run: the sequences' common length (or the node's ``length``)."""
+    lengths = {len(x) if np.ndim(x) else -1 for x in xs}
+    if node.attrs["length"] is not None:
+        lengths.add(node.attrs["length"])
+    if len(lengths) > 1 or -1 in lengths:
+        names = ", ".join(f"'{s.name}' {np.shape(x)}" for s, x in
+                          zip(node.inputs[node.attrs["num_carry"]:], xs, strict=False))
+        raise FeedError(f"scan '{node.name}': the sequences fed together have different "
+                        f"lengths: {names}; every sequence needs the same number of steps")
+    return lengths.pop() if lengths else 0
+
+
+class ScanKernel:
+    """The forward of one scan node (see the module docstring).
+
+    ``needed``: the output indices something reads (the others, such as the
+    saved carries when no gradient runs, are not stored). ``make_plan``
+    compiles the body (:class:`~tinygraph.exec.plan.Plan`, passed in by the
+    plan that binds this kernel).
+    """
+
+    def __init__(self, node: Node, needed: set[int] | None, make_plan: Any):
+        a = node.attrs
+        self.node = node
+        self.k, self.m, self.ny = a["num_carry"], a["num_xs"], a["num_ys"]
+        body = a["body"]
+        self.plan = make_plan(body, [body.node(n) for n in a["outputs"][:self.k + self.ny]],
+                         fed=a["inputs"])
+        position = {name: i for i, name in enumerate(a["inputs"])}
+        self.arg_of_input = [position[n.name] for _, n in self.plan.inputs]
+        everything = set(range(2 * self.k + self.ny))
+        self.needed = everything if needed is None else set(needed) | set(range(self.k))
+        self._loop: Any = None
+
+    def __call__(self, *args: np.ndarray) -> tuple:
+        k, m = self.k, self.m
+        steps = scan_steps(self.node, args[k:k + m])
+        try:
+            return self._run(args, steps, fast=True)
+        except GraphError:
+            raise
+        except Exception:  # noqa: BLE001 - rerun the plain way: its error names the node
+            return self._run(args, steps, fast=False)
+
+    def _run(self, args: Sequence[np.ndarray], steps: int, fast: bool) -> tuple:
+        k, m, ny = self.k, self.m, self.ny
+        carry = list(args[:k])
+        xs = args[k:k + m]
+        plan = self.plan
+        params = [p._value for _, p in plan.params]
+        order = range(steps - 1, -1, -1) if self.node.attrs["reverse"] else range(steps)
+        if steps == 0:
+            return (*carry, *empty_outputs(self.node))
+        first = order[0]
+        full = [*carry, *[x[first] for x in xs], *args[k + m:]]
+        out = self._step(full, params, fast)
+        ys = [self._alloc(steps, out[k + j]) if k + j in self.needed else None
+              for j in range(ny)]
+        saved = [self._alloc(steps, c) if k + ny + i in self.needed else None
+                 for i, c in enumerate(carry)]
+        for j, y in enumerate(ys):
+            if y is not None:
+                y[first] = out[k + j]
+        for i, s in enumerate(saved):
+            if s is not None:
+                s[first] = carry[i]
+        carry = list(out[:k])
+        rest = order[1:]
+        if fast:
+            loop = self._loop or self._generate()
+            carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *args[k + m:],
+                         *ys, *saved)
+        else:
+            for t in rest:
+                full = [*carry, *[x[t] for x in xs], *args[k + m:]]
+                out = self._step(full, params, fast)
+                for j, y in enumerate(ys):
+                    if y is not None:
+                        y[t] = out[k + j]
+                for i, s in enumerate(saved):
+                    if s is not None:
+                        s[t] = carry[i]
+                carry = list(out[:k])
+        return (*carry, *ys, *saved)
+
+    def _step(self, full: list, params: list, fast: bool) -> list:
+        inputs = [full[i] for i in self.arg_of_input]
+        if fast:
+            return self.plan._body(inputs, params, self.plan._buffers())
+        try:
+            return self.plan._loop(inputs, params)
+        except EvaluationError as exc:
+            raise EvaluationError(f"scan '{self.node.name}', in its body: {exc}") from None
+
+    @staticmethod
+    def _alloc(steps: int, like: Any) -> np.ndarray:
+        like = np.asarray(like)
+        return np.empty((steps, *like.shape), like.dtype)
+
+    def _generate(self) -> Any:
+        k, m, ny = self.k, self.m, self.ny
+        c = [f"c{i}" for i in range(k)]
+        x = [f"x{j}" for j in range(m)]
+        consts = [f"k{i}" for i in range(len(self.node.inputs) - k - m)]
+        y = [f"y{j}" for j in range(ny)]
+        s = [f"s{i}" for i in range(k)]
+        per_step = [*c, *[f"{v}[t]" for v in x], *consts]
+        body_args = ", ".join(per_step[i] for i in self.arg_of_input)
+        lines = [f"def loop(body, params, buffers, ts, {', '.join([*c, *x, *consts, *y, *s])}):",
+                 "    for t in ts:",
+                 f"        o = body([{body_args}], params, buffers)"]
+        lines += [f"        {y[j]}[t] = o[{k + j}]" for j in range(ny) if k + j in self.needed]
+        lines += [f"        {s[i]}[t] = {c[i]}" for i in range(k) if k + ny + i in self.needed]
+        lines += [f"        {c[i]} = o[{i}]" for i in range(k)]
+        lines.append(f"    return [{', '.join(c)}]")
+        names: dict[str, Any] = {}
+        exec(compile("\n".join(lines), f"<scan loop of '{self.node.name}'>", "exec"),  # noqa: S102
+             names)  # our own generated source: identifiers only, no user text
+        self._loop = names["loop"]
+        return self._loop
+
+
+def empty_outputs(node: Node) -> list[np.ndarray]:
+    """T = 0: empty stacks of a scan's per-step outputs, of their static shapes."""
+    a = node.attrs
+    outs = [a["body"].node(n) for n in a["outputs"][a["num_carry"]:]]
+    return [np.empty((0, *(d or 0 for d in o.shape)), o.dtype) for o in outs]
