@@ -420,7 +420,7 @@ TAMPERED = {
     "node in attrs": (setter(5, "attrs", {"axis": {"node": "x"}}), "invalid tagged"),
     "deep nesting": (setter(0, "meta", {"k": json.loads("[" * 100 + "]" * 100)}), "levels"),
     "default shape": (lambda d: d["nodes"][0].update(shape=[3, 3]), "does not build"),
-    "version 2": (lambda d: d.update(version=2), "newer"),
+    "version 3": (lambda d: d.update(version=3), "newer"),
     "version str": (lambda d: d.update(version="1"), "version"),
     "version bool": (lambda d: d.update(version=True), "version"),
     "format": (lambda d: d.update(format="pickle"), "not a tinygraph graph"),

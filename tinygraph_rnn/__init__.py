@@ -18,7 +18,9 @@ from .gated_cells import GRUCell, LSTMCell
 from .gradflow import bptt_gradients
 from .lm import CharLM
 from .lm_data import CharData
+from .scanned import Scanned, scan
 from .unroll import Unrolled, unroll
 
 __all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell", "unroll", "Unrolled",
+           "scan", "Scanned",
            "CharLM", "CharData", "bptt_gradients"]

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import tinygraph as tg
+from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
 
-__all__ = ["ParamTable", "call_step", "flat", "structured"]
+__all__ = ["ParamTable", "call_step", "check_output", "check_state", "flat", "structured"]
 
 
 class ParamTable(dict):
@@ -57,3 +58,36 @@ def call_step(cell: Cell, x: tg.Node, state: Any, params: Mapping[str, tg.Node],
         raise tg.GraphError(f"{where} must return (new_state, output), "
                             f"got {type(result).__name__}")
     return result
+
+
+def check_state(cell: Cell, new_state: Any, where: str) -> tuple:
+    """The state a step returned, as a tuple of parts, each (batch, size); errors say ``where``."""
+    names = cell.state_names
+    single = len(names) == 1
+    want = "a node" if single else f"a tuple of {len(names)} nodes {names}"
+    parts = (new_state,) if single else new_state
+    if not isinstance(parts, tuple) or len(parts) != len(names) or not all(
+        isinstance(p, tg.Node) for p in parts
+    ):
+        raise tg.GraphError(f"{where} returned a state of type "
+                            f"{type(new_state).__name__}; the state must be {want}")
+    for part_name, node in zip(names, parts, strict=True):
+        size = cell.state_sizes[part_name]
+        if len(node.shape) != 2 or node.shape[1] != size or node.shape[0] not in (None, 1):
+            raise tg.ShapeError(
+                f"{where} returned state '{part_name}' = '{node.name}' "
+                f"of shape {format_shape(node.shape)}; it must have shape (?, {size}) "
+                "(batch, hidden_size) to feed the next step"
+            )
+    return tuple(parts)
+
+
+def check_output(cell: Cell, output: Any, where: str) -> tg.Node:
+    """The output a step returned: a (batch, size) node; errors say ``where``."""
+    if not isinstance(output, tg.Node):
+        raise tg.GraphError(f"{where} returned an output of type "
+                            f"{type(output).__name__}; it must be a node")
+    if len(output.shape) != 2:
+        raise tg.ShapeError(f"{where} returned output '{output.name}' of "
+                            f"shape {format_shape(output.shape)}; it must be (batch, size)")
+    return output

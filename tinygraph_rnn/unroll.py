@@ -46,7 +46,7 @@ from tinygraph.core.gcpause import gc_paused
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
-from .stepping import ParamTable, call_step, flat, structured
+from .stepping import ParamTable, call_step, check_output, check_state, flat, structured
 
 __all__ = ["unroll", "Unrolled"]
 
@@ -178,8 +178,9 @@ class Unrolled:
             x = (tg.one_hot(fed, cell.input_size, dtype=cell.dtype, name="x") if self.ids
                  else fed)
             new_state, output = call_step(cell, x, state, self.params, f"{cell.name}.step at t={k}")
-        parts = self._check_state(new_state, k)
-        output = self._check_output(output, k)
+        where = f"{cell.name}.step at t={k}"
+        parts = check_state(cell, new_state, where)
+        output = check_output(cell, output, where)
         # Record on every node of this step which cell node it copies and when.
         cut = len(prefix) + 1
         for node in itertools.islice(reversed(g.nodes.values()), len(g) - start):
@@ -194,36 +195,6 @@ class Unrolled:
         self.outputs.append(output)
         self.logits.append(output.inputs[0] if output.op == "softmax" else output)
         return self.states[-1]
-
-    def _check_state(self, new_state: Any, k: int) -> tuple:
-        cell = self.cell
-        names = cell.state_names
-        want = "a node" if self._single else f"a tuple of {len(names)} nodes {names}"
-        parts = (new_state,) if self._single else new_state
-        if not isinstance(parts, tuple) or len(parts) != len(names) or not all(
-            isinstance(p, tg.Node) for p in parts
-        ):
-            raise tg.GraphError(f"{cell.name}.step at t={k} returned a state of type "
-                                f"{type(new_state).__name__}; the state must be {want}")
-        for part_name, node in zip(names, parts, strict=True):
-            size = cell.state_sizes[part_name]
-            if len(node.shape) != 2 or node.shape[1] != size or node.shape[0] not in (None, 1):
-                raise tg.ShapeError(
-                    f"{cell.name}.step at t={k} returned state '{part_name}' = '{node.name}' "
-                    f"of shape {format_shape(node.shape)}; it must have shape (?, {size}) "
-                    "(batch, hidden_size) to feed the next step"
-                )
-        return tuple(parts)
-
-    def _check_output(self, output: Any, k: int) -> tg.Node:
-        cell = self.cell
-        if not isinstance(output, tg.Node):
-            raise tg.GraphError(f"{cell.name}.step at t={k} returned an output of type "
-                                f"{type(output).__name__}; it must be a node")
-        if len(output.shape) != 2:
-            raise tg.ShapeError(f"{cell.name}.step at t={k} returned output '{output.name}' of "
-                                f"shape {format_shape(output.shape)}; it must be (batch, size)")
-        return output
 
     # ------------------------------------------------------------------- run
     def run(self, xs: Any, initial_state: Any = None) -> dict[str, Any]:

@@ -120,10 +120,15 @@ def scan(step: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
                 raise ShapeError(f"{where}: xs must have a leading time axis; '{p.name}' is a "
                                  "scalar")
             x_in.append(body.input(f"x{i}", shape=p.shape[1:], dtype=p.dtype))
-        result = _trace(step, body, graph, carry_in, x_in, single_carry, single_x, where)
-        new_carry, ys = _check_result(result, body, carry_in, init_parts, single_carry, where)
-        y_parts, single_y = ([], True) if ys is None else _parts(ys, "the step's y", where)
-        y_parts = [body.capture(y) for y in y_parts]
+        body.outer = graph  # outer nodes the step reads (or returns) become body inputs
+        try:
+            result = _trace(step, carry_in, x_in, single_carry, single_x, where)
+            new_carry, ys = _check_result(result, body, carry_in, init_parts, single_carry,
+                                          where)
+            y_parts, single_y = ([], True) if ys is None else _parts(ys, "the step's y", where)
+            y_parts = [body.capture(y) for y in y_parts]
+        finally:
+            body.outer = None
         consts = list(body.captures)  # outer nodes, in order of first use
         attrs = {"body": body, "num_carry": len(init_parts), "num_xs": len(x_parts),
                  "num_ys": len(y_parts), "length": steps, "reverse": False,
@@ -156,9 +161,8 @@ def _length(x_parts: list[Node], length: Any, where: str) -> int | None:
     return known.pop() if known else None
 
 
-def _trace(step: Callable, body: Any, graph: Any, carry_in: list[Node], x_in: list[Node],
-           single_carry: bool, single_x: bool, where: str) -> Any:
-    body.outer = graph  # outer nodes the step reads become body inputs
+def _trace(step: Callable, carry_in: list[Node], x_in: list[Node], single_carry: bool,
+           single_x: bool, where: str) -> Any:
     try:
         return step(carry_in[0] if single_carry else tuple(carry_in),
                     None if not x_in else x_in[0] if single_x else tuple(x_in))
@@ -168,8 +172,6 @@ def _trace(step: Callable, body: Any, graph: Any, carry_in: list[Node], x_in: li
         raise GraphError(f"{where}: the step function failed: {type(exc).__name__}: {exc}; "
                          "build the step from tinygraph primitives (tg.tanh, @, + …), "
                          "not numpy calls on nodes") from exc
-    finally:
-        body.outer = None
 
 
 def _check_result(result: Any, body: Any, carry_in: list[Node], init_parts: list[Node],
@@ -227,12 +229,30 @@ def unpack_all(node: Node) -> list[Node]:
                                                             strict=True))]
 
 
+_SCAN_ATTRS = ("body", "num_carry", "num_xs", "num_ys", "length", "reverse", "inputs", "outputs")
+
+
 def _scan_infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    body = attrs.get("body")
-    if body is None or not hasattr(body, "inputs"):
+    if sorted(attrs) != sorted(_SCAN_ATTRS):
+        raise ShapeMismatch(f"a scan node has the attrs {', '.join(_SCAN_ATTRS)}; got "
+                            f"{', '.join(map(str, attrs))}")
+    body = attrs["body"]
+    if not hasattr(body, "inputs") or not hasattr(body, "node"):
         raise ShapeMismatch("attr 'body' must be the scan's body graph")
-    k, m, ny = attrs["num_carry"], attrs["num_xs"], attrs["num_ys"]
+    counts = [attrs[key] for key in ("num_carry", "num_xs", "num_ys")]
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts) or (
+            attrs["length"] is not None and (isinstance(attrs["length"], bool) or not
+                                             isinstance(attrs["length"], int)
+                                             or attrs["length"] < 0)):
+        raise ShapeMismatch("num_carry, num_xs, num_ys must be ints >= 0, length an int or None")
+    k, m, ny = counts
     names = attrs["inputs"]
+    if not isinstance(names, tuple) or not isinstance(attrs["outputs"], tuple) or not all(
+            isinstance(n, str) and n in body for n in (*names, *attrs["outputs"])):
+        raise ShapeMismatch("attrs 'inputs' and 'outputs' must name nodes of the body")
+    if sorted(names) != sorted(body.inputs):
+        raise ShapeMismatch(f"attr 'inputs' must list every input of the body, "
+                            f"{sorted(body.inputs)}; got {list(names)}")
     if len(names) != len(specs) or k + m > len(specs):
         raise ShapeMismatch(f"the body takes {len(names)} inputs; the scan node has "
                             f"{len(specs)}")
@@ -245,8 +265,6 @@ def _scan_infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
                                 + (" per step" if k <= i < k + m else ""))
     if len(attrs["outputs"]) != 2 * k + ny:
         raise ShapeMismatch("attr 'outputs' must list the carries, ys and saved carries")
-    for name in attrs["outputs"]:
-        body.node(name)
     return (), np.dtype("float64")  # a multi-output node: its outputs are read by unpack
 
 
@@ -263,6 +281,7 @@ def _unpack_infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 def replay(source: Any, target: Any, mapping: dict[Node, Node]) -> dict[Node, Node]:
     """Copy every node of graph ``source`` not in ``mapping`` into ``target``, wiring
     inputs through ``mapping`` (which grows); returns it."""
+    unpacked: dict[Node, list[Node]] = {}
     for node in source.nodes.values():
         if node in mapping:
             continue
@@ -272,9 +291,13 @@ def replay(source: Any, target: Any, mapping: dict[Node, Node]) -> dict[Node, No
             mapping[node] = target.const(node.value, dtype=node.dtype)
         elif node.op == "param":
             mapping[node] = target.capture(node) if target.encloses(node.graph) else node
+        elif node.op == "unpack" and node.inputs[0].op == "scan":
+            mapping[node] = unpacked[mapping[node.inputs[0]]][node.attrs["index"]]
         else:
             mapping[node] = target.add_node(node.op, [mapping[s] for s in node.inputs],
                                             dict(node.attrs))
+            if node.op == "scan":  # its outputs, named as the vjp of a scan expects
+                unpacked[mapping[node]] = unpack_all(mapping[node])
     return mapping
 
 

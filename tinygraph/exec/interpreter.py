@@ -139,4 +139,6 @@ def interpret_scan(node: Node, args: Sequence[np.ndarray]) -> tuple:
         carry = list(out[:k])
     if steps == 0:
         return (*carry, *empty_outputs(node))
-    return (*carry, *[np.stack(v) for v in ys], *[np.stack(v) for v in saved])
+    # A (1, H) initial carry may have met a batch of B: rows share the broadcast shape.
+    saved = [np.stack(np.broadcast_arrays(*v)) for v in saved]
+    return (*carry, *[np.stack(v) for v in ys], *saved)

@@ -240,6 +240,8 @@ class Plan:
         for step in self.steps:
             try:
                 vals[step.out] = step.forward(*[vals[a] for a in step.args])
+            except GraphError:
+                raise  # already names what is wrong (a kernel's own check, e.g. scan lengths)
             except Exception as exc:
                 raise failure(step.node, [vals[a] for a in step.args], exc) from exc
             if sizes is not None:

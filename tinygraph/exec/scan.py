@@ -92,8 +92,11 @@ class ScanKernel:
         out = self._step(full, params, fast)
         ys = [self._alloc(steps, out[k + j]) if k + j in self.needed else None
               for j in range(ny)]
-        saved = [self._alloc(steps, c) if k + ny + i in self.needed else None
-                 for i, c in enumerate(carry)]
+        # A (1, H) initial carry may meet a batch of B in the first step: rows of the
+        # saved carries take the later, broadcast shape.
+        saved = [self._alloc(steps, np.broadcast_to(c, np.broadcast_shapes(np.shape(c),
+                                                                           np.shape(out[i]))))
+                 if k + ny + i in self.needed else None for i, c in enumerate(carry)]
         for j, y in enumerate(ys):
             if y is not None:
                 y[first] = out[k + j]

@@ -24,6 +24,7 @@ __all__ = ["load", "MAX_BYTES", "MAX_JSON_BYTES", "MAX_MEMBERS"]
 MAX_BYTES = 2 * 1024**3          # archive size, and total uncompressed size of its members
 MAX_JSON_BYTES = 256 * 1024**2   # graph.json, uncompressed
 MAX_MEMBERS = 1_000_000
+MAX_GRAPH_NESTING = 8  # scans inside scans
 
 _TOP_KEYS = ("format", "version", "name", "nodes")
 _NODE_KEYS = ("name", "op", "inputs", "shape", "dtype", "attrs", "meta")
@@ -109,7 +110,8 @@ class _Loader:
         self.graph_type = graph_type
         self.source = source
         self.used: set[int] = set()
-        self.values = ValueDecoder(self.read_array, self.fail)
+        self.values = ValueDecoder(self.read_array, self.fail, self.nested_graph)
+        self.version = FORMAT_VERSION
         self.op_attrs: dict[str, tuple | None] = {}
 
     def fail(self, message: str) -> FormatError:
@@ -123,9 +125,18 @@ class _Loader:
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise self.fail(f"graph.json is not valid JSON: {exc}") from None
         nodes = self.header(doc)
+        graph = self.graph_from(doc["name"], nodes)
+        unused = [k for k in self.archive.array_indices() if k not in self.used]
+        if unused:
+            raise self.fail(f"no node refers to the member 'arrays/{unused[0]}.npy'; the "
+                            "file was tampered with")
+        return graph
+
+    def graph_from(self, name: str, nodes: list) -> Graph:
+        """A graph rebuilt from its checked node entries, through the normal builder."""
         entries = [self.entry(i, raw) for i, raw in enumerate(nodes)]
         self.check_order(entries)
-        graph = self.graph_type(doc["name"])
+        graph = self.graph_type(name)
         for entry in entries:
             self.add(graph, entry)
         for entry in entries:  # meta last: it may refer to any node, earlier or later
@@ -133,11 +144,21 @@ class _Loader:
             meta = {k: self.values.decode(v, f"{where} {k!r}", graph)
                     for k, v in entry["meta"].items()}
             graph.node(entry["name"]).meta.update(meta)
-        unused = [k for k in self.archive.array_indices() if k not in self.used]
-        if unused:
-            raise self.fail(f"no node refers to the member 'arrays/{unused[0]}.npy'; the "
-                            "file was tampered with")
         return graph
+
+    def nested_graph(self, body: Any, where: str, depth: int) -> Graph:
+        """A graph held in an attr (a scan's body): ``{"name": …, "nodes": […]}``."""
+        if self.version < 2:
+            raise self.fail(f"{where}: graphs inside attrs need format version 2")
+        if depth > MAX_GRAPH_NESTING:
+            raise self.fail(f"{where}: graphs nested more than {MAX_GRAPH_NESTING} deep")
+        if not isinstance(body, dict):
+            raise self.fail(f"{where}: a graph must be an object with name and nodes, got "
+                            f"{show(body)}")
+        self.keys(body, ("name", "nodes"), (), where)
+        if not isinstance(body["name"], str) or not isinstance(body["nodes"], list):
+            raise self.fail(f"{where}: a graph needs a string name and a list of nodes")
+        return self.graph_from(body["name"], body["nodes"])
 
     def header(self, doc: Any) -> list:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
@@ -147,8 +168,9 @@ class _Loader:
         if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
             raise self.fail(f"format version {version} is newer than this tinygraph reads "
                             f"({FORMAT_VERSION}); upgrade tinygraph")
-        if version != FORMAT_VERSION or isinstance(version, bool):
+        if version not in (1, FORMAT_VERSION) or isinstance(version, bool):
             raise self.fail(f"unsupported format version {version!r}; expected {FORMAT_VERSION}")
+        self.version = version
         self.keys(doc, _TOP_KEYS, (), "graph.json")
         if not isinstance(doc["name"], str):
             raise self.fail(f"field 'name' must be a string, got {show(doc['name'])}")

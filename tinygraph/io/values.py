@@ -54,9 +54,13 @@ def show(value: Any) -> str:
 class ValueEncoder:
     """Encodes values to tagged JSON, collecting arrays in :attr:`arrays` (member k = index)."""
 
-    def __init__(self, graph: Graph | None):
+    def __init__(self, graph: Graph | None, arrays: list[np.ndarray] | None = None,
+                 encode_graph: Callable[[Graph, ValueEncoder], Any] | None = None):
         self.graph = graph
-        self.arrays: list[np.ndarray] = []
+        self.arrays: list[np.ndarray] = [] if arrays is None else arrays
+        # A graph held in an attr (a scan's body): encoded by the writer, arrays shared.
+        self.encode_graph = encode_graph
+        self.holds_graphs = False  # did a value hold a graph (the file then needs version 2)?
 
     def array(self, arr: np.ndarray, where: str) -> int:
         """Queue ``arr`` as the next member; returns its number."""
@@ -86,6 +90,10 @@ class ValueEncoder:
             return {"dtype": v.name}
         if isinstance(v, Node) and nodes and v.graph is self.graph:
             return {"node": v.name}
+        if isinstance(v, Graph) and self.encode_graph is not None and not nodes:
+            inner = ValueEncoder(v, self.arrays, self.encode_graph)
+            self.holds_graphs = True
+            return {"graph": self.encode_graph(v, inner)}
         if isinstance(v, list | tuple):
             items = [self.encode(x, where, nodes, depth + 1) for x in v]
             return items if isinstance(v, list) else {"tuple": items}
@@ -107,9 +115,11 @@ class ValueDecoder:
     """
 
     def __init__(self, read_array: Callable[[Any, str], np.ndarray],
-                 fail: Callable[[str], Exception]):
+                 fail: Callable[[str], Exception],
+                 decode_graph: Callable[[Any, str, int], Graph] | None = None):
         self.read_array = read_array
         self.fail = fail
+        self.decode_graph = decode_graph  # a graph in an attr (a scan's body), by the reader
 
     def decode(self, v: Any, where: str, graph: Graph | None = None, depth: int = 0) -> Any:
         """The value ``v`` encodes; ``graph`` resolves ``{"node": name}`` (meta only)."""
@@ -150,6 +160,8 @@ class ValueDecoder:
             return np.dtype(body)
         if tag == "node" and graph is not None and isinstance(body, str) and body in graph:
             return graph.node(body)
+        if tag == "graph" and self.decode_graph is not None and graph is None:
+            return self.decode_graph(body, where, depth + 1)
         raise self.fail(f"{where}: invalid tagged value {show(v)}")
 
     def _dict(self, body: list, where: str, graph: Graph | None, depth: int) -> dict:

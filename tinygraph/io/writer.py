@@ -16,7 +16,8 @@ from .values import ValueEncoder
 __all__ = ["save", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "tinygraph"
-FORMAT_VERSION = 1
+# 2: attrs may hold graphs (a scan node's body); written only when one does.
+FORMAT_VERSION = 2
 
 
 
@@ -43,9 +44,11 @@ def save(graph: Graph, path: Any) -> Any:
     """
     if not isinstance(graph, Graph):
         raise GraphError(f"save() takes a tinygraph.Graph, got {type(graph).__name__}")
-    encoder = ValueEncoder(graph)
-    nodes = [_encode_node(node, encoder) for node in graph.nodes.values()]
-    doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "name": graph.name, "nodes": nodes}
+    encoder = ValueEncoder(graph, encode_graph=_encode_graph)
+    body = _encode_graph(graph, encoder)
+    # Files without nested graphs stay version 1, readable by every tinygraph.
+    version = FORMAT_VERSION if encoder.holds_graphs else 1
+    doc = {"format": FORMAT_NAME, "version": version, **body}
     text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     if hasattr(path, "write"):
         write_archive(path, text, encoder.arrays)
@@ -65,6 +68,11 @@ def save(graph: Graph, path: Any) -> Any:
             os.remove(tmp)
         raise GraphError(f"cannot write graph '{graph.name}' to {target!r}: {exc}") from None
     return path
+
+
+def _encode_graph(graph: Graph, encoder: ValueEncoder) -> dict[str, Any]:
+    """A graph's name and nodes (a scan's body is one of these, inside an attr)."""
+    return {"name": graph.name, "nodes": [_encode_node(n, encoder) for n in graph.nodes.values()]}
 
 
 def _encode_node(node: Node, encoder: ValueEncoder) -> dict[str, Any]:

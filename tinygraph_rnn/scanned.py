@@ -1,0 +1,197 @@
+"""A cell rolled: one ``scan`` node runs its step over any number of time steps.
+
+:func:`scan` is :func:`~tinygraph_rnn.unroll` without the copies: the cell's
+step is traced once into the body of a :func:`tinygraph.scan` node, so the
+graph has the same few nodes whatever the sequence length, and one graph
+runs T = 1 or T = 10^6 (decided by the fed array)::
+
+    xs (T, B, D) ──▶ ┌ scan ──────────────────────┐ ──▶ outputs (T, B, O)
+    s0 (B, H)    ──▶ │  s ─▶ [cell.step] ─▶ s'    │ ──▶ states  (T, B, H)
+    U W b V c    ──▶ └────────────────────────────┘ ──▶ final_state (B, H)
+
+Use :func:`~tinygraph_rnn.unroll` to see and draw every step; use this for
+long or variable-length sequences (and training on them).
+
+>>> import numpy as np, tinygraph_rnn as rnn
+>>> cell = rnn.VanillaRNNCell(input_size=2, hidden_size=3, output_size=2, seed=0)
+>>> net = rnn.scan(cell)
+>>> out = net.run(np.zeros((5, 2)))
+>>> out["outputs"].shape, out["states"].shape
+((5, 2), (5, 3))
+>>> np.allclose(out["states"], rnn.unroll(cell, 5).run(np.zeros((5, 2)))["states"])
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import tinygraph as tg
+from tinygraph.core.shapes import format_shape
+
+from .cells import Cell
+from .stepping import ParamTable, call_step, check_output, check_state, flat, structured
+
+__all__ = ["scan", "Scanned"]
+
+
+def scan(cell: Cell, name: str | None = None, ids: bool = False) -> Scanned:
+    """``cell`` rolled into one scan node; see :class:`Scanned`.
+
+    Parameters
+    ----------
+    cell : Cell
+        Its current ``params`` are copied into the graph's param nodes.
+    name : str, optional
+        The graph's name (default: the cell's class name).
+    ids : bool
+        Feed integer ids of shape ``(T, B)`` instead of vectors; the cell sees
+        ``one_hot(ids, input_size)``.
+
+    Raises
+    ------
+    tinygraph.GraphError
+        ``cell`` is not a Cell, or its step fails or returns a state or an
+        output of the wrong structure or shape.
+    """
+    if not isinstance(cell, Cell):
+        raise tg.GraphError(f"rnn.scan takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
+    return Scanned(cell, name, ids=bool(ids))
+
+
+class Scanned:
+    """A cell rolled over time as one scan node, with the handles of :class:`Unrolled`.
+
+    Attributes
+    ----------
+    graph : tinygraph.Graph
+    cell : Cell
+    params : dict of str to Node
+        Named as ``cell.params``; ``net.params["W"].value`` is the live array.
+    inputs : Node
+        The sequence input ``xs``, shape ``(T, B, D)`` (``ids``, ``(T, B)`` int64).
+    initial_state : Node or tuple of Node
+        Inputs named ``<state>0`` (``s0``; ``(h0, c0)`` for LSTM), zeros unless fed.
+    outputs, logits : Node
+        ``(T, B, O)``: the cell's output at every step, and its pre-softmax values.
+    states : Node or tuple of Node
+        ``(T, B, H)`` per state part: the state after every step.
+    final_state : Node or tuple of Node
+        ``(B, H)`` per state part: the state after the last step.
+    scan_node : Node
+        The scan node itself (its body: ``scan_node.attrs["body"]``).
+    """
+
+    def __init__(self, cell: Cell, name: str | None = None, ids: bool = False):
+        self.cell = cell
+        self.ids = ids
+        self.graph = g = tg.Graph(cell.name if name is None else name)
+        self.inputs = (g.input("ids", shape=(None, None), dtype="int64") if ids else
+                       g.input("xs", shape=(None, None, cell.input_size), dtype=cell.dtype))
+        self.params = ParamTable((n, g.param(n, v)) for n, v in cell.checked_params().items())
+        self.params.cell_name = cell.name
+        self._single = len(cell.state_names) == 1
+        self._initial = tuple(
+            g.input(f"{part}0", shape=(None, cell.state_sizes[part]), dtype=cell.dtype,
+                    default=np.zeros((1, cell.state_sizes[part]), dtype=cell.dtype))
+            for part in cell.state_names)
+        self.initial_state = structured(self._initial, self._single)
+        has_logits: list[bool] = []
+        where = f"{cell.name}.step (in rnn.scan)"
+
+        def step(state: Any, x: tg.Node) -> tuple[Any, tuple]:
+            if ids:
+                x = tg.one_hot(x, cell.input_size, dtype=cell.dtype, name="x")
+            new_state, output = call_step(cell, x, state, self.params, where)
+            parts = check_state(cell, new_state, where)
+            output = check_output(cell, output, where)
+            logits = output.inputs[0] if output.op == "softmax" else output
+            has_logits.append(logits is not output)
+            per_step = (output, *parts) + ((logits,) if logits is not output else ())
+            return structured(parts, self._single), per_step
+
+        final, ys = tg.scan(step, self.initial_state, self.inputs, name="scan")
+        self.final_state = final
+        self.outputs = ys[0]
+        n = len(cell.state_names)
+        self.states = structured(tuple(ys[1:1 + n]), self._single)
+        self.logits = ys[1 + n] if has_logits[0] else self.outputs
+        self.scan_node = self.outputs.inputs[0]
+
+    def run(self, xs: Any, initial_state: Any = None) -> dict[str, Any]:
+        """Forward propagation over a sequence of any length T.
+
+        Parameters
+        ----------
+        xs : array, shape (T, D) or (T, B, D)
+            With ``ids=True``: integer ids of shape (T,) or (T, B).
+        initial_state : array or tuple of arrays, optional
+            Shape ``(H,)`` or ``(B, H)`` per state part; zeros when omitted.
+
+        Returns
+        -------
+        dict
+            ``"outputs"``: ``(T, [B,] O)``; ``"states"``: ``(T, [B,] H)``, or
+            a tuple of those for several state parts (LSTM: ``(h, c)``).
+        """
+        arr, batched = self._check_xs(xs)
+        batch = arr.shape[1] if batched else 1
+        seq = arr if batched else arr[:, None]
+        feeds: dict[Any, np.ndarray] = {self.inputs: seq}
+        values = (flat(initial_state) if initial_state is not None else
+                  [np.zeros((batch, n.shape[1]), n.dtype) for n in self._initial])
+        if len(values) != len(self._initial):
+            raise tg.FeedError(f"initial_state must have {len(self._initial)} part(s) "
+                               f"{tuple(n.name for n in self._initial)}; got {len(values)}")
+        for node, value in zip(self._initial, values, strict=True):
+            v = np.asarray(value, dtype=self.cell.dtype)
+            if v.shape not in ((node.shape[1],), (batch, node.shape[1])):
+                raise tg.FeedError(f"initial state '{node.name}' wants shape "
+                                   f"({node.shape[1]},) or (B={batch}, {node.shape[1]}); got "
+                                   f"{format_shape(v.shape)}")
+            feeds[node] = np.broadcast_to(v, (batch, node.shape[1]))
+        parts = list(flat(self.states))
+        result = self.graph.run({"outputs": self.outputs, "states": parts}, feeds)
+        outputs, states = result["outputs"], tuple(result["states"])
+        if not batched:
+            outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
+        return {"outputs": outputs, "states": structured(states, self._single)}
+
+    def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
+        D = self.cell.input_size  # noqa: N806
+        if self.ids:
+            arr = np.asarray(xs)
+            if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2):
+                raise tg.FeedError(f"'{self.inputs.name}' wants integer ids in [0, {D}) of "
+                                   f"shape (T,) or (T, B); got {arr.dtype} "
+                                   f"{format_shape(arr.shape)}")
+            if arr.size and (arr.min() < 0 or arr.max() >= D):
+                raise tg.FeedError(f"'{self.inputs.name}' wants ids in [0, {D}); got ids from "
+                                   f"{arr.min()} to {arr.max()}")
+            return arr.astype(np.int64, copy=False), arr.ndim == 2
+        try:
+            arr = np.asarray(xs, dtype=self.cell.dtype)
+        except (TypeError, ValueError) as exc:
+            raise tg.FeedError(f"'{self.inputs.name}' wants xs of shape (T, D={D}) or "
+                               f"(T, B, D={D}); xs is not a numeric array ({exc})") from None
+        if arr.ndim not in (2, 3) or arr.shape[-1] != D:
+            raise tg.FeedError(f"'{self.inputs.name}' wants xs of shape (T, D={D}) or "
+                               f"(T, B, D={D}); got shape {format_shape(arr.shape)}")
+        return arr, arr.ndim == 3
+
+    def to_dot(self, **options: Any):
+        """The rolled picture: the scan node with its body (pure: writes nothing)."""
+        return self.graph.to_dot(**options)
+
+    def render(self, path: Any, **options: Any) -> str:
+        """Draw the rolled picture to ``path`` (format from the suffix); returns the path."""
+        return self.graph.render(path, **options)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return self.graph._repr_mimebundle_(include, exclude)
+
+    def __repr__(self) -> str:
+        return (f"<Scanned {self.cell.name}: one scan node, {len(self.graph)} nodes, "
+                f"{len(self.params)} params>")
