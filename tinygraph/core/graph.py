@@ -61,6 +61,14 @@ def _check_shape_spec(name: str, shape: Any) -> tuple:
     return dims
 
 
+def _surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars (``np.int64(1)`` from ``arr.ndim`` and the like) as Python numbers."""
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
@@ -238,6 +246,11 @@ class Graph:
     def _explicit_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise NodeNameError(f"a node name must be a non-empty string, got {name!r}")
+        if not name.isprintable() or _surrogate(name):
+            # Control characters garble messages and terminals; a lone surrogate cannot
+            # be saved (no UTF-8 form). Both are refused when the node is named.
+            raise NodeNameError(f"a node name must be printable text (no control characters "
+                                f"or lone surrogates), got {name!r}")
         full = self._prefix() + name
         if full in self._nodes:
             raise NodeNameError(f"graph '{self.name}' already has a node named {full!r}; "
