@@ -116,8 +116,8 @@ def test_every_returned_array_stays_unchanged_after_later_calls_for_every_op():
                  "broadcast_to", "expand_dims", "reshape_like", "sum_to"}
     assert set(OPS) - covered <= elsewhere, set(OPS) - covered - elsewhere
     rng = np.random.default_rng(0)
-    feeds = [{"a": rng.normal(size=(100, 2)), "b": rng.normal(size=(100, 3)),
-              "c": np.array(float(k)), "ids": rng.integers(0, 5, size=100)} for k in range(4)]
+    feeds = [{"a": rng.normal(size=(2000, 2)), "b": rng.normal(size=(2000, 3)),
+              "c": np.array(float(k)), "ids": rng.integers(0, 5, size=2000)} for k in range(4)]
     for node in nodes:
         fn = g.compile(node, inputs=["a", "b", "c", "ids"])
         kept = [fn(**f) for f in feeds for _ in range(2)]
@@ -136,6 +136,6 @@ def test_concat_gradient_reproducer_keeps_earlier_results():
     b = g.input("b", shape=(None, 3))
     c = g.input("c", shape=())
     ga = tg.grad(tg.sum(tg.concat([a, b], 1) * c), a)
-    outs = [g.run(ga, {"a": np.ones((100, 2)), "b": np.ones((100, 3)), "c": np.array(float(k))})
+    outs = [g.run(ga, {"a": np.ones((2000, 2)), "b": np.ones((2000, 3)), "c": np.array(float(k))})
             for k in range(4)]
     assert [o[0, 0] for o in outs] == [0.0, 1.0, 2.0, 3.0]
