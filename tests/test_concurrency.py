@@ -66,7 +66,7 @@ def test_concurrent_compiles_leave_the_garbage_collector_on():
         fetches = [h, gx, gW, [h, gW], {"a": gx}, "W", [gx, h], gW]
         errors: list[BaseException] = []
 
-        def worker(fetch) -> None:
+        def worker(fetch, g=g, errors=errors) -> None:
             try:
                 g.run(fetch, {"x": np.ones((2, 3)), "ids": np.array([0, 1])})
             except BaseException as exc:  # noqa: BLE001

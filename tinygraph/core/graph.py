@@ -246,11 +246,10 @@ class Graph:
     def _explicit_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise NodeNameError(f"a node name must be a non-empty string, got {name!r}")
-        if not name.isprintable() or _surrogate(name):
-            # Control characters garble messages and terminals; a lone surrogate cannot
-            # be saved (no UTF-8 form). Both are refused when the node is named.
-            raise NodeNameError(f"a node name must be printable text (no control characters "
-                                f"or lone surrogates), got {name!r}")
+        if _surrogate(name):
+            # A lone surrogate has no UTF-8 form: the graph could never be saved.
+            raise NodeNameError(f"a node name must be valid Unicode text (no lone "
+                                f"surrogates), got {name!r}")
         full = self._prefix() + name
         if full in self._nodes:
             raise NodeNameError(f"graph '{self.name}' already has a node named {full!r}; "
