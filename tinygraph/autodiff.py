@@ -122,7 +122,19 @@ def grad(y: Node, wrt: Sequence[Any] | Node | str) -> list[Node] | Node:
     """
     single = isinstance(wrt, Node | str)
     y = _check_y(y)
+    if not single and not isinstance(wrt, Sequence):
+        raise GraphError(f"grad(y, wrt): wrt takes a node, a name, or a list of those, got "
+                         f"{type(wrt).__name__}")
     targets = [_as_wrt(y, w) for w in ([wrt] if single else list(wrt))]
+    if not targets:
+        return []  # nothing asked, nothing built
+    graph = y.graph
+    # A vjp rule missing halfway must not leave half a backward pass in the graph.
+    with graph._atomic():
+        return _build_grads(y, targets, single)
+
+
+def _build_grads(y: Node, targets: list[Node], single: bool) -> list[Node] | Node:
     graph = y.graph
     first_new = len(graph)
     with graph.scope(GRAD_SCOPE):

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ import numpy as np
 from .core.shapes import format_shape
 from .errors import GraphError
 from .graph import Graph, load
+from .io import reader as io_reader
 from .render import render
 from .render.drawing import RANKDIRS
 from .render.engine import DEFAULT_TIMEOUT, ENGINES, FORMATS
@@ -181,11 +184,40 @@ def _read_feeds(path: str | None) -> dict[str, np.ndarray]:
     if path is None:
         return {}
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode) or status.st_size > io_reader.MAX_BYTES:
+            raise GraphError(f"cannot read feeds from {path!r}: not a regular file of at most "
+                             f"{io_reader.MAX_BYTES} bytes")
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise GraphError(f"cannot read feeds from {path!r}: it holds one array, not an .npz "
+                             "of input name -> array (write it with np.savez(path, x=...))")
+        with loaded as archive:
+            total = sum(info.file_size for info in archive.zip.infolist())
+            if total > io_reader.MAX_BYTES:
+                raise GraphError(f"cannot read feeds from {path!r}: it unpacks to {total} "
+                                 f"bytes, more than {io_reader.MAX_BYTES}")
             return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
         raise GraphError(f"cannot read feeds from {path!r} (an .npz file written by "
                          f"np.savez is expected): {exc}") from None
+
+
+def _write_npz(path: str, names: list[str], values: list[Any]) -> None:
+    """What ``np.savez`` writes, but to exactly ``path`` and with any key (even ``file``)."""
+    try:
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, value in zip(names, values, strict=True):
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+    except OSError as exc:
+        raise GraphError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (newlines, ANSI escapes) and surrogates escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text).encode(
+        "utf-8", "backslashreplace").decode("utf-8")
 
 
 def _run(args: argparse.Namespace) -> str:
@@ -194,9 +226,12 @@ def _run(args: argparse.Namespace) -> str:
     if not fetches:
         raise GraphError(f"graph '{graph.name}' has no op nodes to evaluate; name one "
                          "with --fetch")
+    if args.output and not Path(args.output).parent.is_dir():
+        raise GraphError(f"cannot write {args.output!r}: the folder "
+                         f"{str(Path(args.output).parent)!r} does not exist")
     values = graph.run(list(fetches), _read_feeds(args.feeds))
     if args.output:
-        np.savez(args.output, **dict(zip(fetches, values, strict=True)))
+        _write_npz(args.output, fetches, values)
         return args.output
     with np.printoptions(threshold=50, edgeitems=3, precision=6):
         return "\n".join(f"{name} {format_shape(np.shape(v))} {np.asarray(v).dtype}:\n{v}"
@@ -217,9 +252,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_run(args))
         else:
             described = describe(_load(args.file))
-            print(json.dumps(described, indent=2) if args.json else _info_text(described))
+            text = json.dumps(described, indent=2) if args.json else _info_text(described)
+            print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     except GraphError as exc:
-        print(f"tinygraph: error: {exc}", file=sys.stderr)
+        print(f"tinygraph: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except (OSError, MemoryError, RecursionError, ValueError, UnicodeError, RuntimeError,
+            TypeError) as exc:
+        # The promise is one line and no traceback for anything a user's file or
+        # arguments can cause (a layout engine's crash included).
+        print(f"tinygraph: error: {type(exc).__name__}: {_one_line(str(exc))}",
+              file=sys.stderr)
         return 1
     return 0
 

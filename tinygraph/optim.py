@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .core.node import Node
+from .core.options import check_number
 from .core.shapes import format_shape
 from .errors import EvaluationError, GraphError, ShapeError
 
@@ -35,9 +36,21 @@ __all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm"]
 
 
 def _check_hyper(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < high:
-        raise GraphError(f"{name} must be a number in [{low}, {high}), got {value!r}")
-    return float(value)
+    return check_number(name, value, low, high, high_open=True)
+
+
+def _gradient_array(grad: Any, param: Node | None = None) -> np.ndarray:
+    """A gradient as a float array (of ``param``'s dtype); GraphError for anything else."""
+    where = f"gradient for param '{param.name}'" if param is not None else "gradient"
+    arr = np.asarray(grad) if isinstance(grad, np.ndarray) else None
+    if arr is None:
+        try:
+            arr = np.asarray(grad)
+        except (TypeError, ValueError) as exc:
+            raise GraphError(f"{where}: not an array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise GraphError(f"{where}: wants a float array, got dtype {arr.dtype}")
+    return arr if param is None else arr.astype(param.dtype, copy=False)
 
 
 class Optimizer:
@@ -73,7 +86,7 @@ class Optimizer:
                              f"param: {', '.join(p.name for p in self.params)}), got {count}")
         arrays = []
         for p, grad in zip(self.params, grads, strict=True):
-            arr = np.asarray(grad, dtype=p.dtype)
+            arr = _gradient_array(grad, p)
             if arr.shape != p.shape:
                 raise ShapeError(f"gradient for param '{p.name}' has shape "
                                  f"{format_shape(arr.shape)}, the param has shape "
@@ -236,7 +249,10 @@ def clip_grad_norm(grads: list[Any], max_norm: float, error_if_nonfinite: bool =
     max_norm = _check_hyper("max_norm", max_norm)
     if max_norm == 0:
         raise GraphError("max_norm must be > 0")
-    arrays = [np.asarray(a) for a in grads]
+    if not isinstance(grads, list):
+        raise GraphError(f"clip_grad_norm takes a list of gradient arrays (clipped in place), "
+                         f"got {type(grads).__name__}")
+    arrays = [_gradient_array(a) for a in grads]
     norm = math.sqrt(sum(float(np.vdot(a, a).real) for a in arrays))
     if error_if_nonfinite and not math.isfinite(norm):
         raise EvaluationError(f"the global gradient norm is {norm}; a gradient holds nan or "

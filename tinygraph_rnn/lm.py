@@ -41,6 +41,7 @@ import numpy as np
 import tinygraph as tg
 
 from .cells import VanillaRNNCell
+from .lm_checkpoint import check_checkpoint
 from .lm_data import DEFAULT_VAL_FRACTION, CharData
 from .lm_progress import ProgressBar
 from .unroll import unroll
@@ -217,16 +218,32 @@ class CharLM:
             x, y = self.data.window(self._window, self.seq_len, self.batch_size)
             loss, state, *grads = self._train_fn(*self._eye[x], self._state, y)
             tg.optim.clip_grad_norm(grads, clip, error_if_nonfinite=True)
-            self._optimizer.step(grads)
+            self._apply(grads, lr)
+            # Only a step that fully succeeded is recorded: params, Adam, history agree.
             self._state = state
             self._window += 1
             losses.append(float(loss))
+            self.history.append(losses[-1])
             if bar is not None:
                 bar.update(len(losses), losses[-1])
         if bar is not None:
             bar.close()
-        self.history.extend(losses)
         return losses
+
+    def _apply(self, grads: list[np.ndarray], lr: float) -> None:
+        """One Adam step, undone (params and moments) if it leaves a param non-finite."""
+        opt = self._optimizer
+        saved = ([p.value.copy() for p in self.params], [m.copy() for m in opt.m],
+                 [v.copy() for v in opt.v], opt.steps)
+        opt.step(grads)
+        if all(np.isfinite(p.value).all() for p in self.params):
+            return
+        values, opt.m, opt.v, opt.steps = saved
+        for p, value in zip(self.params, values, strict=True):
+            p.value[...] = value  # in place: compiled plans and the optimizer keep the array
+        raise tg.EvaluationError(f"train: a step with lr={lr:g} made a param nan or inf; it was "
+                                 "undone (params, optimizer state and history are as before "
+                                 "it); lower lr")
 
     @property
     def trained_steps(self) -> int:
@@ -322,11 +339,12 @@ class CharLM:
             raise tg.FormatError(f"{path!s}: not a CharLM checkpoint (its 'loss' node has no "
                                  f"meta[{_META_KEY!r}] of version {_META_VERSION}); save one "
                                  "with CharLM.save")
+        check_checkpoint(graph, info, str(path))
         try:
             data = CharData(info["text"], info["val_fraction"], vocab=Vocab(info["vocab"]))
             model = cls(graph, data, info["handles"], info["sizes"])
             model._restore(info["training"])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, tg.GraphError) as exc:
             raise tg.FormatError(f"{path!s}: damaged CharLM checkpoint ({type(exc).__name__}: "
                                  f"{exc})") from None
         return model

@@ -43,12 +43,17 @@ import numpy as np
 
 import tinygraph as tg
 from tinygraph.core.gcpause import gc_paused
+from tinygraph.core.options import check_number
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
 from .stepping import ParamTable, call_step, check_output, check_state, flat, structured
 
-__all__ = ["unroll", "Unrolled"]
+__all__ = ["unroll", "Unrolled", "MAX_STEPS"]
+
+# Each step copies the cell (about ten nodes, ~1 kB each): a million steps is
+# gigabytes of graph, so more is refused before anything is built.
+MAX_STEPS = 1_000_000
 
 
 def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
@@ -97,9 +102,10 @@ def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
     """
     if not isinstance(cell, Cell):
         raise tg.GraphError(f"unroll takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
-        raise tg.GraphError(f"unroll: steps must be a positive int, got {steps!r}")
-    return Unrolled(cell, int(steps), name, ids=bool(ids), sequence=bool(sequence))
+    steps = check_number("unroll: steps", steps, 1, MAX_STEPS, integer=True,
+                         hint=" (each step is a copy of the cell in the graph; for longer "
+                         "sequences use rnn.scan(cell), one node for any length)")
+    return Unrolled(cell, steps, name, ids=bool(ids), sequence=bool(sequence))
 
 
 class Unrolled:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DtypeError, GraphError
+from ..errors import DtypeError, GraphError, ShapeError
 
-__all__ = ["ALIGNMENT", "aligned_copy", "to_array", "check_dtype"]
+__all__ = ["ALIGNMENT", "aligned_copy", "to_array", "check_dtype", "cast_exact",
+           "check_size"]
 
 ALIGNMENT = 64
 
@@ -54,16 +55,80 @@ def check_dtype(dtype: Any, name: str) -> np.dtype:
     return dt
 
 
+def cast_exact(arr: np.ndarray, dtype: np.dtype) -> np.ndarray | str:
+    """``arr`` as ``dtype`` if every value survives the cast, else why not (a message).
+
+    numpy casts silently: 257 becomes 1 in int8, a complex number loses its
+    imaginary part, 1e300 becomes inf in float32. Values are refused instead.
+
+    >>> cast_exact(np.array([1, 2]), np.dtype("int8"))
+    array([1, 2], dtype=int8)
+    >>> cast_exact(np.array([257, -300]), np.dtype("int8"))
+    'values from -300 to 257 do not fit int8 (-128 to 127)'
+    """
+    if arr.dtype == dtype:
+        return arr
+    src = arr.dtype
+    if src.kind not in "biuf":
+        return f"dtype {src} does not convert to {dtype} without losing values"
+    if dtype.kind in "iu" and src.kind in "iu" and arr.size:
+        low, high, info = arr.min(), arr.max(), np.iinfo(dtype)
+        if low < info.min or high > info.max:
+            return (f"values from {low} to {high} do not fit {dtype} "
+                    f"({info.min} to {info.max})")
+    with np.errstate(all="ignore"):
+        out = arr.astype(dtype)
+    if dtype.kind in "iub" and src.kind == "f" and not np.array_equal(out, arr):
+        return f"float values do not convert to {dtype} exactly"
+    if dtype.kind == "f" and src.kind == "f" and not np.array_equal(np.isfinite(out),
+                                                                    np.isfinite(arr)):
+        return f"finite values overflow {dtype}"
+    if dtype.kind == "b" and src.kind in "iu" and not np.array_equal(out, arr):
+        return "only 0 and 1 convert to bool"
+    return out
+
+
+def check_size(shape: tuple, name: str) -> None:
+    """A ShapeError unless an array of ``shape`` could exist (say so: it is a size limit)."""
+    total = 1
+    for d in shape:
+        total *= int(d)
+    if total > np.iinfo(np.intp).max:
+        raise ShapeError(f"node '{name}': shape {shape} has {total} elements, more than an "
+                         "array can hold")
+
+
 def to_array(value: Any, dtype: Any, name: str) -> np.ndarray:
-    """``value`` as an array for node ``name`` (python numbers and lists default to float64)."""
+    """``value`` as an array for node ``name`` (python numbers and lists default to float64).
+
+    With ``dtype``, values that do not fit it (257 in int8, a complex number,
+    10**400) are refused, never wrapped or truncated.
+    """
     if hasattr(value, "graph") and hasattr(value, "op"):  # a Node: a user mix-up, said plainly
         raise GraphError(f"node '{name}': the value must be an array, not the node "
                          f"'{value.name}'")
+    dt = None if dtype is None else check_dtype(dtype, name)
     try:
-        arr = np.array(value, dtype=None if dtype is None else check_dtype(dtype, name))
-    except (TypeError, ValueError) as exc:
-        raise GraphError(f"node '{name}': cannot make an array of {value!r}: {exc}") from None
-    if dtype is None and arr.dtype.kind in "iub" and not isinstance(value, np.ndarray):
-        arr = arr.astype(np.float64)  # python numbers and lists default to float64
-    check_dtype(arr.dtype, name)
-    return arr
+        arr = np.array(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise GraphError(f"node '{name}': cannot make an array of {_show(value)}: {exc}") from None
+    if arr.dtype.kind == "O" and dt is not None:
+        # Python ints beyond int64 come out as objects; a float dtype may still take them.
+        try:
+            arr = np.array(value, dtype=np.float64 if dt.kind == "f" else dt)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DtypeError(f"node '{name}': {_show(value)} does not fit {dt}: {exc}") from None
+    if dt is None:
+        if arr.dtype.kind in "iub" and not isinstance(value, np.ndarray):
+            arr = arr.astype(np.float64)  # python numbers and lists default to float64
+        check_dtype(arr.dtype, name)
+        return arr
+    out = cast_exact(arr, dt)
+    if isinstance(out, str):
+        raise DtypeError(f"node '{name}': the value does not fit dtype {dt}: {out}")
+    return out
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -32,9 +32,9 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphError, NodeNameError, ShapeError
-from .arrays import aligned_copy, check_dtype, to_array
+from .arrays import aligned_copy, check_dtype, check_size, to_array
 from .node import Node
-from .op import OPS, infer
+from .op import OPS, attr_names, infer
 from .shapes import format_shape
 from .traverse import schedule
 from .validate import validate
@@ -56,7 +56,42 @@ def _check_shape_spec(name: str, shape: Any) -> tuple:
             raise ShapeError(
                 f"input '{name}': shape entries must be sizes >= 0 or None, got {shape!r}"
             )
-    return tuple(None if d is None else int(d) for d in dims)
+    dims = tuple(None if d is None else int(d) for d in dims)
+    check_size(tuple(d for d in dims if d is not None), name)
+    return dims
+
+
+def _surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (``np.int64(1)`` from ``arr.ndim`` and the like) as Python numbers."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if type(value) in (tuple, list) and any(isinstance(v, np.generic) for v in value):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def _checked_attrs(op: str, name: str, attrs: Any) -> dict[str, Any]:
+    """``attrs`` as a dict of names ``op``'s forward takes (a typo fails now, not at run time)."""
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, Mapping):
+        raise GraphError(f"node '{name}' ({op}): attrs must be a dict of name -> value, got "
+                         f"{type(attrs).__name__}")
+    allowed = attr_names(op)
+    unknown = [k for k in attrs if allowed is not None and k not in allowed]
+    if unknown:
+        raise GraphError(f"node '{name}' ({op}): unknown attribute(s) "
+                         f"{', '.join(map(repr, unknown))}; this op takes "
+                         f"{', '.join(map(repr, allowed)) or 'none'}")
+    return {k: _plain(v) for k, v in attrs.items()}
 
 
 class Graph:
@@ -247,6 +282,10 @@ class Graph:
     def _explicit_name(self, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise NodeNameError(f"a node name must be a non-empty string, got {name!r}")
+        if _surrogate(name):
+            # A lone surrogate has no UTF-8 form: the graph could never be saved.
+            raise NodeNameError(f"a node name must be valid Unicode text (no lone "
+                                f"surrogates), got {name!r}")
         full = self._prefix() + name
         if full in self._nodes:
             raise NodeNameError(f"graph '{self.name}' already has a node named {full!r}; "
@@ -310,8 +349,8 @@ class Graph:
             raise GraphError(f"op {op} takes {record.arity} inputs, got {len(inputs)}")
         if record.arity is None and not inputs:
             raise GraphError(f"op {op} needs at least one input")
-        attrs = dict(attrs or {})
         full = self._unique_name(op) if name is None else self._explicit_name(name)
+        attrs = _checked_attrs(op, full, attrs)
         shape, dtype = infer(op, full, [(n.shape, n.dtype) for n in inputs], attrs)
         return self._insert(full, op, inputs, attrs, shape, dtype, meta)
 

@@ -24,6 +24,8 @@ gradients the caller wants, so a rule builds nothing for the others.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +33,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import DtypeError, GraphError, ShapeError
-from .shape_rules import DtypeMismatch, Spec
+from .shape_rules import DtypeMismatch, Spec, elementwise_float, unary_float
 from .shapes import ShapeMismatch, format_shape
 
-__all__ = ["Op", "OPS", "LEAF_OPS", "register", "infer", "new_node", "wanted_grads", "unbroadcast"]
+__all__ = ["Op", "OPS", "LEAF_OPS", "register", "infer", "new_node", "wanted_grads", "unbroadcast",
+           "attr_names", "bind_forward", "MAX_ELEMENTS"]
+
+# The largest element count an array can have (numpy indexes with a signed intp).
+MAX_ELEMENTS = np.iinfo(np.intp).max
 
 
 @dataclass(frozen=True)
@@ -115,9 +121,83 @@ def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype
         raise ShapeError(f"node '{name}' ({op}): {exc} [input shapes: {given}]") from None
     except DtypeMismatch as exc:
         raise DtypeError(f"node '{name}' ({op}): {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise GraphError(f"node '{name}' ({op}): invalid attributes {attrs!r}: {exc}") from None
-    return tuple(shape), np.dtype(dtype)
+    shape = tuple(shape)
+    known = [d for d in shape if d is not None]
+    # Python ints never overflow, so this product is exact: a shape numpy could not hold
+    # is refused here rather than wrapping around (2**62 * 4 elements read as 0) later.
+    if any(d < 0 for d in known) or _product(known) > MAX_ELEMENTS:
+        raise ShapeError(f"node '{name}' ({op}): the result shape {format_shape(shape)} has more "
+                         f"elements than an array can hold ({MAX_ELEMENTS})")
+    return shape, np.dtype(dtype)
+
+
+def _product(dims: list[int]) -> int:
+    total = 1
+    for d in dims:
+        total *= int(d)
+    return total
+
+
+@functools.cache
+def attr_names(op: str) -> tuple | None:
+    """The attribute names ``op``'s forward accepts by keyword; None if it cannot be told.
+
+    >>> attr_names("sum"), attr_names("tanh")
+    (('axis', 'keepdims'), ())
+    """
+    forward = OPS[op].forward
+    if isinstance(forward, np.ufunc):
+        return ()  # ufunc keywords (out=, where=, dtype=) are never graph attrs
+    try:
+        params = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    arity = OPS[op].arity
+    keyword = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    if arity is None:  # forward(*xs, axis=0): only keyword-only parameters are attrs
+        return tuple(keyword)
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    return tuple(positional[arity:] + keyword)
+
+
+def bind_forward(op: str, attrs: dict, in_dtypes: Sequence[np.dtype],
+                 dtype: np.dtype) -> Callable[..., np.ndarray]:
+    """``op``'s forward with ``attrs`` bound, computing in the node's recorded ``dtype``.
+
+    A shape rule records float64 for ``tanh`` of an int16 node, but numpy
+    would compute ``np.tanh`` of int16 in float32 (and of bool in float16):
+    ``exp`` of 100 would be ``inf``, and constant folding would disagree with
+    the interpreter. So when a float result comes from non-float inputs, a
+    ufunc is told its output dtype and a one-input op gets its input cast.
+    Every evaluator (interpreter, plans, folding) calls forwards through this.
+
+    >>> f = bind_forward("exp", {}, [np.dtype("int16")], np.dtype("float64"))
+    >>> f(np.array([100], dtype=np.int16)).dtype
+    dtype('float64')
+    """
+    forward = OPS[op].forward
+    call = functools.partial(forward, **attrs) if attrs else forward
+    if dtype.kind != "f" or all(d == dtype for d in in_dtypes):
+        return call
+    if isinstance(forward, np.ufunc):
+        return functools.partial(forward, dtype=dtype)
+    if len(in_dtypes) == 1 and in_dtypes[0].kind in "biu" and _computes_floats(op):
+        return functools.partial(_cast_then_call, call, dtype)
+    return call
+
+
+def _computes_floats(op: str) -> bool:
+    # Ops whose shape rule turns any input into a float (unary_float and its kin);
+    # one_hot, size and the like make floats from ids, which must stay ints.
+    return OPS[op].infer in (unary_float, elementwise_float)
+
+
+def _cast_then_call(call: Callable, dtype: np.dtype, x: np.ndarray) -> np.ndarray:
+    return call(x.astype(dtype))
 
 
 # ----------------------------------------------------------- vjp plumbing

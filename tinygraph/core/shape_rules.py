@@ -15,6 +15,8 @@ node is built, so mistakes surface at build time, not at run time.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .shapes import (
@@ -126,8 +128,9 @@ def reshape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
         raise ShapeMismatch(f"shape= must be a tuple of ints >= -1, got {target!r}")
     if list(target).count(-1) > 1:
         raise ShapeMismatch(f"shape={target!r} may hold at most one -1")
-    known_in = None if None in shape else int(np.prod(shape, dtype=np.int64))
-    known_out = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+    # math.prod on Python ints: exact, where an int64 product would wrap around.
+    known_in = None if None in shape else math.prod(shape)
+    known_out = math.prod(d for d in target if d != -1)
     if -1 not in target:
         if known_in is not None and known_in != known_out:
             raise ShapeMismatch(
@@ -202,6 +205,8 @@ def one_hot(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ShapeMismatch(f"depth must be a positive int, got {depth!r}")
     dtype = np.dtype(attrs.get("dtype", "float64"))
+    if dtype.kind not in "biuf":
+        raise DtypeMismatch(f"dtype must be a float, int or bool dtype, got {dtype}")
     return (*specs[0][0], depth), dtype
 
 

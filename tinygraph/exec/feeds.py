@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.arrays import cast_exact
 from ..core.node import Node
 from ..core.shapes import format_shape
 from ..errors import FeedError
@@ -49,7 +50,11 @@ def check_feed(node: Node, value: Any) -> np.ndarray:
         if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, node.dtype, "same_kind"):
             raise FeedError(f"input '{node.name}' wants {want}; got dtype {arr.dtype}, which "
                             f"does not convert safely (cast it with .astype({node.dtype.name!r}))")
-        arr = arr.astype(node.dtype)
+        cast = cast_exact(arr, node.dtype)
+        if isinstance(cast, str):  # 257 fed to int8 would silently become 1
+            raise FeedError(f"input '{node.name}' wants {want}; got dtype {arr.dtype} whose "
+                            f"{cast}")
+        arr = cast
     if arr.ndim != len(node.shape) or any(
         d is not None and d != s for d, s in zip(node.shape, arr.shape, strict=True)
     ):

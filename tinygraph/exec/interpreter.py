@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.node import Node
-from ..core.op import OPS
+from ..core.op import bind_forward
 from ..core.shapes import format_shape
 from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
@@ -83,7 +83,8 @@ class Interpreter:
     def run_node(self, node: Node, args: list[np.ndarray]) -> np.ndarray:
         if node.op == "scan":
             return interpret_scan(node, args)
-        return OPS[node.op].forward(*args, **node.attrs)
+        return bind_forward(node.op, node.attrs, [n.dtype for n in node.inputs],
+                            node.dtype)(*args)
 
     def run(self, feeds: Mapping[Any, Any]) -> Any:
         fed = resolve_feeds(self.graph, feeds)

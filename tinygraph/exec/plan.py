@@ -30,7 +30,6 @@ A failure inside numpy is reported as an ``EvaluationError`` naming the node.
 
 from __future__ import annotations
 
-import functools
 import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,7 @@ import numpy as np
 
 from ..core.gcpause import gc_paused
 from ..core.node import Node
-from ..core.op import LEAF_OPS, OPS
+from ..core.op import LEAF_OPS, OPS, bind_forward
 from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
 from .codegen import generate
@@ -82,8 +81,7 @@ def bind(node: Node) -> Callable:
             # for @ on 8 x 8), which is what a recurrence pays once per step.
             return np.dot
         return operator.matmul  # the @ operator dispatches faster than the np.matmul ufunc
-    forward = OPS[node.op].forward
-    return functools.partial(forward, **node.attrs) if node.attrs else forward
+    return bind_forward(node.op, node.attrs, [n.dtype for n in node.inputs], node.dtype)
 
 
 class Plan:

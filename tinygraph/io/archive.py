@@ -29,6 +29,7 @@ import io
 import math
 import os
 import re
+import stat
 import zipfile
 from typing import Any
 
@@ -42,6 +43,13 @@ DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"
           "float16", "float32", "float64")
 GRAPH_MEMBER = "graph.json"
 MAX_RANK = 64  # numpy's own limit on dimensions
+
+# A member's first bytes hold its whole .npy header (numpy refuses longer ones).
+_NPY_HEAD_BYTES = 16 * 1024
+# Arrays (stored uncompressed by write_archive) may unpack to at most this much
+# more than the file's own size; graph.json has its own limit.
+MAX_INFLATED = 16 * 1024**2
+MAX_RATIO = 16
 
 _ARRAY_MEMBER = re.compile(r"arrays/(0|[1-9][0-9]{0,8})\.npy")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -82,19 +90,27 @@ class Archive:
                  max_members: int):
         self.source = source
         self.limits = (max_bytes, max_json_bytes, max_members)
+        self.size = 0
         self.members: dict[str, zipfile.ZipInfo] = {}
         self.zip: zipfile.ZipFile | None = None
         self.owned = not hasattr(path, "read")
         if self.owned:
             try:
-                size = os.path.getsize(path)
                 self.file = open(path, "rb")  # noqa: SIM115 - closed by __exit__
+                status = os.fstat(self.file.fileno())
             except OSError as exc:
                 raise FormatError(f"{source}: cannot open: {exc.strerror or exc}") from None
+            if not stat.S_ISREG(status.st_mode):
+                # /dev/zero, a FIFO or a directory: stat's size says nothing, reads never end.
+                self.file.close()
+                raise FormatError(f"{source}: not a regular file; a tinygraph file is a .tgraph "
+                                  "file on disk (or pass a binary file object)")
+            size = status.st_size
         else:
             self.file = path
             size = self.file.seek(0, os.SEEK_END)
             self.file.seek(0)
+        self.size = size
         if size > max_bytes:
             self.close()
             raise FormatError(f"{source}: the file has {size} bytes, more than the limit of "
@@ -130,7 +146,7 @@ class Archive:
         infos = self.zip.infolist()
         if len(infos) > max_members:
             raise self.fail(f"{len(infos)} members, more than the limit of {max_members}")
-        total = 0
+        total = arrays = 0
         for info in infos:
             name = info.filename
             if name in self.members:
@@ -147,6 +163,13 @@ class Archive:
             if total > max_bytes:
                 raise self.fail(f"the members unpack to more than the limit of {max_bytes} "
                                 "bytes (a zip bomb?); pass max_bytes= to allow it")
+            if name != GRAPH_MEMBER:
+                arrays += info.file_size
+            if arrays > MAX_INFLATED + MAX_RATIO * self.size:
+                # tinygraph stores arrays uncompressed: a small file whose arrays inflate
+                # far beyond its size is a zip bomb, refused before anything is inflated.
+                raise self.fail(f"the arrays unpack to more than {MAX_RATIO} times the "
+                                f"file's {self.size} bytes (a zip bomb?)")
             self.members[name] = info
         info = self.members.get(GRAPH_MEMBER)
         if info is None:
@@ -171,14 +194,24 @@ class Archive:
         return data
 
 
-def read_npy(data: bytes, where: str) -> np.ndarray:
-    """The array in ``.npy`` bytes, its header checked before memory is allocated for it.
+    def read_array(self, name: str, where: str) -> np.ndarray:
+        """An ``arrays/<k>.npy`` member, its header checked against its size before the body
+        is read: a 3x4 header in front of 128 MiB of zeros is refused after a few bytes."""
+        info = self.members[name]
+        with self.zip.open(info) as f:
+            head = f.read(min(info.file_size, _NPY_HEAD_BYTES))
+            shape, dtype, offset = _npy_header(head, where)
+            if offset + math.prod(shape) * dtype.itemsize != info.file_size:
+                raise FormatError(f"{where}: the header claims shape {shape} {dtype} but the "
+                                  f"member holds {info.file_size - offset} bytes of data")
+            body = f.read(info.file_size - len(head))
+            if len(head) + len(body) != info.file_size or f.read(1):
+                raise self.fail(f"member {name!r} is truncated or too long")
+        return read_npy(head + body, where)
 
-    Raises FormatError (message prefixed with ``where``) for a malformed
-    header, a dtype outside :data:`DTYPES` (object arrays: pickles are never
-    loaded), or a shape that disagrees with the bytes present. Arrays come
-    back in native byte order.
-    """
+
+def _npy_header(data: bytes, where: str) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, offset of the data) from an .npy prefix; FormatError if it is refused."""
     fmt = np.lib.format
     f = io.BytesIO(data)
     try:
@@ -189,13 +222,28 @@ def read_npy(data: bytes, where: str) -> np.ndarray:
             shape, _, dtype = fmt.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as exc:
+    except (ValueError, EOFError) as exc:
         raise FormatError(f"{where}: not a valid .npy array ({exc})") from None
     if dtype.name not in DTYPES or dtype.fields is not None or dtype.subdtype is not None:
         raise FormatError(f"{where}: arrays of dtype {dtype} are refused; allowed: "
                           f"{', '.join(DTYPES)}")
-    body = len(data) - f.tell()
-    if len(shape) > MAX_RANK or math.prod(shape) * dtype.itemsize != body:
+    if len(shape) > MAX_RANK:
+        raise FormatError(f"{where}: the header claims {len(shape)} dimensions, more than "
+                          f"{MAX_RANK}")
+    return shape, dtype, f.tell()
+
+
+def read_npy(data: bytes, where: str) -> np.ndarray:
+    """The array in ``.npy`` bytes, its header checked before memory is allocated for it.
+
+    Raises FormatError (message prefixed with ``where``) for a malformed
+    header, a dtype outside :data:`DTYPES` (object arrays: pickles are never
+    loaded), or a shape that disagrees with the bytes present. Arrays come
+    back in native byte order.
+    """
+    shape, dtype, offset = _npy_header(data, where)
+    body = len(data) - offset
+    if math.prod(shape) * dtype.itemsize != body:
         raise FormatError(f"{where}: the header claims shape {shape} {dtype} but the member "
                           f"holds {body} bytes of data")
     arr = np.load(io.BytesIO(data), allow_pickle=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from typing import Any
@@ -11,9 +10,9 @@ import networkx as nx
 import numpy as np
 
 from ..core.graph import Graph
-from ..core.op import LEAF_OPS, OPS
+from ..core.op import LEAF_OPS, OPS, attr_names
 from ..errors import CycleError, FormatError, GraphError
-from .archive import DTYPES, GRAPH_MEMBER, MAX_RANK, Archive, read_npy
+from .archive import DTYPES, GRAPH_MEMBER, MAX_RANK, Archive
 from .values import MAX_INT, ValueDecoder, show
 from .writer import FORMAT_NAME, FORMAT_VERSION
 
@@ -272,7 +271,7 @@ class _Loader:
                 node = graph.const(attrs["value"], name=name, dtype=dtype)
             else:
                 if op not in self.op_attrs:
-                    self.op_attrs[op] = _attr_names(op)
+                    self.op_attrs[op] = attr_names(op)
                 allowed = self.op_attrs[op]
                 if allowed is not None:
                     self.attr_names(attrs, allowed, where)
@@ -306,23 +305,4 @@ class _Loader:
         if k in self.used:  # one member per use: a small file cannot fan out into many copies
             raise self.fail(f"{where}: array {k} is used twice")
         self.used.add(k)
-        return read_npy(self.archive.read(member), f"{self.source}: {where}, {member}")
-
-
-def _attr_names(op: str) -> tuple | None:
-    """The attribute names an op's forward accepts by keyword; None if it cannot be told."""
-    forward = OPS[op].forward
-    if isinstance(forward, np.ufunc):
-        return ()  # ufunc keywords (out=, where=, dtype=) are never graph attrs
-    try:
-        params = list(inspect.signature(forward).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    arity = OPS[op].arity
-    keyword = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
-    if arity is None:  # forward(*xs, axis=0): only keyword-only parameters are attrs
-        return tuple(keyword)
-    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-    return tuple(positional[arity:] + keyword)
+        return self.archive.read_array(member, f"{self.source}: {where}, {member}")

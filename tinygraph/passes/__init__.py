@@ -44,7 +44,7 @@ import numpy as np
 
 from ..core.graph import Graph
 from ..core.node import Node
-from ..core.op import OPS
+from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
 from .batching import batch_pass
 from .draft import Draft, freeze
@@ -113,7 +113,9 @@ def _fold(draft: Draft) -> None:
             args = [draft.recs[i].attrs["value"] for i in rec.inputs]
             try:
                 with np.errstate(all="ignore"):
-                    value = OPS[rec.op].forward(*args, **rec.attrs)
+                    value = bind_forward(rec.op, rec.attrs,
+                                         [draft.recs[i].dtype for i in rec.inputs],
+                                         rec.dtype)(*args)
             except Exception:  # noqa: BLE001 - a failing fold is left for run time to report
                 continue
             draft.replace(rec.id, draft.add_const(np.asarray(value, dtype=rec.dtype),

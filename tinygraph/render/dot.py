@@ -179,6 +179,9 @@ def to_dot(graph: Graph, fetches: Any = None, **kwargs: Any) -> graphviz.Digraph
 
 
 def _format(path: str | os.PathLike, fmt: str | None) -> str:
+    if not isinstance(path, str | os.PathLike):
+        raise RenderError(f"render() wants a file path (str or path-like), got "
+                          f"{type(path).__name__}; use to_dot() or render_svg() for no file")
     if fmt is None:
         fmt = Path(path).suffix.lstrip(".").lower()
         if not fmt:

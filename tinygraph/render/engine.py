@@ -28,6 +28,7 @@ import subprocess
 import threading
 from typing import Any
 
+from ..core.options import check_number
 from ..errors import RenderError
 
 __all__ = ["ENGINES", "FORMATS", "WASM_FORMATS", "DEFAULT_TIMEOUT", "pick_engine", "layout"]
@@ -42,9 +43,9 @@ _INSTALL_HINT = ("install Graphviz so that `dot` is on PATH (apt install graphvi
 
 
 def _check_timeout(timeout: Any) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise RenderError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
+    # threading.TIMEOUT_MAX bounds what a timer can wait (~292 years on Linux).
+    return check_number("timeout", timeout, 0.0, threading.TIMEOUT_MAX, low_open=True,
+                        error=RenderError, hint=" (seconds)")
 
 
 def pick_engine(engine: str, fmt: str) -> str:
