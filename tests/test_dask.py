@@ -34,7 +34,7 @@ TIMEOUT = 60  # seconds any one distributed call may take before the test fails
 def client():
     logging.getLogger("distributed").setLevel(logging.ERROR)
     cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     dask_client = distributed.Client(cluster, timeout=TIMEOUT)
     dask_client.wait_for_workers(2, timeout=TIMEOUT)
     yield dask_client
