@@ -1,7 +1,6 @@
 """Run tinygraph graphs on a Dask cluster: batch inference and data-parallel gradients.
 
-Install with ``pip install "tinygraph[dask]"``. Nothing else in tinygraph
-imports this module, so ``import tinygraph`` never needs Dask.
+``pip install "tinygraph[dask]"``; nothing else imports this module.
 
 How a call travels::
 
@@ -14,19 +13,9 @@ How a call travels::
                                                         fetches and fed inputs)
     join the chunks along the fetches' batch axis <--  fetched arrays
 
-Workers never unpickle a graph object: a graph arrives as the bytes of its
-``.tgraph`` file and goes through the same safe loader as ``tg.load``.
-(Dask itself pickles its task messages; run it on a cluster you trust.)
-
-**The batch axis** of an input or a fetch is the *last* ``None`` axis of
-its declared shape: ``(None, 3)`` -> 0, an unrolled sequence
-``(T, None, D)`` -> 1, a scan's ``(None, None, D)`` -> 1 (time, then batch).
-An input without a ``None`` axis, or fed with size 1 along it (an initial
-state of shape ``(1, H)``), goes whole to every chunk. Splitting is exact
-only when the graph treats the rows of a batch independently, which is what a
-batch axis means; a node that reduces over the batch (a mean loss) has no
-batch axis and :func:`run` refuses to fetch it: :func:`compile` with
-``means=`` combines such batch means, weighted by each share's rows.
+A graph travels as the bytes of its ``.tgraph`` file, through the safe
+loader; Dask pickles its own task messages: run it on a cluster you trust.
+Batch axes (:func:`batch_axis`), rules and limits: ``docs/distributed.md``.
 
 >>> import numpy as np, tinygraph as tg, tinygraph.dask as tgd
 >>> g = tg.Graph("affine")
@@ -64,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         f"\"dask[distributed]\"); the import failed with: {exc}"
     ) from exc
 
-__all__ = ["run", "compile", "DistributedFunction", "batch_axis"]
+__all__ = ["run", "Remote", "batch_axis"]
 
 _CACHE_SIZE = 8  # graphs kept per worker process (a sweep over many models reuses slots)
 
@@ -93,19 +82,12 @@ def _take(arr: Any, axis: int, start: int, stop: int) -> Any:
 
 
 class _Loaded:
-    """One graph loaded on a worker, with its compiled plans."""
+    """One graph loaded on a worker, with its compiled plans (per fetches and inputs)."""
 
     def __init__(self, blob: bytes):
         self.graph = tg.load(io.BytesIO(blob))
         self.plans: dict[tuple, Any] = {}
-        # Params are assigned before a run: one run at a time per loaded graph.
-        self.lock = threading.Lock()
-
-    def plan(self, fetches: tuple[str, ...], inputs: tuple[str, ...]) -> Any:
-        key = (fetches, inputs)
-        if key not in self.plans:
-            self.plans[key] = self.graph.compile(list(fetches), inputs=list(inputs))
-        return self.plans[key]
+        self.lock = threading.Lock()  # params are assigned before a run: one run at a time
 
 
 _graphs: OrderedDict[str, _Loaded] = OrderedDict()
@@ -133,7 +115,11 @@ def _run_chunk(blob: bytes, digest: str, fetches: tuple[str, ...], inputs: tuple
     with entry.lock:
         for name, value in (params or {}).items():
             entry.graph.params[name].value[...] = value
-        return tuple(entry.plan(fetches, inputs)(*arrays))
+        plan = entry.plans.get((fetches, inputs))
+        if plan is None:
+            plan = entry.plans[fetches, inputs] = entry.graph.compile(list(fetches),
+                                                                      inputs=list(inputs))
+        return tuple(plan(*arrays))
 
 
 # ------------------------------------------------------------- driver side
@@ -229,8 +215,10 @@ def _resolve(graph: tg.Graph, fetch_names: list[str],
             node = graph.inputs[key]
         else:
             _refuse_feed(graph, fetch_names, key, value)
-        arr = value if isinstance(value, da.Array) else np.asarray(value) if isinstance(
-            value, np.ndarray | list | tuple | int | float | np.generic) else None
+        try:
+            arr = value if isinstance(value, da.Array) else np.asarray(value)
+        except (TypeError, ValueError):
+            arr = None
         if arr is None or arr.ndim != len(node.shape) or any(
                 d is not None and d != n for d, n in zip(node.shape, arr.shape, strict=True)):
             _refuse_feed(graph, fetch_names, key, value)
@@ -277,7 +265,7 @@ def _boundaries(graph: tg.Graph, feeds: Mapping[str, Any], rows: int, chunks: in
             return [0, *np.cumsum(arr.chunks[axis]).tolist()]  # dask arrays keep their chunks
     if chunks is None:
         workers = 1 if client is None else max(1, sum(client.nthreads().values()))
-        chunks = -(-rows // workers)
+        chunks = max(1, -(-rows // workers))
     if isinstance(chunks, bool) or not isinstance(chunks, int | np.integer) or chunks < 1:
         raise tg.GraphError(f"chunks must be a number of rows >= 1, got {chunks!r}")
     return [*range(0, rows, int(chunks)), rows] if rows else [0, 0]
@@ -296,37 +284,29 @@ def _pieces(arr: Any, axis: int | None, rows: int, bounds: list[int], client: An
     return parts if client is None else client.scatter(parts, hash=False)
 
 
+def _gather(client: Any, futures: list, timeout: float | None) -> list:
+    distributed.wait(futures, timeout=timeout)  # TimeoutError after timeout seconds
+    return client.gather(futures)
+
+
 def run(graph: tg.Graph, fetches: Any, feeds: Mapping[Any, Any], client: Any = None, *,
         chunks: int | None = None, compute: bool = True, timeout: float | None = None) -> Any:
     """Evaluate ``fetches`` like ``graph.run``, one chunk of the batch per Dask task.
 
-    Parameters
-    ----------
-    graph : tinygraph.Graph
-    fetches : node, name, or list/tuple/dict of those
-        Each must have a batch (``None``) axis; the result has the same structure.
-    feeds : dict
-        Input node or name -> numpy array, list, or dask array. Inputs are
-        split along their batch axis (the last ``None`` axis of their shape).
-    client : dask.distributed.Client, optional
-        Default: the current client; with none, dask's local threads.
-    chunks : int, optional
-        Rows per chunk for numpy feeds (default: the batch spread evenly over
-        the workers' threads). A fed dask array keeps its own chunks.
-    compute : bool
-        False returns dask arrays (lazy) in the fetch structure.
-    timeout : float, optional
-        Seconds to wait for the workers (``TimeoutError`` after).
-
-    Returns
-    -------
-    The fetch structure with numpy arrays (or dask arrays), equal to ``graph.run``.
+    ``fetches`` (a node, a name, or a list/tuple/dict of those) must each have
+    a batch axis; they come back joined along it, in the same structure.
+    ``feeds`` maps inputs (nodes or names) to numpy or dask arrays; each is
+    split along its batch axis into chunks of ``chunks`` rows (default: the
+    batch spread over the workers' threads) unless it is a dask array, which
+    keeps its chunks. ``client``: default the current Dask client, else dask's
+    local threads. ``compute=False`` returns dask arrays; ``timeout``: seconds
+    to wait for the workers.
 
     Raises
     ------
     tinygraph.FeedError
-        A feed is unknown, missing, of the wrong shape or dtype (checked on
-        the driver on one row, before anything ships), or the split inputs
+        As ``g.run`` raises it, on the driver before anything ships (checked
+        on one row; a dask array by its shape and dtype), or the split inputs
         disagree on the batch size.
     tinygraph.GraphError
         A fetch has no batch axis (e.g. a scalar loss).
@@ -341,12 +321,12 @@ def run(graph: tg.Graph, fetches: Any, feeds: Mapping[Any, Any], client: Any = N
     for name, value in zip(fetch_names, probe, strict=True):
         node = graph.nodes[name]
         axis = batch_axis(node)
-        if axis is None or np.shape(value)[axis] != 1:
+        if axis is None or np.shape(value)[axis] != min(rows, 1):
             raise tg.GraphError(
                 f"tgd.run: fetch '{name}' ({node.op}, shape {node.shape}) has no batch axis that "
                 "follows the fed rows, so its value is not a join of per-chunk values (a mean "
                 "or a sum over the batch is one); fetch the per-row node and reduce it on the "
-                "driver, use tgd.compile(..., means=[...]) for batch means, or use g.run")
+                "driver, or use g.run")
         axes.append(axis)
     blob, digest = _graph_bytes(graph)
     shipped = _ship_graph(client, blob, digest)
@@ -359,7 +339,8 @@ def run(graph: tg.Graph, fetches: Any, feeds: Mapping[Any, Any], client: Any = N
     if not compute:
         lazy = []
         for j, (value, axis) in enumerate(zip(probe, axes, strict=True)):
-            blocks = [da.from_delayed(part[j], shape=_with(np.shape(value), axis, b - a),
+            blocks = [da.from_delayed(part[j], shape=np.shape(value)[:axis]
+                                      + (b - a,) + np.shape(value)[axis + 1:],
                                       dtype=np.asarray(value).dtype)
                       for part, a, b in zip(parts, bounds, bounds[1:], strict=False)]
             lazy.append(da.concatenate(blocks, axis=axis))
@@ -367,81 +348,46 @@ def run(graph: tg.Graph, fetches: Any, feeds: Mapping[Any, Any], client: Any = N
     if client is None:
         results = dask.compute(*parts, scheduler="threads")
     else:
-        futures = client.compute(parts)
-        distributed.wait(futures, timeout=timeout)
-        results = client.gather(futures)
+        results = _gather(client, client.compute(parts), timeout)
     joined = [np.concatenate([r[j] for r in results], axis=axis)
               for j, axis in enumerate(axes)]
     return _rebuild(template, joined)
 
 
-def _with(shape: tuple, axis: int, size: int) -> tuple:
-    return (*shape[:axis], size, *shape[axis + 1:])
+class Remote:
+    """``graph`` shipped to the workers of ``client`` once, to run there on pieces of data.
 
+    The building block of :func:`run` and of data-parallel training
+    (``tinygraph_rnn.lm_dask``): ``remote.map(fetches, inputs, pieces)`` runs
+    the plan of ``fetches`` for ``inputs`` once per piece (a tuple of arrays,
+    one per input), one task each, and returns each piece's list of fetched
+    arrays. ``params`` (name -> array) replace the shipped param values for
+    that call: a driver whose optimizer steps the params sends them each
+    step instead of shipping the graph again.
+    """
 
-# ------------------------------------------------------- data-parallel plans
-
-
-class DistributedFunction:
-    """A compiled plan whose calls split the batch over Dask workers; see :func:`compile`."""
-
-    def __init__(self, graph: tg.Graph, fetches: Sequence[Any], inputs: Sequence[Any],
-                 client: Any, means: Sequence[Any] = (), timeout: float | None = None):
+    def __init__(self, graph: tg.Graph, client: Any = None):
         self.graph = graph
-        self.fetch_names: list[str] = []
-        _flatten(graph, list(fetches), self.fetch_names)
-        self.input_names = [_input(graph, item) for item in inputs]
-        mean_names: list[str] = []
-        _flatten(graph, list(means), mean_names)
-        self.means = [name in mean_names for name in self.fetch_names]
-        self.axes = [batch_axis(graph.nodes[name]) for name in self.fetch_names]
-        for name, axis, mean in zip(self.fetch_names, self.axes, self.means, strict=True):
-            if axis is None and not mean:
-                raise tg.GraphError(
-                    f"tgd.compile: fetch '{name}' (shape {graph.nodes[name].shape}) has no batch "
-                    "axis; list it in means=[...] if it is a mean over the batch (a loss, its "
-                    "gradients), or fetch a per-row node")
         self.client = _client(client)
         if self.client is None:
-            raise tg.GraphError("tgd.compile needs a dask.distributed Client (client=...)")
-        self.timeout = timeout
+            raise tg.GraphError("tgd.Remote needs a dask.distributed Client (client=...)")
         blob, self.digest = _graph_bytes(graph)
-        self._shipped = _ship_graph(self.client, blob, self.digest)
-        self._workers = max(1, sum(self.client.nthreads().values()))
+        self.shipped = _ship_graph(self.client, blob, self.digest)
 
-    def __call__(self, *arrays: Any) -> list[np.ndarray]:
-        """The fetches for positional ``arrays`` (one per input, in order), like ``g.compile``."""
-        if len(arrays) != len(self.input_names):
-            raise tg.FeedError(f"this plan takes {len(self.input_names)} positional inputs "
-                               f"({', '.join(self.input_names)}), got {len(arrays)}")
-        fed = {name: np.asarray(a) for name, a in zip(self.input_names, arrays, strict=True)}
-        for name, arr in fed.items():
-            node = self.graph.inputs[name]
-            if arr.ndim != len(node.shape):
-                raise tg.FeedError(f"input '{name}' wants shape {node.shape} {node.dtype}; got "
-                                   f"shape {arr.shape}")
-        rows = _batch_size(self.graph, fed)
-        shares = min(rows, self._workers)
-        bounds = [round(rows * i / shares) for i in range(shares + 1)]
-        # The driver's params are the truth (its optimizer steps them): ship them every call.
-        params = {name: node.value.copy() for name, node in self.graph.params.items()}
-        columns = [_pieces(fed[n], batch_axis(self.graph.inputs[n]), rows, bounds, None)
-                   for n in self.input_names]
-        futures = [self.client.submit(_run_chunk, self._shipped, self.digest,
-                                      tuple(self.fetch_names), tuple(self.input_names), params,
-                                      *args, pure=False)
-                   for args in zip(*columns, strict=True)]
-        distributed.wait(futures, timeout=self.timeout)
-        results = self.client.gather(futures)
-        weights = [(b - a) / rows for a, b in zip(bounds, bounds[1:], strict=False)]
-        out = []
-        for j, (axis, mean) in enumerate(zip(self.axes, self.means, strict=True)):
-            if mean:
-                out.append(sum(w * np.asarray(r[j]) for w, r in zip(weights, results,
-                                                                    strict=True)))
-            else:
-                out.append(np.concatenate([r[j] for r in results], axis=axis))
-        return out
+    @property
+    def threads(self) -> int:
+        """The worker threads of the cluster: how many pieces run at once."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map(self, fetches: Sequence[Any], inputs: Sequence[Any], pieces: Sequence[Sequence],
+            params: Mapping[str, np.ndarray] | None = None,
+            timeout: float | None = None) -> list[list[np.ndarray]]:
+        fetch_names: list[str] = []
+        _flatten(self.graph, list(fetches), fetch_names)
+        names = tuple(_input(self.graph, item) for item in inputs)
+        futures = [self.client.submit(_run_chunk, self.shipped, self.digest, tuple(fetch_names),
+                                      names, params, *piece, pure=False) for piece in pieces]
+        return [list(r) for r in _gather(self.client, futures, timeout)]
 
 
 def _input(graph: tg.Graph, item: Any) -> str:
@@ -449,23 +395,3 @@ def _input(graph: tg.Graph, item: Any) -> str:
     if node is None or node.graph is not graph or node.op != "input":
         raise tg.FeedError(f"inputs= takes input nodes or their names; got {item!r}")
     return node.name
-
-
-def compile(graph: tg.Graph, fetches: Sequence[Any], inputs: Sequence[Any],  # noqa: A001
-            client: Any = None, *, means: Sequence[Any] = (),
-            timeout: float | None = None) -> DistributedFunction:
-    """A plan like ``graph.compile(fetches, inputs)`` that splits every call over the workers.
-
-    Each call cuts the batch into one share per worker thread, runs every
-    share on its worker with the driver's current param values, and joins
-    the fetches with a batch axis along it. A fetch in ``means`` (a mean
-    over the batch, such as a loss, and the gradients of such a mean)
-    comes back as the mean of the shares' values weighted by their rows,
-    which equals the mean over the whole batch.
-
-    Raises
-    ------
-    tinygraph.GraphError
-        A fetch has no batch axis and is not listed in ``means``.
-    """
-    return DistributedFunction(graph, fetches, inputs, client, means=means, timeout=timeout)

@@ -218,12 +218,12 @@ class CharLM:
         losses: list[float] = []
         gradients = self._train_fn
         if client is not None:  # the same fetches, each worker running its share of the streams
-            import tinygraph.dask as tgd
+            from .lm_dask import DataParallel
 
             h = self._h
-            gradients = tgd.compile(self.graph, [h["loss"], h["final_state"], *h["grads"]],
-                                    [*h["inputs"], h["initial_state"], h["targets"]], client,
-                                    means=[h["loss"], *h["grads"]])
+            gradients = DataParallel(self.graph, [h["loss"], h["final_state"], *h["grads"]],
+                                     [*h["inputs"], h["initial_state"], h["targets"]], client,
+                                     means=[h["loss"], *h["grads"]])
         for _ in range(int(steps)):
             if self._window >= per_epoch:  # a new epoch starts from the top with a zero state
                 self._window = 0
