@@ -164,7 +164,8 @@ class CharLM:
 
     # -------------------------------------------------------------- training
     def train(self, steps: int, lr: float = DEFAULT_LR, clip: float = DEFAULT_CLIP,
-              verbose: bool = True, file: Any = None, log_every: int | None = None) -> list[float]:
+              verbose: bool = True, file: Any = None, log_every: int | None = None,
+              client: Any = None) -> list[float]:
         """Train for ``steps`` windows with Adam and gradient clipping; the losses.
 
         Each step runs one window of ``seq_len`` characters in each of the
@@ -188,6 +189,11 @@ class CharLM:
         log_every : int, optional
             Steps between progress lines when ``file`` is not a terminal
             (default: about 10 lines per call).
+        client : dask.distributed.Client, optional
+            Train data-parallel on its workers (``pip install "tinygraph[dask]"``):
+            each worker differentiates its share of the streams, the driver
+            combines the gradients weighted by share, then clips and steps as
+            here; the result equals training without a client (docs/distributed.md).
 
         Returns
         -------
@@ -211,12 +217,20 @@ class CharLM:
         per_epoch = self.data.windows_per_epoch(self.seq_len, self.batch_size)
         bar = ProgressBar(int(steps), file, log_every) if verbose else None
         losses: list[float] = []
+        gradients = self._train_fn
+        if client is not None:  # the same fetches, each worker running its share of the streams
+            from .lm_dask import DataParallel
+
+            h = self._h
+            gradients = DataParallel(self.graph, [h["loss"], h["final_state"], *h["grads"]],
+                                     [*h["inputs"], h["initial_state"], h["targets"]], client,
+                                     means=[h["loss"], *h["grads"]])
         for _ in range(int(steps)):
             if self._window >= per_epoch:  # a new epoch starts from the top with a zero state
                 self._window = 0
                 self._state = np.zeros_like(self._state)
             x, y = self.data.window(self._window, self.seq_len, self.batch_size)
-            loss, state, *grads = self._train_fn(*self._eye[x], self._state, y)
+            loss, state, *grads = gradients(*self._eye[x], self._state, y)
             tg.optim.clip_grad_norm(grads, clip, error_if_nonfinite=True)
             self._apply(grads, lr)
             # Only a step that fully succeeded is recorded: params, Adam, history agree.
