@@ -81,6 +81,7 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
         title += f" (t=0 … t={shown[len(shown) // 2 - 1]}, … , t={T - 1})"
     drawing = Drawing(title=title_of(opts, title), rankdir="BT", label_limit=opts.label_limit)
     drawing.graph_attrs.update(nodesep="0.25", ranksep="0.35")
+    drawing.in_order = True
     initial = state_parts(net.initial_state)
     part_names = [n.name.rstrip("0") or n.name for n in initial]
     multi = len(initial) > 1

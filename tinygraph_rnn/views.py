@@ -20,7 +20,7 @@ any cell, including custom ones::
 >>> src.count("subgraph cluster"), "×50" in src
 (1, True)
 >>> svg = render_view(net, view="unrolled", window=2, engine="wasm")
->>> svg.count('class="cluster"'), "46 steps" in svg
+>>> svg.count('class="cluster step&#45;'), "… 46 steps …" in svg
 (4, True)
 """
 

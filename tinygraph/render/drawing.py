@@ -122,6 +122,7 @@ class Drawing:
     ranks: list[list[Hashable]] = field(default_factory=list)
     cluster_attrs: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
     graph_attrs: dict[str, str] = field(default_factory=dict)
+    in_order: bool = False  # top-level boxes and clusters written in the order added
 
     def add_box(self, key: Hashable, kind: str, lines: Iterable[str],
                 cluster: Iterable[str] = (), ref: str | None = None, classes: str = "",
@@ -232,17 +233,22 @@ class Drawing:
                                {**STYLES[box.kind], **(box.attrs or {}), "class": classes})
             members[box.cluster].append(f"{ids[key]} [{attrs}]")
 
-        # Top-level boxes and clusters in the order they were added: Graphviz's first
-        # left-to-right order follows it (an ellipsis between two steps stays there).
+        # With in_order, top-level boxes and clusters in the order they were added:
+        # Graphviz's first left-to-right order follows it (an ellipsis between two
+        # steps stays there); else the top-level boxes first.
         top: list[tuple[str, Any]] = []
         seen_top: set[tuple[str, ...]] = set()
         root_lines = iter(members[()])
         for box in self.boxes.values():
+            if not box.cluster and not self.in_order:
+                continue
             if not box.cluster:
                 top.append(("line", next(root_lines)))
             elif box.cluster[:1] not in seen_top:
                 seen_top.add(box.cluster[:1])
                 top.append(("open", box.cluster[:1]))
+        if not self.in_order:
+            body += [f"\t{line}\n" for line in members[()]]
         stack = list(reversed(top))
         while stack:  # depth-first, iteratively
             action, path = stack.pop()
