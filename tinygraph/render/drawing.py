@@ -29,8 +29,8 @@ digraph {
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from .digraph import Digraph
 from .text import escape, quote
