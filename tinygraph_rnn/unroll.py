@@ -337,6 +337,18 @@ class Unrolled:
 
         return render_view(self, path, view=view, window=window, **options)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter shows the unrolled picture (no system Graphviz needed)."""
+        from .views import render_view
+
+        try:
+            return {"image/svg+xml": render_view(self), "text/plain": repr(self)}
+        except tg.GraphError as exc:
+            return {"text/plain": f"{self!r} (not drawn: {exc})"}
+
+    def _repr_svg_(self) -> str | None:
+        return self._repr_mimebundle_().get("image/svg+xml")
+
     def __repr__(self) -> str:
         return (f"<Unrolled {self.cell.name} over {self.steps} steps: "
                 f"{len(self.graph)} nodes, {len(self.params)} shared params>")

@@ -20,7 +20,7 @@ any cell, including custom ones::
 >>> src.count("subgraph cluster"), "×50" in src
 (1, True)
 >>> svg = render_view(net, view="unrolled", window=2, engine="wasm")
->>> svg.count('class="cluster"'), "46 steps" in svg
+>>> svg.count('class="cluster step&#45;'), "… 46 steps …" in svg
 (4, True)
 """
 
@@ -33,7 +33,6 @@ import graphviz
 
 import tinygraph as tg
 from tinygraph.render import (
-    draw,
     node_kind,
     node_label,
     node_values,
@@ -46,6 +45,8 @@ from tinygraph.render.drawing import Drawing
 from tinygraph.render.engine import DEFAULT_TIMEOUT
 
 from .gradflow import step_of
+from .spine_view import shown_steps, unrolled_drawing
+from .svgcheck import problems, read_svg
 from .views_bptt import bptt_drawing
 
 __all__ = ["VIEWS", "view_to_dot", "render_view", "view_drawing"]
@@ -86,15 +87,9 @@ def view_drawing(net: Any, view: str = "unrolled", window: int | None = None,
     _check(net, view, window)
     if view == "bptt":
         return bptt_drawing(net, window=window, **kwargs)
-    outputs = _flat(net.outputs)
     if view == "unrolled":
-        kwargs.setdefault("outputs", outputs)
-        elide = []
-        if window is not None and net.steps > 2 * window:
-            middle = range(window, net.steps - window)
-            hidden = [n for n in net.graph.nodes.values() if step_of(n) in middle]
-            elide = [(hidden, f"… {len(middle)} steps (t={middle[0]} … t={middle[-1]}) …")]
-        return draw(net.graph, elide=elide, **kwargs)
+        return unrolled_drawing(net, window, **kwargs)
+    outputs = _flat(net.outputs)
     step = kwargs.pop("step", 0)
     if view == "cell":
         return _cell(net, step, outputs, kwargs)
@@ -221,5 +216,36 @@ def render_view(net: Any, path: Any = None, view: str = "unrolled", window: int 
     :func:`view_to_dot` for the views and :func:`tinygraph.render.render` for
     ``format``, ``engine`` and ``timeout``.
     """
-    return render_source(view_to_dot(net, view, window, **options), path, format, engine,
-                         timeout)
+    if view != "unrolled" or format not in (None, "svg") or (
+            path is not None and not str(path).lower().endswith(".svg")):
+        return render_source(view_to_dot(net, view, window, **options), path, format, engine,
+                             timeout)
+    svg = checked_svg(net, window, engine, timeout, **options)
+    if path is None:
+        return svg
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(svg)
+    except OSError as exc:
+        raise tg.RenderError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    return str(path)
+
+
+def checked_svg(net: Any, window: int | None = None, engine: str = "auto",
+                timeout: float = DEFAULT_TIMEOUT, **options: Any) -> str:
+    """The unrolled view as SVG, checked after layout (:mod:`tinygraph_rnn.svgcheck`).
+
+    A picture with steps out of order, a bent state row or a cluster over
+    its neighbour is laid out again with every node of the recurrent path
+    in the state row (``strict=True``); the first picture that passes wins
+    (the strict one when neither does). Each check costs milliseconds.
+    """
+    _check(net, "unrolled", window)
+    hidden = shown_steps(net.steps, window)[1]
+    svg = ""
+    for strict in (False, True):
+        dot = unrolled_drawing(net, window, strict=strict, **options).to_digraph()
+        svg = render_source(dot, None, "svg", engine, timeout)
+        if not problems(read_svg(svg), ellipses=int(hidden is not None)):
+            break
+    return svg

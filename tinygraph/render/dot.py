@@ -37,6 +37,7 @@ What a picture shows:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,18 @@ def draw(graph: Graph, fetches: Any = None, *, elide: Sequence[tuple[Any, str]] 
     opts = options(**kwargs)
     if not isinstance(graph, Graph):
         raise RenderError(f"expected a tinygraph Graph, got {type(graph).__name__}")
+    # The box limit counts the fan-out stubs too: draw, count, and draw again with a
+    # tighter limit while the stubs push the picture over max_nodes.
+    limit = opts.max_nodes
+    drawing = _draw(graph, fetches, elide, opts, limit)
+    while limit is not None and len(drawing.boxes) > opts.max_nodes and limit > 2:
+        limit = max(2, min(limit - 1, limit * opts.max_nodes // len(drawing.boxes)))
+        drawing = _draw(graph, fetches, elide, opts, limit)
+    return drawing
+
+
+def _draw(graph: Graph, fetches: Any, elide: Sequence[tuple[Any, str]], opts: Options,
+          limit: int | None) -> Drawing:
     nodes = list(graph.nodes.values()) if fetches is None else graph.schedule(fetches)
     number = {node: i + 1 for i, node in enumerate(nodes)}  # schedule order = index order
     if opts.hide_params:
@@ -89,7 +102,7 @@ def draw(graph: Graph, fetches: Any = None, *, elide: Sequence[tuple[Any, str]] 
     groups = [(flatten_nodes(graph, group), text) for group, text in elide]
     shown = len(nodes) - sum(len(group) for group, _ in groups)
     depth = int(opts.collapse)
-    if not depth and opts.max_nodes is not None and shown > opts.max_nodes:
+    if not depth and limit is not None and shown > limit:
         depth = 1
         drawing.notes.append(f"{shown} nodes > max_nodes={opts.max_nodes}: scopes drawn "
                              "collapsed (pass max_nodes=None to draw every node)")
@@ -118,8 +131,8 @@ def draw(graph: Graph, fetches: Any = None, *, elide: Sequence[tuple[Any, str]] 
     for i, (group, text) in enumerate(groups):
         drawing.elide([keys[n] for n in group if n in keys], ("ellipsis", i), text)
 
-    if opts.max_nodes is not None and len(drawing.boxes) > opts.max_nodes:
-        keep = opts.max_nodes - 1
+    if limit is not None and len(drawing.boxes) > limit:
+        keep = limit - 1
         order = list(drawing.boxes)
         hidden = order[keep // 2: len(order) - (keep - keep // 2)]
         drawing.notes.append(f"{len(drawing.boxes)} boxes > max_nodes={opts.max_nodes}: "
@@ -215,10 +228,28 @@ def render_source(dot: graphviz.Digraph | str, path: str | os.PathLike | None = 
     return os.fspath(path)
 
 
+MAX_SIDE_PT = 32767 * 72 / 96  # the largest side (32,767 px) most image tools accept
+_SVG_SIZE = re.compile(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"')
+
+
 def render_svg(graph: Graph, fetches: Any = None, engine: str = "auto",
                timeout: float = DEFAULT_TIMEOUT, **kwargs: Any) -> str:
-    """The picture as SVG text (nothing written)."""
-    return render_source(to_dot(graph, fetches, **kwargs), None, "svg", engine, timeout)
+    """The picture as SVG text (nothing written).
+
+    Unless ``max_nodes`` is given, a picture over 32,767 px on a side is
+    drawn again with half the boxes (up to four times).
+    """
+    svg = render_source(to_dot(graph, fetches, **kwargs), None, "svg", engine, timeout)
+    limit = options(**kwargs).max_nodes
+    for _ in range(4):
+        size = _SVG_SIZE.search(svg[:2000])
+        if "max_nodes" in kwargs or limit is None or size is None or max(
+                float(size[1]), float(size[2])) <= MAX_SIDE_PT:
+            break
+        limit = max(2, limit // 2)
+        dot = to_dot(graph, fetches, **{**kwargs, "max_nodes": limit})
+        svg = render_source(dot, None, "svg", engine, timeout)
+    return svg
 
 
 def render(graph: Graph, path: str | os.PathLike, format: str | None = None,  # noqa: A002
@@ -263,6 +294,15 @@ def render(graph: Graph, path: str | os.PathLike, format: str | None = None,  # 
     2
     """
     fmt = _format(path, format)  # a bad suffix fails before any drawing work
+    if fmt == "svg":
+        svg = render_svg(graph, fetches, engine, timeout, **kwargs)
+        try:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(svg)
+        except OSError as exc:
+            raise RenderError(f"cannot write {os.fspath(path)!r}: "
+                              f"{exc.strerror or exc}") from None
+        return os.fspath(path)
     return render_source(to_dot(graph, fetches, **kwargs), path, fmt, engine, timeout)
 
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-import graphviz
-
+from .digraph import Digraph
 from .text import escape, quote
 
 __all__ = ["STYLES", "EDGE_STYLES", "RANKDIRS", "Box", "Drawing"]
@@ -49,7 +49,11 @@ STYLES: dict[str, dict[str, str]] = {
                "color": "#2d7a2d"},
     "grad": {"shape": "ellipse", "style": "filled", "fillcolor": "#fbe0e0", "color": "#b03030"},
     "scope": {"shape": "box3d", "style": "filled", "fillcolor": "#ececf8", "color": "#4a4a8a"},
+    "initial": {"shape": "box", "style": "rounded,filled", "fillcolor": "#dcebfb",
+                "color": "#1f5fa8"},
     "ellipsis": {"shape": "plaintext", "fontcolor": "#555555"},
+    "link": {"shape": "plaintext", "fontcolor": "#555555"},
+    "anchor": {"shape": "point", "style": "invis", "width": "0", "height": "0"},
     "stub": {"shape": "box", "style": "rounded,dashed", "fontsize": "10", "color": "#888888",
              "fontcolor": "#555555", "margin": "0.05,0.02", "height": "0.2"},
 }
@@ -58,6 +62,7 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
     "recurrent": {"color": "#b03030", "fontcolor": "#b03030", "penwidth": "2",
                   "constraint": "false"},
     "elided": {"style": "dashed", "color": "#888888"},
+    "invisible": {"style": "invis"},
 }
 CLUSTER_STYLE = {"style": "rounded,dashed", "color": "#999999", "fontcolor": "#333333"}
 GRAPH_STYLE = {"node": {"fontname": "Helvetica", "fontsize": "12"},
@@ -84,6 +89,8 @@ class Box:
     lines: tuple[str, ...]
     cluster: tuple[str, ...] = ()
     ref: str | None = None  # the short name a stub of this box shows (default: first line)
+    classes: str = ""  # extra SVG classes after the kind (e.g. "state step-3")
+    attrs: dict[str, str] | None = None  # extra DOT attributes over the kind's style
 
 
 @dataclass
@@ -91,6 +98,7 @@ class _Edge:
     kind: str
     label: str | None
     count: int = 1
+    attrs: dict[str, str] | None = None  # extra DOT attributes over the kind's style
 
 
 @dataclass
@@ -99,7 +107,10 @@ class Drawing:
 
     ``notes`` are shown under the title (e.g. why a view was collapsed).
     An edge added twice is drawn once, labelled with its multiplicity.
-    ``label_limit`` cuts long label lines in the middle.
+    ``label_limit`` cuts long label lines in the middle. ``ranks`` lists
+    groups of box keys drawn on one row (``{rank=same}``), ``cluster_attrs``
+    extra attributes per cluster path (a ``class`` among them is copied into
+    the SVG), ``graph_attrs`` extra graph attributes.
     """
 
     title: str | None = None
@@ -108,20 +119,26 @@ class Drawing:
     notes: list[str] = field(default_factory=list)
     boxes: dict[Hashable, Box] = field(default_factory=dict)
     edges: dict[tuple[Hashable, Hashable], _Edge] = field(default_factory=dict)
+    ranks: list[list[Hashable]] = field(default_factory=list)
+    cluster_attrs: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
+    graph_attrs: dict[str, str] = field(default_factory=dict)
+    in_order: bool = False  # top-level boxes and clusters written in the order added
 
     def add_box(self, key: Hashable, kind: str, lines: Iterable[str],
-                cluster: Iterable[str] = (), ref: str | None = None) -> None:
+                cluster: Iterable[str] = (), ref: str | None = None, classes: str = "",
+                attrs: dict[str, str] | None = None) -> None:
         """Add a box with label ``lines`` (user text, escaped later); a key is added once."""
         if kind not in STYLES:
             raise ValueError(f"unknown box kind {kind!r}")
-        self.boxes.setdefault(key, Box(kind, tuple(lines), tuple(cluster), ref))
+        self.boxes.setdefault(key, Box(kind, tuple(lines), tuple(cluster), ref, classes, attrs))
 
     def add_edge(self, src: Hashable, dst: Hashable, kind: str = "data",
-                 label: str | None = None, count: bool = True) -> None:
+                 label: str | None = None, count: bool = True,
+                 attrs: dict[str, str] | None = None) -> None:
         """Add an edge between two box keys; a repeat raises its count (if ``count``)."""
         edge = self.edges.get((src, dst))
         if edge is None:
-            self.edges[(src, dst)] = _Edge(kind, label)
+            self.edges[(src, dst)] = _Edge(kind, label, 1, attrs)
         elif count:
             edge.count += 1
 
@@ -177,7 +194,7 @@ class Drawing:
         self.edges = edges
         return shared
 
-    def to_digraph(self) -> graphviz.Digraph:
+    def to_digraph(self) -> Digraph:
         """The DOT of this drawing: opaque ids, styled by kind, clusters nested.
 
         The DOT text is written here line by line, so every user string goes
@@ -187,7 +204,8 @@ class Drawing:
             raise ValueError(f"rankdir must be one of {RANKDIRS}")
         # newrank: rank the whole graph at once, so an edge into a cluster
         # always points down (per-cluster ranking breaks this for unrolls).
-        graph_attrs = {"rankdir": self.rankdir, "newrank": "true", "fontname": "Helvetica"}
+        graph_attrs = {"rankdir": self.rankdir, "newrank": "true", "fontname": "Helvetica",
+                       **self.graph_attrs}
         title = [self.title] if self.title is not None else []
         label = None
         if title or self.notes:
@@ -210,19 +228,39 @@ class Drawing:
                     children[path[:-1]].append(path)
             ids[key] = f"n{len(ids)}"
             # class= tags each SVG node group with its kind: <g class="node param">.
+            classes = f"{box.kind} {box.classes}".strip()
             attrs = _attr_list(_label(box.lines, self.label_limit),
-                               {**STYLES[box.kind], "class": box.kind})
+                               {**STYLES[box.kind], **(box.attrs or {}), "class": classes})
             members[box.cluster].append(f"{ids[key]} [{attrs}]")
 
-        body += [f"\t{line}\n" for line in members[()]]
-        stack = [("open", path) for path in reversed(children[()])]
+        # With in_order, top-level boxes and clusters in the order they were added:
+        # Graphviz's first left-to-right order follows it (an ellipsis between two
+        # steps stays there); else the top-level boxes first.
+        top: list[tuple[str, Any]] = []
+        seen_top: set[tuple[str, ...]] = set()
+        root_lines = iter(members[()])
+        for box in self.boxes.values():
+            if not box.cluster and not self.in_order:
+                continue
+            if not box.cluster:
+                top.append(("line", next(root_lines)))
+            elif box.cluster[:1] not in seen_top:
+                seen_top.add(box.cluster[:1])
+                top.append(("open", box.cluster[:1]))
+        if not self.in_order:
+            body += [f"\t{line}\n" for line in members[()]]
+        stack = list(reversed(top))
         while stack:  # depth-first, iteratively
             action, path = stack.pop()
+            if action == "line":
+                body.append(f"\t{path}\n")
+                continue
             indent = "\t" * len(path)
             if action == "close":
                 body.append(f"{indent}}}\n")
                 continue
-            attrs = _attr_list(_label([path[-1]], 60), CLUSTER_STYLE)
+            attrs = _attr_list(_label([path[-1]], 60),
+                               {**CLUSTER_STYLE, **self.cluster_attrs.get(path, {})})
             body.append(f"{indent}subgraph {cluster_ids[path]} {{\n")
             body.append(f"{indent}\tgraph [{attrs}]\n")
             body += [f"{indent}\t{line}\n" for line in members[path]]
@@ -234,6 +272,10 @@ class Drawing:
             if edge.count > 1:
                 text = f"×{edge.count}" if text is None else f"{text} ×{edge.count}"
             attrs = _attr_list(None if text is None else _label([text], 40),
-                               EDGE_STYLES[edge.kind])
+                               {**EDGE_STYLES[edge.kind], **(edge.attrs or {})})
             body.append(f"\t{ids[src]} -> {ids[dst]}" + (f" [{attrs}]" if attrs else "") + "\n")
-        return graphviz.Digraph(body=body)
+        for group in self.ranks:
+            row = " ".join(ids[key] for key in group if key in ids)
+            if row:
+                body.append(f"\t{{rank=same; {row}}}\n")
+        return Digraph(body=body)
