@@ -23,7 +23,7 @@ import numpy as np
 from . import shape_rules as rules
 from . import shape_rules_numpy as nrules
 from .node import build
-from .op import Op, new_node, no_gradient, unbroadcast, wanted_grads
+from .op import Op, new_node, no_gradient, select, unbroadcast, wanted_grads
 from .primitives import sigmoid_forward
 
 __all__ = ["MATH", "no_gradient", "erf_forward"]
@@ -31,8 +31,8 @@ __all__ = ["MATH", "no_gradient", "erf_forward"]
 
 def _where_vjp(node, g, needs=None):
     cond, a, b = node.inputs
-    return wanted_grads(needs, None, lambda: unbroadcast(build("where", cond, g, 0.0), a),
-                        lambda: unbroadcast(build("where", cond, 0.0, g), b))
+    return wanted_grads(needs, None, lambda: unbroadcast(select(cond, g, 0.0), a),
+                        lambda: unbroadcast(select(cond, 0.0, g), b))
 
 
 def _extremum_vjp(bigger: str) -> Callable:
@@ -42,8 +42,8 @@ def _extremum_vjp(bigger: str) -> Callable:
         half = g * 0.5
 
         def share(x, y):
-            return build("where", new_node("equal", x, y), half,
-                         build("where", new_node(bigger, x, y), g, 0.0))
+            return select(new_node("equal", x, y), half,
+                         select(new_node(bigger, x, y), g, 0.0))
         return wanted_grads(needs, lambda: unbroadcast(share(a, b), a),
                             lambda: unbroadcast(share(b, a), b))
     return vjp
@@ -54,9 +54,9 @@ def _clip_vjp(node, g, needs=None):
     inside = new_node("logical_and", new_node("greater_equal", x, lo),
                       new_node("less_equal", x, hi))
     return wanted_grads(
-        needs, lambda: unbroadcast(build("where", inside, g, 0.0), x),
-        lambda: unbroadcast(build("where", new_node("less", x, lo), g, 0.0), lo),
-        lambda: unbroadcast(build("where", new_node("greater", x, hi), g, 0.0), hi))
+        needs, lambda: unbroadcast(select(inside, g, 0.0), x),
+        lambda: unbroadcast(select(new_node("less", x, lo), g, 0.0), lo),
+        lambda: unbroadcast(select(new_node("greater", x, hi), g, 0.0), hi))
 
 
 def _unary(formula: Callable) -> Callable:
@@ -111,7 +111,7 @@ def _leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
 def _leaky_relu_vjp(node, g, needs=None):
     x = node.inputs[0]
     slope = node.attrs.get("negative_slope", 0.01)
-    return (build("where", build("greater", x, 0.0), g, g * slope),)
+    return (select(build("greater", x, 0.0), g, g * slope),)
 
 
 def _silu_vjp(node, g, needs=None):
