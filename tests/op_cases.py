@@ -13,8 +13,9 @@ atol 1e-4 / rtol 1e-3) unless a case says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
