@@ -307,7 +307,8 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop as ``torch.optim.RMSprop``: ``v = alpha*v + (1-alpha)*g*g``, ``p -= lr*g/(sqrt(v)+eps)``.
+    """RMSprop as ``torch.optim.RMSprop``: ``v = alpha*v + (1-alpha)*g*g``, then
+    ``p -= lr * g / (sqrt(v) + eps)``.
 
     ``centered`` divides by ``sqrt(v - mean(g)**2)`` instead; ``momentum``
     keeps ``buf = momentum*buf + g/(sqrt(v)+eps)`` and steps ``p -= lr*buf``;
