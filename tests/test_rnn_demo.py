@@ -143,6 +143,22 @@ def test_docs_rnn_md_runs_and_prints_what_it_says(tmp_path, monkeypatch):
                                atol=1e-12)
     assert namespace["mgu_net"].steps == 6
 
+    # The layer-normalised peephole LSTM of the doc, the same way.
+    p = namespace["ln_cell"].params
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h, c = np.zeros((2, 4)), np.zeros((2, 4))
+    hs, cs = [], []
+    for x in namespace["ln_xs"]:
+        z = np.concatenate([x, h], axis=1) @ p["W"]
+        z = (z - z.mean(axis=1, keepdims=True)) / np.sqrt(z.var(axis=1, keepdims=True) + 1e-5)
+        i, f, g, o = np.split(z * p["gain"] + p["bias"], 4, axis=1)
+        c = sig(f + p["peep_f"] * c) * c + sig(i + p["peep_i"] * c) * np.tanh(g)
+        h = sig(o) * np.tanh(c)
+        hs.append(h)
+        cs.append(c)
+    np.testing.assert_allclose(namespace["ln_hs"], np.array(hs), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(namespace["ln_cs"], np.array(cs), rtol=0, atol=1e-12)
+
 
 def test_doc_figures_are_committed_and_linked():
     readme = (ROOT / "README.md").read_text()

@@ -42,6 +42,48 @@ from .core.builders import (
     tanh,
     transpose,
 )
+from .core.builders_numpy import (
+    abs,  # noqa: A004 - numpy's name
+    argmax,
+    argmin,
+    broadcast_to,
+    clip,
+    cos,
+    cumsum,
+    equal,
+    erf,
+    expand_dims,
+    gather,
+    gelu,
+    greater,
+    greater_equal,
+    leaky_relu,
+    less,
+    less_equal,
+    logical_and,
+    logical_not,
+    logical_or,
+    logsigmoid,
+    logsumexp,
+    max,  # noqa: A004 - numpy's name
+    maximum,
+    min,  # noqa: A004 - numpy's name
+    minimum,
+    not_equal,
+    pad,
+    rsqrt,
+    sign,
+    silu,
+    sin,
+    softplus,
+    split,
+    sqrt,
+    squeeze,
+    std,
+    stop_gradient,
+    var,
+    where,
+)
 from .core.node import Node
 from .core.ops import OPS, Op
 from .core.scan import scan
@@ -69,5 +111,10 @@ __all__ = [
     "tanh", "sigmoid", "relu", "exp", "log", "softmax", "log_softmax",
     "sum", "mean", "transpose", "reshape", "concat", "stack", "take", "one_hot",
     "cross_entropy", "getitem",
+    "maximum", "minimum", "where", "abs", "sign", "sqrt", "rsqrt", "clip", "max", "min",
+    "argmax", "argmin", "logsumexp", "var", "std", "gather", "split", "pad", "broadcast_to",
+    "expand_dims", "squeeze", "cumsum", "sin", "cos", "erf", "softplus", "logsigmoid",
+    "leaky_relu", "silu", "gelu", "equal", "not_equal", "less", "less_equal", "greater",
+    "greater_equal", "logical_and", "logical_or", "logical_not", "stop_gradient",
     "grad", "scan", "optim", "passes", "ops",
 ]

@@ -4,8 +4,9 @@ The gradients come from running the nodes :func:`tinygraph.grad` built:
 ``grads = g.run(grad_nodes, feeds)`` gives one array per param, in the same
 order, and ``opt.step(grads)`` updates each param's live array in place (so
 compiled plans see the new values on their next run). The update formulas
-are PyTorch's (``torch.optim.SGD``, ``torch.optim.Adam``,
-``torch.nn.utils.clip_grad_norm_``), so settings carry over.
+are PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``, ``RMSprop``,
+``torch.nn.utils.clip_grad_norm_`` and ``clip_grad_value_``), so settings
+carry over; :class:`Adagrad` is min-char-rnn's (eps inside the square root).
 
 >>> import numpy as np, tinygraph as tg
 >>> g = tg.Graph()
@@ -32,7 +33,9 @@ from .core.options import check_number
 from .core.shapes import format_shape
 from .errors import EvaluationError, GraphError, ShapeError
 
-__all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm"]
+__all__ = [
+    "Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "clip_grad_norm", "clip_grad_value",
+]
 
 
 def _check_hyper(name: str, value: Any, low: float = 0.0, high: float = math.inf) -> float:
@@ -261,3 +264,135 @@ def clip_grad_norm(grads: list[Any], max_norm: float, error_if_nonfinite: bool =
     if scale < 1.0 and math.isfinite(norm):
         grads[:] = [(a * scale).astype(a.dtype, copy=False) for a in arrays]
     return norm
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``.
+
+    ``p *= 1 - lr * weight_decay`` first, then the Adam step on the plain
+    gradient (no L2 term in it).
+
+    Examples
+    --------
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> w = g.param("w", np.array([1.0]))
+    >>> tg.optim.AdamW([w], lr=0.1, weight_decay=0.5).step([np.array([0.0])])
+    >>> w.value                       # decay only: 1 * (1 - 0.1 * 0.5)
+    array([0.95])
+    """
+
+    def __init__(self, params: Iterable[Node], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self.decoupled_decay = _check_hyper("weight_decay", weight_decay)
+
+    def _update(self, i: int, value: np.ndarray, grad: np.ndarray) -> None:
+        if self.decoupled_decay:
+            value *= 1 - self.lr * self.decoupled_decay
+        super()._update(i, value, grad)
+
+
+class Adagrad(Optimizer):
+    """Adagrad in min-char-rnn's form: ``acc += g*g; p -= lr * g / sqrt(acc + eps)``.
+
+    (``torch.optim.Adagrad`` puts eps outside the root, ``sqrt(acc) + eps``;
+    the two agree when eps is 0.)
+
+    Examples
+    --------
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> w = g.param("w", np.array([1.0]))
+    >>> opt = tg.optim.Adagrad([w], lr=0.1, eps=0.0)
+    >>> opt.step([np.array([3.0])]); w.value            # 1 - 0.1 * 3 / 3
+    array([0.9])
+    """
+
+    def __init__(self, params: Iterable[Node], lr: float = 1e-1, eps: float = 1e-8):
+        super().__init__(params)
+        self.lr = _check_hyper("lr", lr)
+        self.eps = _check_hyper("eps", eps)
+        self.acc = [np.zeros_like(p.value) for p in self.params]
+
+    def _update(self, i: int, value: np.ndarray, grad: np.ndarray) -> None:
+        acc = self.acc[i]
+        acc += grad * grad
+        value -= self.lr * grad / np.sqrt(acc + self.eps)
+
+
+class RMSprop(Optimizer):
+    """RMSprop as ``torch.optim.RMSprop``: ``v = alpha*v + (1-alpha)*g*g``, then
+    ``p -= lr * g / (sqrt(v) + eps)``.
+
+    ``centered`` divides by ``sqrt(v - mean(g)**2)`` instead; ``momentum``
+    keeps ``buf = momentum*buf + g/(sqrt(v)+eps)`` and steps ``p -= lr*buf``;
+    ``weight_decay`` adds ``weight_decay * p`` to the gradient.
+
+    Examples
+    --------
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> w = g.param("w", np.array([1.0]))
+    >>> tg.optim.RMSprop([w], lr=0.01, alpha=0.75, eps=0.0).step([np.array([2.0])])
+    >>> w.value                       # v = 0.25 * 4 = 1: one step of lr * 2 / 1
+    array([0.98])
+    """
+
+    def __init__(self, params: Iterable[Node], lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False):
+        super().__init__(params)
+        self.lr = _check_hyper("lr", lr)
+        self.alpha = _check_hyper("alpha", alpha, high=1.0)
+        self.eps = _check_hyper("eps", eps)
+        self.weight_decay = _check_hyper("weight_decay", weight_decay)
+        self.momentum = _check_hyper("momentum", momentum, high=1.0)
+        self.centered = bool(centered)
+        self.v = [np.zeros_like(p.value) for p in self.params]
+        self.mean = [np.zeros_like(p.value) for p in self.params] if centered else None
+        self.buf = [np.zeros_like(p.value) for p in self.params] if momentum else None
+
+    def _update(self, i: int, value: np.ndarray, grad: np.ndarray) -> None:
+        a = self.alpha
+        d = grad + self.weight_decay * value if self.weight_decay else grad
+        v = self.v[i]
+        v *= a
+        v += (1 - a) * d * d
+        if self.mean is not None:
+            mean = self.mean[i]
+            mean *= a
+            mean += (1 - a) * d
+            denom = np.sqrt(v - mean * mean) + self.eps
+        else:
+            denom = np.sqrt(v) + self.eps
+        if self.buf is not None:
+            buf = self.buf[i]
+            buf *= self.momentum
+            buf += d / denom
+            value -= self.lr * buf
+        else:
+            value -= self.lr * d / denom
+
+
+def clip_grad_value(grads: list[Any], clip_value: float) -> None:
+    """Clamp every entry of ``grads`` to ``[-clip_value, clip_value]`` (``clip_grad_value_``).
+
+    Like :func:`clip_grad_norm`, the list's entries are replaced by the
+    clipped arrays (fetched arrays may be read-only or shared).
+
+    Examples
+    --------
+    >>> import numpy as np, tinygraph as tg
+    >>> grads = [np.array([-3.0, 0.5]), np.array([7.0])]
+    >>> tg.optim.clip_grad_value(grads, 1.0)
+    >>> [a.tolist() for a in grads]
+    [[-1.0, 0.5], [1.0]]
+    """
+    if not isinstance(grads, list):
+        raise GraphError(f"clip_grad_value clips a list in place; got {type(grads).__name__} "
+                         "(pass list(grads) and keep that list)")
+    clip_value = _check_hyper("clip_value", clip_value)
+    grads[:] = [np.clip(a, -clip_value, clip_value).astype(np.asarray(a).dtype, copy=False)
+                for a in map(np.asarray, grads)]

@@ -1,6 +1,7 @@
-"""A character language model: a vanilla RNN trained on a text to predict its next character.
+"""A character language model: a recurrent net trained on a text to predict its next character.
 
-:class:`CharLM` unrolls :class:`~tinygraph_rnn.VanillaRNNCell` once over
+:class:`CharLM` unrolls a cell (:class:`~tinygraph_rnn.VanillaRNNCell` by
+default; ``cell="gru"``, ``"lstm"`` or any :class:`~tinygraph_rnn.Cell`) once over
 ``seq_len`` steps and adds one training objective to that graph: the mean
 cross-entropy of the stacked logits against the next characters, and its
 gradients (:func:`tinygraph.grad`, i.e. backpropagation through time)::
@@ -40,11 +41,11 @@ import numpy as np
 
 import tinygraph as tg
 
-from .cells import VanillaRNNCell
-from .lm_checkpoint import check_checkpoint
+from .lm_build import build_graph, make_cell
+from .lm_checkpoint import check_checkpoint, restore_training, state_lists
 from .lm_data import DEFAULT_VAL_FRACTION, CharData
 from .lm_progress import ProgressBar
-from .unroll import unroll
+from .lm_sampling import draw
 from .vocab import Vocab
 
 __all__ = ["CharLM", "DEFAULT_LR", "DEFAULT_CLIP"]
@@ -84,27 +85,39 @@ class CharLM:
         self.seq_len = sizes["seq_len"]
         self.batch_size = sizes["batch_size"]
         self.seed = sizes["seed"]
+        self.cell_name = sizes.get("cell", "VanillaRNNCell")
+        handles = state_lists(handles)
         self._h = handles
         self.params: list[tg.Node] = list(handles["params"])
         self.history: list[float] = []
         # Where training resumes: window index in the epoch and the carried state.
         self._window = 0
-        self._state = np.zeros((self.batch_size, self.hidden_size))
+        self._state = self._zero_state(self.batch_size)
         self._optimizer: tg.optim.Adam | None = None
         self._eye = np.eye(len(self.vocab))
-        inputs = [*handles["inputs"], handles["initial_state"], handles["targets"]]
+        inputs = [*handles["inputs"], *handles["initial_state"], handles["targets"]]
         # Compiled once, run every step: the plans read the live params at call time.
-        self._train_fn = graph.compile([handles["loss"], handles["final_state"],
+        self._train_fn = graph.compile([handles["loss"], *handles["final_state"],
                                         *handles["grads"]], inputs=inputs)
-        self._eval_fn = graph.compile([handles["loss"], handles["final_state"]], inputs=inputs)
-        self._step_fn = graph.compile([handles["first_logits"], handles["first_state"]],
-                                      inputs=[handles["inputs"][0], handles["initial_state"]])
+        self._eval_fn = graph.compile([handles["loss"], *handles["final_state"]], inputs=inputs)
+        self._step_fn = graph.compile([handles["first_logits"], *handles["first_state"]],
+                                      inputs=[handles["inputs"][0], *handles["initial_state"]])
+
+    def _zero_state(self, rows: int) -> list[np.ndarray]:
+        """Zeros for each state part (the LSTM has two), ``rows`` streams."""
+        return [np.zeros((rows, node.shape[-1])) for node in self._h["initial_state"]]
+
+    def _run(self, fn: Any, *args: Any) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+        """``fn``'s first output, the state parts after it, and what follows them."""
+        out = fn(*args)
+        n = len(self._state)
+        return out[0], list(out[1:1 + n]), list(out[1 + n:])
 
     # ------------------------------------------------------------- building
     @classmethod
     def from_text(cls, text: str, hidden_size: int = 64, seq_len: int = 25,
                   batch_size: int = 32, seed: int = 0,
-                  val_fraction: float = DEFAULT_VAL_FRACTION) -> CharLM:
+                  val_fraction: float = DEFAULT_VAL_FRACTION, cell: Any = "vanilla") -> CharLM:
         """A fresh (untrained) model of ``text``.
 
         Parameters
@@ -122,6 +135,11 @@ class CharLM:
             Seeds the initial weights; the same seed gives the same training.
         val_fraction : float
             The share of the text held out for :meth:`validation_loss`.
+        cell : str, Cell subclass or Cell instance
+            ``"vanilla"`` (default), ``"gru"``, ``"lstm"``, or a cell of your
+            own (an instance needs ``input_size`` = the number of distinct
+            characters). A cell without an output layer of that size gets
+            a readout ``h_t @ V_out + c_out``.
 
         Raises
         ------
@@ -147,19 +165,10 @@ class CharLM:
         data.windows_per_epoch(int(seq_len), int(batch_size))  # too short: fail before building
         data.val_windows(int(seq_len))
         size = len(data.vocab)
-        cell = VanillaRNNCell(input_size=size, hidden_size=int(hidden_size), output_size=size,
-                              seed=int(seed))
-        net = unroll(cell, steps=int(seq_len), name="char_lm")
-        g = net.graph
-        targets = g.input("targets", shape=(int(seq_len), None), dtype="int64")
-        loss = tg.cross_entropy(tg.stack(net.logits, name="logits"), targets, name="loss")
-        params = list(net.params.values())
-        handles = {"inputs": net.inputs, "initial_state": net.initial_state,
-                   "targets": targets, "loss": loss, "final_state": net.states[-1],
-                   "first_logits": net.logits[0], "first_state": net.states[0],
-                   "params": params, "grads": tg.grad(loss, params)}
-        sizes = {"hidden_size": int(hidden_size), "seq_len": int(seq_len),
-                 "batch_size": int(batch_size), "seed": int(seed)}
+        chosen = make_cell(cell, size, int(hidden_size), int(seed))
+        g, handles = build_graph(chosen, size, int(seq_len), int(seed))
+        sizes = {"hidden_size": chosen.hidden_size, "seq_len": int(seq_len),
+                 "batch_size": int(batch_size), "seed": int(seed), "cell": chosen.name}
         return cls(g, data, handles, sizes)
 
     # -------------------------------------------------------------- training
@@ -222,15 +231,15 @@ class CharLM:
             from .lm_dask import DataParallel
 
             h = self._h
-            gradients = DataParallel(self.graph, [h["loss"], h["final_state"], *h["grads"]],
-                                     [*h["inputs"], h["initial_state"], h["targets"]], client,
+            gradients = DataParallel(self.graph, [h["loss"], *h["final_state"], *h["grads"]],
+                                     [*h["inputs"], *h["initial_state"], h["targets"]], client,
                                      means=[h["loss"], *h["grads"]])
         for _ in range(int(steps)):
             if self._window >= per_epoch:  # a new epoch starts from the top with a zero state
                 self._window = 0
-                self._state = np.zeros_like(self._state)
+                self._state = self._zero_state(self.batch_size)
             x, y = self.data.window(self._window, self.seq_len, self.batch_size)
-            loss, state, *grads = gradients(*self._eye[x], self._state, y)
+            loss, state, grads = self._run(gradients, *self._eye[x], *self._state, y)
             tg.optim.clip_grad_norm(grads, clip, error_if_nonfinite=True)
             self._apply(grads, lr)
             # Only a step that fully succeeded is recorded: params, Adam, history agree.
@@ -272,10 +281,10 @@ class CharLM:
         every prediction sees all the text before it. No gradient is
         computed. See :meth:`CharData.val_windows` for which targets count.
         """
-        state = np.zeros((1, self.hidden_size))
+        state = self._zero_state(1)
         total, count = 0.0, 0
         for x, y in self.data.val_windows(self.seq_len):
-            loss, state = self._eval_fn(*self._eye[x], state, y)
+            loss, state, _ = self._run(self._eval_fn, *self._eye[x], *state, y)
             total += float(loss) * y.size
             count += y.size
         return total / count
@@ -310,15 +319,15 @@ class CharLM:
                                 f"{temperature!r}")
         ids = self.vocab.encode(prefix)
         rng = np.random.default_rng(seed)
-        state = np.zeros((1, self.hidden_size))
+        state = self._zero_state(1)
         logits = None
         for i in ids:
-            logits, state = self._step_fn(self._eye[i][None], state)
+            logits, state, _ = self._run(self._step_fn, self._eye[i][None], *state)
         out = list(ids)
         for _ in range(int(length)):
-            nxt = _draw(logits[0], temperature, rng)
+            nxt = draw(logits[0], temperature, rng)
             out.append(nxt)
-            logits, state = self._step_fn(self._eye[nxt][None], state)
+            logits, state, _ = self._run(self._step_fn, self._eye[nxt][None], *state)
         return self.vocab.decode(out)
 
     # ----------------------------------------------------------- checkpoints
@@ -370,44 +379,18 @@ class CharLM:
         return {"version": _META_VERSION, "text": self.data.text,
                 "vocab": "".join(self.vocab.chars), "val_fraction": self.data.val_fraction,
                 "sizes": {"hidden_size": self.hidden_size, "seq_len": self.seq_len,
-                          "batch_size": self.batch_size, "seed": self.seed},
+                          "batch_size": self.batch_size, "seed": self.seed,
+                          "cell": self.cell_name},
                 "handles": dict(self._h),
-                "training": {"window": self._window, "state": self._state.copy(),
+                "training": {"window": self._window, "state": [s.copy() for s in self._state],
                              "history": list(self.history), "adam": adam}}
 
     def _restore(self, training: dict[str, Any]) -> None:
-        state = np.asarray(training["state"], dtype=np.float64)
-        if state.shape != self._state.shape:
-            raise ValueError(f"carried state has shape {state.shape}, expected "
-                             f"{self._state.shape}")
-        self._state = state.copy()
-        self._window = int(training["window"])
-        self.history = [float(v) for v in training["history"]]
-        adam = training["adam"]
-        if adam is not None:
-            self._optimizer = tg.optim.Adam(self.params, lr=float(adam["lr"]))
-            self._optimizer.steps = int(adam["steps"])
-            for name in ("m", "v"):
-                moments = [np.array(a, dtype=np.float64) for a in adam[name]]
-                if [a.shape for a in moments] != [p.shape for p in self.params]:
-                    raise ValueError(f"Adam moments {name!r} do not match the params' shapes")
-                setattr(self._optimizer, name, moments)
+        restore_training(self, training)
 
     def __repr__(self) -> str:
-        return (f"<CharLM: {len(self.vocab)} characters, hidden_size={self.hidden_size}, "
+        cell = "" if self.cell_name == "VanillaRNNCell" else f"{self.cell_name}, "
+        return (f"<CharLM: {len(self.vocab)} characters, {cell}hidden_size={self.hidden_size}, "
                 f"seq_len={self.seq_len}, batch_size={self.batch_size}, "
                 f"trained {self.trained_steps} steps>")
 
-
-def _draw(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """One id from ``softmax(logits / temperature)``; the argmax at temperature 0."""
-    if temperature == 0:
-        return int(np.argmax(logits))
-    z = logits / temperature
-    z = z - z.max()  # stable: the largest term is exp(0) = 1
-    p = np.exp(z)
-    p /= p.sum()
-    # Inverse CDF with one uniform draw: a fixed number of draws per character.
-    cdf = np.cumsum(p)
-    index = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-    return min(index, len(p) - 1)

@@ -16,11 +16,12 @@ import numpy as np
 
 import tinygraph as tg
 
-__all__ = ["check_checkpoint"]
+__all__ = ["check_checkpoint", "restore_training", "state_lists"]
 
 _SIZES = ("hidden_size", "seq_len", "batch_size", "seed")
-_NODE_LISTS = ("inputs", "params", "grads")
-_NODES = ("initial_state", "targets", "loss", "final_state", "first_logits", "first_state")
+_NODE_LISTS = ("inputs", "params", "grads", "initial_state", "final_state", "first_state")
+_NODES = ("targets", "loss", "first_logits")
+_STATES = ("initial_state", "final_state", "first_state")  # one node per state part
 
 
 def check_checkpoint(graph: tg.Graph, info: dict[str, Any], where: str) -> None:
@@ -45,6 +46,9 @@ def check_checkpoint(graph: tg.Graph, info: dict[str, Any], where: str) -> None:
     if missing or len(set(vocab)) != len(vocab):
         raise fail(f"the vocabulary misses {missing!r} of the text" if missing
                    else "the vocabulary repeats a character")
+    for key in _STATES:  # checkpoints of single-state cells may hold a node, not a list
+        if _ours(handles.get(key), graph):
+            handles[key] = [handles[key]]
     for key in _NODE_LISTS:
         if not isinstance(handles.get(key), list | tuple) or not all(
                 _ours(n, graph) for n in handles[key]):
@@ -57,8 +61,8 @@ def check_checkpoint(graph: tg.Graph, info: dict[str, Any], where: str) -> None:
         ("inputs", len(handles["inputs"]) == seq_len, f"{seq_len} step inputs"),
         ("inputs", all(n.op == "input" and n.shape == (None, size) for n in handles["inputs"]),
          f"input nodes of shape (?, {size})"),
-        ("initial_state", handles["initial_state"].op == "input"
-         and handles["initial_state"].shape[1:] == (hidden,), f"an input of width {hidden}"),
+        ("initial_state", all(n.op == "input" and n.shape[1:] == (hidden,)
+                              for n in handles["initial_state"]), f"inputs of width {hidden}"),
         ("targets", handles["targets"].op == "input" and handles["targets"].dtype.kind == "i"
          and handles["targets"].shape == (seq_len, None), f"an int input of shape ({seq_len}, ?)"),
         ("loss", handles["loss"].shape == () and handles["loss"].dtype.kind == "f",
@@ -66,8 +70,9 @@ def check_checkpoint(graph: tg.Graph, info: dict[str, Any], where: str) -> None:
         ("params", all(n.op == "param" for n in handles["params"]), "param nodes"),
         ("grads", [n.shape for n in handles["grads"]] == [p.shape for p in handles["params"]],
          "one gradient per param, of its shape"),
-        ("final_state", handles["final_state"].shape[1:] == (hidden,), f"width {hidden}"),
-        ("first_state", handles["first_state"].shape[1:] == (hidden,), f"width {hidden}"),
+        *[(key, len(handles[key]) == len(handles["initial_state"])
+           and all(n.shape[1:] == (hidden,) for n in handles[key]),
+           f"one node of width {hidden} per state part") for key in _STATES[1:]],
         ("first_logits", handles["first_logits"].shape[1:] == (size,), f"width {size}"),
     ]
     for key, ok, wanted in expect:
@@ -97,3 +102,32 @@ def check_checkpoint(graph: tg.Graph, info: dict[str, Any], where: str) -> None:
 
 def _ours(node: Any, graph: tg.Graph) -> bool:
     return isinstance(node, tg.Node) and node.graph is graph
+
+
+def restore_training(model: Any, training: dict[str, Any]) -> None:
+    """Put a checked checkpoint's training state (carried state, window, history, Adam)
+    back into ``model``; ValueError when its arrays do not fit the model."""
+    saved = training["state"]  # one array in files from before cells other than vanilla
+    state = [np.array(s, dtype=np.float64) for s in (
+        saved if isinstance(saved, list | tuple) else [saved])]
+    if [s.shape for s in state] != [s.shape for s in model._state]:
+        raise ValueError(f"carried state has shapes {[s.shape for s in state]}, expected "
+                         f"{[s.shape for s in model._state]}")
+    model._state = state
+    model._window = int(training["window"])
+    model.history = [float(v) for v in training["history"]]
+    adam = training["adam"]
+    if adam is not None:
+        model._optimizer = tg.optim.Adam(model.params, lr=float(adam["lr"]))
+        model._optimizer.steps = int(adam["steps"])
+        for name in ("m", "v"):
+            moments = [np.array(a, dtype=np.float64) for a in adam[name]]
+            if [a.shape for a in moments] != [p.shape for p in model.params]:
+                raise ValueError(f"Adam moments {name!r} do not match the params' shapes")
+            setattr(model._optimizer, name, moments)
+
+def state_lists(handles: dict[str, Any]) -> dict[str, Any]:
+    """Handles with every state as a list of parts (older checkpoints hold one node)."""
+    return {key: [value] if key.endswith("state") and isinstance(value, tg.Node) else value
+            for key, value in handles.items()}
+

@@ -6,7 +6,8 @@ training (about ``ln V`` for V characters: the untrained model guesses
 uniformly), the progress bar, the validation loss after and its drop, the
 time, and a sample of generated text::
 
-    python -m tinygraph_rnn train [--steps N] [--hidden H] [--seq-len K] [--batch B]
+    python -m tinygraph_rnn train [--cell vanilla|gru|lstm] [--steps N] [--hidden H]
+                                  [--seq-len K] [--batch B]
                                   [--lr LR] [--seed S] [--text-file PATH] [--load PATH]
                                   [--save PATH] [--prefix TEXT] [--sample-length L]
                                   [--temperature T]
@@ -28,6 +29,7 @@ from typing import Any
 import tinygraph as tg
 
 from .lm import DEFAULT_CLIP, DEFAULT_LR, CharLM
+from .lm_build import CELLS
 from .vocab import load_corpus
 
 __all__ = ["DEMO_STEPS", "DEMO_SIZES", "add_train_arguments", "train_command",
@@ -79,7 +81,7 @@ def demo_training(steps: int = DEMO_STEPS, seed: int = 0, file: Any = None) -> d
     file = sys.stdout if file is None else file
     lm = CharLM.from_text(load_corpus(), seed=seed, **DEMO_SIZES)
     print(f"\ntraining a character language model on the bundled corpus: {lm.data!r}\n"
-          f"  VanillaRNNCell hidden_size={lm.hidden_size}, truncated BPTT over windows of "
+          f"  {lm.cell_name} hidden_size={lm.hidden_size}, truncated BPTT over windows of "
           f"{lm.seq_len} steps carrying the state, {len(lm.graph)} graph nodes", file=file)
     report = train_and_report(lm, steps, file=file)
     report["model"] = lm
@@ -88,6 +90,8 @@ def demo_training(steps: int = DEMO_STEPS, seed: int = 0, file: Any = None) -> d
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand's options to ``parser``; returns it."""
+    parser.add_argument("--cell", choices=list(CELLS), default="vanilla",
+                        help="the recurrent cell (default vanilla; ignored with --load)")
     parser.add_argument("--steps", type=int, default=DEMO_STEPS,
                         help=f"optimizer steps (default {DEMO_STEPS})")
     parser.add_argument("--hidden", type=int, default=DEMO_SIZES["hidden_size"],
@@ -129,7 +133,7 @@ def train_command(args: argparse.Namespace, file: Any = None) -> dict[str, Any]:
             except (OSError, UnicodeDecodeError) as exc:
                 raise tg.GraphError(f"cannot read --text-file {args.text_file!r}: {exc}") from None
         lm = CharLM.from_text(text, hidden_size=args.hidden, seq_len=args.seq_len,
-                              batch_size=args.batch, seed=args.seed)
+                              batch_size=args.batch, seed=args.seed, cell=args.cell)
         print(f"{lm!r} on {lm.data!r}", file=file)
     report = train_and_report(lm, args.steps, lr=args.lr, clip=args.clip, prefix=args.prefix,
                               sample_length=args.sample_length, temperature=args.temperature,

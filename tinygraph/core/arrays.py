@@ -48,7 +48,7 @@ def check_dtype(dtype: Any, name: str) -> np.dtype:
     """``dtype`` as a numpy dtype tinygraph supports (float, int or bool) for node ``name``."""
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):  # numpy parses strings such as "0@"
         raise DtypeError(f"node '{name}': {dtype!r} is not a numpy dtype") from None
     if dt.kind not in "biuf":
         raise DtypeError(f"node '{name}': dtype {dt} is not supported; use a float, int or bool")

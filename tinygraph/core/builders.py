@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GraphError
-from .node import Node, as_node, build, graph_of, index_attr
+from .node import Node, as_node, build, graph_of, index_parts
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul",
@@ -168,23 +168,38 @@ def one_hot(ids, depth: int, dtype: Any = "float64", name=None) -> Node:
     """Integer ids -> one-hot vectors of length ``depth`` (shape ``ids.shape + (depth,)``)."""
     try:
         dtype = np.dtype(dtype).name
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):  # numpy parses strings such as "0@"
         pass  # the shape rule rejects it with a GraphError naming the node
     return build("one_hot", ids, depth=depth, dtype=dtype, name=name)
 
 
-def cross_entropy(logits, targets, name=None) -> Node:
+def cross_entropy(logits, targets, ignore_index: int | None = None,
+                  label_smoothing: float = 0.0, name=None) -> Node:
     """Mean negative log-likelihood of int ``targets`` under ``softmax(logits)``; a scalar.
 
     ``targets`` has shape ``logits.shape[:-1]``. Computed through
-    log-softmax, so it stays finite for logits up to 1e4 in size.
+    log-softmax, so it stays finite for logits up to 1e4 in size. As in
+    PyTorch, targets equal to ``ignore_index`` add nothing and the mean is
+    over the others; ``label_smoothing=eps`` mixes the target with the
+    uniform distribution: ``(1 - eps) * NLL + eps * mean over classes of
+    -log p``.
     """
     graph = graph_of(logits, targets)
+    attrs: dict = {}
+    if ignore_index is not None:
+        attrs["ignore_index"] = int(ignore_index) if isinstance(
+            ignore_index, np.integer) else ignore_index
+    if label_smoothing:
+        attrs["label_smoothing"] = float(label_smoothing) if isinstance(
+            label_smoothing, np.floating) else label_smoothing
     with graph._atomic():
         t = targets if isinstance(targets, Node) else graph.const(np.asarray(targets))
-        return graph.add_node("cross_entropy", [as_node(graph, logits), t], name=name)
+        return graph.add_node("cross_entropy", [as_node(graph, logits), t], attrs, name=name)
 
 
 def getitem(x, index, name=None) -> Node:
-    """Basic indexing with ints and slices: ``x[:, 2:5]``, ``x[0]``."""
-    return build("getitem", x, index=index_attr(index), name=name)
+    """numpy indexing: ints, slices, ``None``, ``...`` and integer arrays (``x[:, ids]``)."""
+    attr, arrays = index_parts(index)
+    if arrays:
+        return build("advanced_getitem", x, *arrays, index=attr, name=name)
+    return build("getitem", x, index=attr, name=name)

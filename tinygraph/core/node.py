@@ -27,7 +27,7 @@ from .shapes import format_shape
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["Node", "as_node", "graph_of", "build", "index_attr"]
+__all__ = ["Node", "as_node", "graph_of", "build", "index_attr", "index_parts"]
 
 
 class Node:
@@ -40,8 +40,9 @@ class Node:
     ``value``, the live array read at every run.
 
     Arithmetic operators build new nodes: ``+ - * / @ **``, unary ``-``,
-    ``.T`` and basic indexing ``x[:, :3]``; numbers on either side become
-    consts.
+    ``abs()``, ``< <= > >=`` (bool nodes), ``.T`` and numpy indexing
+    (``x[:, :3]``, ``x[None, ..., 0]``, ``x[ids]``); numbers on either side
+    become consts. ``==`` stays identity, so nodes work as dict keys.
     """
 
     __slots__ = ("name", "op", "inputs", "shape", "dtype", "graph", "attrs", "meta", "index",
@@ -95,7 +96,10 @@ class Node:
         return build("transpose", self, axes=None)
 
     def __getitem__(self, index: Any) -> Node:
-        return build("getitem", self, index=index_attr(index))
+        attr, arrays = index_parts(index)
+        if arrays:
+            return build("advanced_getitem", self, *arrays, index=attr)
+        return build("getitem", self, index=attr)
 
     def __repr__(self) -> str:
         return f"<Node '{self.name}' {self.op} {format_shape(self.shape)} {self.dtype}>"
@@ -128,6 +132,13 @@ class Node:
     def __pow__(self, o): return build("pow", self, o)
     def __rpow__(self, o): return build("pow", o, self)
     def __neg__(self): return build("neg", self)
+    def __abs__(self): return build("abs", self)
+    # Comparisons build bool nodes; == and != stay identity, so nodes remain dict keys
+    # (use tg.equal / tg.not_equal for the elementwise test).
+    def __lt__(self, o): return build("less", self, o)
+    def __le__(self, o): return build("less_equal", self, o)
+    def __gt__(self, o): return build("greater", self, o)
+    def __ge__(self, o): return build("greater_equal", self, o)
 
 
 def build(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
@@ -152,17 +163,47 @@ def build(op: str, *args: Any, name: str | None = None, **attrs: Any) -> Node:
 
 def index_attr(index: Any) -> tuple:
     """``x[index]``'s index as the ``getitem`` attr: slices become (start, stop, step)."""
+    attr, arrays = index_parts(index)
+    if arrays:
+        raise GraphError(f"index {index!r} holds integer arrays; build it with x[...] "
+                         "(an advanced_getitem node), not a getitem attr")
+    return attr
+
+
+def index_parts(index: Any) -> tuple[tuple, list]:
+    """``x[index]`` as a stored attr and its integer arrays (numpy arrays, lists or nodes).
+
+    Slices become (start, stop, step), ``...`` becomes ``'...'`` and each
+    integer array ``'[]'`` (JSON has neither Ellipsis nor arrays).
+    """
     items = index if isinstance(index, tuple) else (index,)
     out: list[Any] = []
+    arrays: list[Any] = []
     for item in items:
         if isinstance(item, slice):
-            out.append((item.start, item.stop, item.step))
-        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
+            out.append((_int_or_none(item.start), _int_or_none(item.stop),
+                        _int_or_none(item.step)))
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool | np.bool_):
             out.append(int(item))
+        elif item is None:
+            out.append(None)
+        elif item is Ellipsis:
+            out.append("...")
         else:
-            raise GraphError(f"indexing a node takes ints and slices, got {item!r}; "
-                             "use tg.take for integer-array indexing")
-    return tuple(out)
+            array = item if isinstance(item, Node) else np.asarray(item) if isinstance(
+                item, list | np.ndarray) else None
+            if array is None or array.dtype.kind not in "iu":
+                what = "a bool mask" if array is not None and array.dtype.kind == "b" else repr(
+                    item)
+                raise GraphError(f"indexing a node takes ints, slices, None, ... and integer "
+                                 f"arrays, got {what}; for a mask use tg.where(mask, x, 0)")
+            out.append("[]")
+            arrays.append(array)
+    return tuple(out), arrays
+
+
+def _int_or_none(value: Any) -> Any:
+    return int(value) if isinstance(value, np.integer) else value
 
 
 def graph_of(*values: Any) -> Graph:

@@ -36,8 +36,10 @@ from ..errors import DtypeError, GraphError, ShapeError
 from .shape_rules import DtypeMismatch, Spec, elementwise_float, unary_float
 from .shapes import ShapeMismatch, format_shape
 
-__all__ = ["Op", "OPS", "LEAF_OPS", "register", "infer", "new_node", "wanted_grads", "unbroadcast",
-           "attr_names", "bind_forward", "MAX_ELEMENTS"]
+__all__ = [
+    "Op", "OPS", "LEAF_OPS", "register", "infer", "new_node", "wanted_grads", "unbroadcast",
+    "no_gradient", "select", "attr_names", "bind_forward", "MAX_ELEMENTS",
+]
 
 # The largest element count an array can have (numpy indexes with a signed intp).
 MAX_ELEMENTS = np.iinfo(np.intp).max
@@ -220,3 +222,21 @@ def unbroadcast(g: Any, x: Any) -> Any:
     if g.shape == x.shape and None not in x.shape:
         return g
     return new_node("sum_to", g, x)
+
+
+def no_gradient(node: Any, g: Any, needs: Sequence[bool] | None = None) -> tuple:
+    """The vjp of an op with no gradient by definition (comparisons, argmax, stop_gradient).
+
+    Distinct from ``vjp=None`` (a rule nobody wrote, which ``grad`` reports):
+    this one says, by name, that nothing flows back through the op.
+    """
+    return (None,) * len(node.inputs)
+
+
+def select(cond: Any, a: Any, b: Any) -> Any:
+    """``where(cond, a, b)`` for vjp rules; a number takes the dtype of the node beside it."""
+    peer = a if hasattr(a, "graph") else b
+
+    def node(v: Any) -> Any:
+        return v if hasattr(v, "graph") else peer.graph.const(v, dtype=peer.dtype)
+    return new_node("where", cond, node(a), node(b))

@@ -1,7 +1,9 @@
 """The registry: every op record, registered in one place.
 
 :data:`OPS` maps an op name to its :class:`~tinygraph.core.op.Op` record.
-The primitives (:mod:`tinygraph.core.primitives`) and the fused ops the
+The primitives (:mod:`tinygraph.core.primitives`, and numpy's elementwise ops,
+reductions and indexing in :mod:`~tinygraph.core.prim_math`,
+:mod:`~tinygraph.core.prim_reduce` and :mod:`~tinygraph.core.prim_shape`) and the fused ops the
 optimizer emits (:mod:`tinygraph.core.recurrence`,
 :mod:`tinygraph.core.reverse_recurrence`) are registered here, all the same
 way; ``register`` adds a user's own op.
@@ -16,6 +18,10 @@ array([0., 0.])
 from __future__ import annotations
 
 from .op import LEAF_OPS, OPS, Op, register
+from .prim_loss import LOSS
+from .prim_math import MATH
+from .prim_reduce import REDUCE
+from .prim_shape import SHAPE
 from .primitives import PRIMITIVES
 from .recurrence import RECURRENCE
 from .reverse_recurrence import REVERSE_RECURRENCE
@@ -24,5 +30,6 @@ from .shape_rules import DtypeMismatch
 
 __all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
 
-for _record in [*PRIMITIVES, RECURRENCE, REVERSE_RECURRENCE, SCAN, UNPACK]:
+for _record in [*PRIMITIVES, *LOSS, *MATH, *REDUCE, *SHAPE, RECURRENCE, REVERSE_RECURRENCE,
+                SCAN, UNPACK]:
     register(_record)

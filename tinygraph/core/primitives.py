@@ -25,10 +25,13 @@ from typing import Any
 import numpy as np
 
 from . import shape_rules as rules
-from .op import Op, new_node, unbroadcast, wanted_grads
+from . import shape_rules_numpy as nrules
+from .node import build
+from .op import Op, new_node, select, unbroadcast, wanted_grads
 from .shapes import normalize_axes, normalize_axis
 
-__all__ = ["PRIMITIVES", "sigmoid_forward"]
+__all__ = ["PRIMITIVES", "sigmoid_forward", "softmax_forward", "log_softmax_forward",
+           "check_ids"]
 
 
 def _binary_vjp(da: Callable, db: Callable) -> Callable:
@@ -38,6 +41,26 @@ def _binary_vjp(da: Callable, db: Callable) -> Callable:
         return wanted_grads(needs, lambda: unbroadcast(da(g, a, b, node), a),
                       lambda: unbroadcast(db(g, a, b, node), b))
     return vjp
+
+
+def _nonzero_const(node) -> bool:
+    return node.op == "const" and bool(np.all(node.value != 0))
+
+
+def _pow_grad_base(g, a, b, y):
+    # b * a**(b-1) is 0 * 0**-1 = nan at a = b = 0, where the derivative is 0 (as torch):
+    # where b == 0 any finite power does, since b multiplies it.
+    if _nonzero_const(b):
+        return g * b * a ** (b - 1)
+    exponent = select(build("equal", b, 0.0), 1.0, b - 1)
+    return g * b * a ** exponent
+
+
+def _pow_grad_exponent(g, a, b, y):
+    # y * log(a) is 0 * -inf = nan at a = 0, b >= 0, where the derivative is 0 (as torch).
+    if _nonzero_const(a):
+        return g * y * new_node("log", a)
+    return g * y * new_node("log", select(build("equal", a, 0.0), 1.0, a))
 
 
 def _matmul_vjp(node, g, needs=None):
@@ -68,7 +91,7 @@ def _matmul_vjp(node, g, needs=None):
     return wanted_grads(needs, lambda: unbroadcast(new_node("matmul", g2, swap(b2)), a), grad_b)
 
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)  # the one new array; the rest works in place
     if z.dtype.kind != "f":
         z = z.astype(np.float64)  # integer logits: the shape rule promises float64
@@ -82,7 +105,7 @@ def _softmax_vjp(node, g, needs=None):
     return (node * (g - new_node("sum", g * node, axis=axis, keepdims=True)),)
 
 
-def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def log_softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 
@@ -93,18 +116,20 @@ def _log_softmax_vjp(node, g, needs=None):
 
 
 def sigmoid_forward(x: np.ndarray) -> np.ndarray:
-    # tanh form: no overflow for large |x|, unlike 1 / (1 + exp(-x)).
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    # e = exp(-|x|) never overflows; 1/(1+e) for x >= 0 and e/(1+e) below keep full relative
+    # precision in both tails (the tanh form 0.5*(1+tanh(x/2)) cancels to 0 below about -17).
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
 
 
-def _check_ids(ids: np.ndarray, size: int, what: str) -> None:
+def check_ids(ids: np.ndarray, size: int, what: str) -> None:
     if ids.size and (ids.min() < 0 or ids.max() >= size):
         bad = ids.min() if ids.min() < 0 else ids.max()
         raise IndexError(f"{what} {int(bad)} is out of range [0, {size})")
 
 
 def _take_forward(a: np.ndarray, ids: np.ndarray, axis: int = 0) -> np.ndarray:
-    _check_ids(ids, a.shape[axis], "index")
+    check_ids(ids, a.shape[axis], "index")
     return np.take(a, ids, axis=axis)
 
 
@@ -134,49 +159,17 @@ def _take_grad_forward(g: np.ndarray, ids: np.ndarray, like: np.ndarray,
 
 
 def _one_hot_forward(ids: np.ndarray, depth: int, dtype: str = "float64") -> np.ndarray:
-    _check_ids(ids, depth, "id")
+    check_ids(ids, depth, "id")
     return np.eye(depth, dtype=dtype)[ids]
 
 
-def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    _check_ids(targets, logits.shape[-1], "target")
-    logp = _log_softmax(logits, axis=-1)
-    picked = np.take_along_axis(logp, targets[..., None], axis=-1)
-    return -picked.mean()
-
-
-def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray,
-                                targets: np.ndarray) -> np.ndarray:
-    # Fused softmax(logits) - one_hot(targets): stable, and no (N, C) one-hot array.
-    _check_ids(targets, logits.shape[-1], "target")
-    p = _softmax(logits, axis=-1)
-    picked = np.take_along_axis(p, targets[..., None], axis=-1)
-    np.put_along_axis(p, targets[..., None], picked - 1.0, axis=-1)
-    return p * (g / targets.size)
-
-
-def _cross_entropy_grad_vjp(node, gg, needs=None):
-    g, logits, targets = node.inputs
-
-    def grad_g():  # the output is linear in g: d/dg = <gg, output at g = 1>
-        unit = new_node("cross_entropy_grad", g.graph.const(1.0, dtype=g.dtype), logits, targets)
-        return new_node("sum", gg * unit)
-
-    def grad_logits():  # g/N times the softmax Jacobian applied to gg
-        p = new_node("softmax", logits, axis=-1)
-        inner = gg - new_node("sum", gg * p, axis=-1, keepdims=True)
-        return p * inner * (g / new_node("size", targets, dtype=node.dtype.name))
-
-    return wanted_grads(needs, grad_g, grad_logits, None)
-
-
-def _getitem_index(index: tuple) -> tuple:
-    return tuple(slice(*i) if isinstance(i, tuple) else i for i in index)
+def _getitem_forward(x: np.ndarray, index: tuple) -> np.ndarray:
+    return x[nrules.to_numpy_index(index)]
 
 
 def _getitem_grad_forward(g: np.ndarray, like: np.ndarray, index: tuple) -> np.ndarray:
     out = np.zeros(like.shape, dtype=g.dtype)
-    out[_getitem_index(index)] = g  # basic indexing never repeats an element
+    out[nrules.to_numpy_index(index)] = g  # basic indexing never repeats an element
     return out
 
 
@@ -287,9 +280,9 @@ PRIMITIVES = [
     Op("div", 2, np.true_divide, rules.elementwise_float, _binary_vjp(
         lambda g, a, b, y: g / b, lambda g, a, b, y: -(g * y / b)), doc="a / b, broadcasting",
             elementwise=True, fresh=True),
-    Op("pow", 2, np.power, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g * b * a ** (b - 1), lambda g, a, b, y: g * y * new_node("log", a)),
-       doc="a ** b, broadcasting (d/db needs a > 0)", elementwise=True, fresh=True),
+    Op("pow", 2, np.power, rules.elementwise, _binary_vjp(_pow_grad_base, _pow_grad_exponent),
+       doc="a ** b, broadcasting (d/db needs a > 0, or a = 0 with b >= 0)", elementwise=True,
+       fresh=True),
     Op("neg", 1, np.negative, rules.unary_same, _unary(lambda g, x, y: -g), doc="-a",
         elementwise=True, fresh=True),
     Op("matmul", 2, np.matmul, rules.matmul, _matmul_vjp, doc="a @ b with np.matmul rules",
@@ -304,9 +297,10 @@ PRIMITIVES = [
         elementwise=True, fresh=True),
     Op("log", 1, np.log, rules.unary_float, _unary(lambda g, x, y: g / x),
        doc="natural logarithm", elementwise=True, fresh=True),
-    Op("softmax", 1, _softmax, rules.along_axis, _softmax_vjp, doc="stable softmax along axis",
+    Op("softmax", 1, softmax_forward, rules.along_axis, _softmax_vjp,
+       doc="stable softmax along axis",
         fresh=True),
-    Op("log_softmax", 1, _log_softmax, rules.along_axis, _log_softmax_vjp,
+    Op("log_softmax", 1, log_softmax_forward, rules.along_axis, _log_softmax_vjp,
        doc="stable log-softmax along axis", fresh=True),
     Op("sum", 1, lambda x, axis=None, keepdims=False: np.asarray(x.sum(axis, keepdims=keepdims)),
        rules.reduce, _reduce_vjp, doc="sum over axis (None: all)", fresh=True),
@@ -325,13 +319,9 @@ PRIMITIVES = [
        doc="pick entries of a along axis (default 0) by ids", fresh=True),
     Op("one_hot", 1, _one_hot_forward, rules.one_hot, _no_grad,
        doc="ids -> one-hot vectors of length depth", fresh=True),
-    Op("cross_entropy", 2, _cross_entropy_forward, rules.cross_entropy,
-       lambda node, g, needs=None: wanted_grads(
-           needs, lambda: new_node("cross_entropy_grad", g, *node.inputs), None),
-       doc="mean negative log-likelihood of int targets under softmax(logits)", fresh=True),
-    Op("getitem", 1, lambda x, index: x[_getitem_index(index)], rules.getitem,
+    Op("getitem", 1, _getitem_forward, nrules.basic_getitem,
        _unary(lambda g, x, y: new_node("getitem_grad", g, x, index=y.attrs["index"])),
-       doc="basic indexing with ints and slices", view=True),
+       doc="basic indexing: ints, slices, None, '...'", view=True),
     Op("sign", 1, np.sign, rules.unary_same, _no_grad, doc="-1, 0 or 1 by the sign of x",
         elementwise=True, fresh=True),
     Op("zeros_like", 1, np.zeros_like, rules.unary_same, _no_grad, doc="zeros of x's shape",
@@ -356,11 +346,8 @@ PRIMITIVES = [
        lambda node, gg, needs=None: wanted_grads(needs, lambda: new_node(
            "take", gg, node.inputs[1], axis=node.attrs.get("axis", 0)), None, None),
        doc="g added into zeros of like's shape at ids along axis (take's adjoint)", fresh=True),
-    Op("getitem_grad", 2, _getitem_grad_forward, rules.getitem_grad,
+    Op("getitem_grad", 2, _getitem_grad_forward, nrules.basic_getitem_grad,
        lambda node, gg, needs=None: wanted_grads(needs, lambda: new_node(
            "getitem", gg, index=node.attrs["index"]), None),
        doc="g written into zeros of like's shape at index (getitem's adjoint)", fresh=True),
-    Op("cross_entropy_grad", 3, _cross_entropy_grad_forward, rules.cross_entropy_grad,
-       _cross_entropy_grad_vjp, doc="g * (softmax(logits) - one_hot(targets)) / targets.size",
-           fresh=True),
 ]

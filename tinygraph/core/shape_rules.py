@@ -32,8 +32,8 @@ __all__ = [
     "Spec", "DtypeMismatch", "FLOAT64",
     "elementwise", "elementwise_float", "unary_same", "unary_float", "along_axis", "matmul",
     "reduce", "transpose", "reshape", "concat", "stack", "take", "one_hot", "cross_entropy",
-    "getitem", "sum_to", "broadcast_to", "reshape_like", "expand_dims", "size", "concat_part",
-    "take_grad", "getitem_grad", "cross_entropy_grad",
+    "sum_to", "broadcast_to", "reshape_like", "expand_dims", "size", "concat_part",
+    "take_grad", "cross_entropy_grad",
 ]
 
 Spec = tuple[tuple, np.dtype]  # (shape, dtype) of one input
@@ -204,7 +204,11 @@ def one_hot(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     depth = attrs.get("depth")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ShapeMismatch(f"depth must be a positive int, got {depth!r}")
-    dtype = np.dtype(attrs.get("dtype", "float64"))
+    try:
+        dtype = np.dtype(attrs.get("dtype", "float64"))
+    except (TypeError, ValueError, SyntaxError):
+        got = attrs.get("dtype")
+        raise DtypeMismatch(f"dtype must be a numpy dtype name, got {got!r}") from None
     if dtype.kind not in "biuf":
         raise DtypeMismatch(f"dtype must be a float, int or bool dtype, got {dtype}")
     return (*specs[0][0], depth), dtype
@@ -223,25 +227,6 @@ def cross_entropy(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
             f"got {format_shape(got)} (logits {format_shape(logits)})"
         )
     return (), _float_dtype(dtype)
-
-
-def getitem(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    shape, dtype = specs[0]
-    index = attrs.get("index")
-    if not isinstance(index, tuple) or len(index) > len(shape):
-        raise ShapeMismatch(f"index {index!r} does not fit shape {format_shape(shape)}")
-    out: list[int | None] = []
-    for d, item in zip(shape, index, strict=False):
-        if isinstance(item, int) and not isinstance(item, bool):
-            if d is not None and not -d <= item < d:
-                raise ShapeMismatch(f"index {item} is out of range for size {d}")
-        elif isinstance(item, tuple) and len(item) == 3 and item[2] != 0 and all(
-            v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in item
-        ):
-            out.append(None if d is None else len(range(*slice(*item).indices(d))))
-        else:
-            raise ShapeMismatch(f"index entries must be ints or slices, got {item!r}")
-    return (*out, *shape[len(index) :]), dtype
 
 
 # -------------------------------------- helper ops emitted by reverse mode
@@ -312,13 +297,6 @@ def take_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     (_, dtype), ids, (like, _) = specs
     _require_int(ids, "take_grad's indices")
     normalize_axis(attrs.get("axis", 0), len(like))
-    return like, dtype
-
-
-def getitem_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    """``getitem_grad(g, like, index=...)``: g written into zeros of like's shape at index."""
-    (_, dtype), (like, _) = specs
-    getitem([(like, dtype)], attrs)
     return like, dtype
 
 

@@ -41,6 +41,7 @@ import numpy as np
 from ..core.gcpause import gc_paused
 from ..core.node import Node
 from ..core.op import LEAF_OPS, OPS, bind_forward
+from ..core.shape_rules_numpy import to_numpy_index
 from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
 from .codegen import generate
@@ -73,7 +74,7 @@ def bind(node: Node) -> Callable:
     """The node's forward with its attributes bound, as cheap to call as possible."""
     if node.op == "getitem":
         # x[index] through operator.itemgetter: one C call, no per-run tuple building.
-        index = tuple(slice(*i) if isinstance(i, tuple) else i for i in node.attrs["index"])
+        index = to_numpy_index(node.attrs["index"])
         return operator.itemgetter(index[0] if len(index) == 1 else index)
     if node.op == "matmul":
         if all(len(src.shape) == 2 and src.dtype in _FLOATS for src in node.inputs):

@@ -1,0 +1,100 @@
+"""Cross-entropy: the loss and its fused gradient, with PyTorch's ignore_index and label_smoothing.
+
+>>> from tinygraph.core.ops import OPS
+>>> float(OPS["cross_entropy"].forward(np.zeros((2, 4)), np.array([1, 3])))  # log 4
+1.3862943611198906
+>>> float(OPS["cross_entropy"].forward(np.zeros((2, 4)), np.array([1, -1]), ignore_index=-1))
+1.3862943611198906
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import shape_rules_numpy as nrules
+from .node import build
+from .op import Op, new_node, select, wanted_grads
+from .primitives import check_ids, log_softmax_forward, softmax_forward
+
+__all__ = ["LOSS"]
+
+
+def _cross_entropy_rows(logits: np.ndarray, targets: np.ndarray, ignore_index: int | None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The targets with ignored ones replaced by 0 (checked), and the float mask of kept rows."""
+    if ignore_index is None:
+        check_ids(targets, logits.shape[-1], "target")
+        return targets, None
+    keep = targets != ignore_index
+    safe = np.where(keep, targets, 0)
+    check_ids(safe, logits.shape[-1], "target")
+    return safe, keep.astype(logits.dtype if logits.dtype.kind == "f" else np.float64)
+
+
+def _kept(mask: np.ndarray | None, size: int) -> float:
+    # PyTorch's mean over kept rows; every row ignored gives nan (0 / 0), as there.
+    return size if mask is None else mask.sum()
+
+
+def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
+                           ignore_index: int | None = None,
+                           label_smoothing: float = 0.0) -> np.ndarray:
+    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
+    logp = log_softmax_forward(logits, axis=-1)
+    rows = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    if label_smoothing:
+        # PyTorch's form: (1 - eps) * NLL + eps * the mean NLL over all classes.
+        rows = (1 - label_smoothing) * rows - label_smoothing * logp.mean(axis=-1)
+    if mask is not None:
+        rows = rows * mask
+    with np.errstate(invalid="ignore"):
+        return np.asarray(rows.sum() / _kept(mask, targets.size), dtype=logp.dtype)
+
+
+def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.ndarray,
+                                ignore_index: int | None = None,
+                                label_smoothing: float = 0.0) -> np.ndarray:
+    # Fused softmax(logits) - one_hot(targets): stable, and no (N, C) one-hot array.
+    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
+    p = softmax_forward(logits, axis=-1)
+    if label_smoothing:
+        p -= label_smoothing / logits.shape[-1]
+    picked = np.take_along_axis(p, targets[..., None], axis=-1)
+    np.put_along_axis(p, targets[..., None], picked - (1.0 - label_smoothing), axis=-1)
+    if mask is not None:
+        p *= mask[..., None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return p * (g / _kept(mask, targets.size))
+
+
+def _cross_entropy_grad_vjp(node, gg, needs=None):
+    g, logits, targets = node.inputs
+    attrs = node.attrs
+
+    def grad_g():  # the output is linear in g: d/dg = <gg, output at g = 1>
+        unit = new_node("cross_entropy_grad", g.graph.const(1.0, dtype=g.dtype), logits, targets,
+                        **attrs)
+        return new_node("sum", gg * unit)
+
+    def grad_logits():  # g/N times the softmax Jacobian applied to gg (smoothing is linear)
+        p = new_node("softmax", logits, axis=-1)
+        inner = gg - new_node("sum", gg * p, axis=-1, keepdims=True)
+        if attrs.get("ignore_index") is None:
+            return p * inner * (g / new_node("size", targets, dtype=node.dtype.name))
+        keep = select(build("not_equal", targets, attrs["ignore_index"]),
+                      g.graph.const(1.0, dtype=node.dtype), 0.0)
+        share = new_node("expand_dims", keep, axis=-1) * (g / new_node("sum", keep))
+        return p * inner * share
+
+    return wanted_grads(needs, grad_g, grad_logits, None)
+
+
+LOSS = [
+    Op("cross_entropy", 2, _cross_entropy_forward, nrules.cross_entropy,
+       lambda node, g, needs=None: wanted_grads(
+           needs, lambda: new_node("cross_entropy_grad", g, *node.inputs, **node.attrs), None),
+       doc="mean negative log-likelihood of int targets under softmax(logits)", fresh=True),
+    Op("cross_entropy_grad", 3, _cross_entropy_grad_forward, nrules.cross_entropy_grad,
+       _cross_entropy_grad_vjp, doc="g * (softmax(logits) - one_hot(targets)) / targets.size",
+           fresh=True),
+]
