@@ -6,7 +6,8 @@ reductions and indexing in :mod:`~tinygraph.core.prim_math`,
 :mod:`~tinygraph.core.prim_reduce` and :mod:`~tinygraph.core.prim_shape`) and the fused ops the
 optimizer emits (:mod:`tinygraph.core.recurrence`,
 :mod:`tinygraph.core.reverse_recurrence`) are registered here, all the same
-way; ``register`` adds a user's own op.
+way, each with its batch rule from :mod:`tinygraph.core.batch_rules`;
+``register`` adds a user's own op.
 
 >>> import numpy as np
 >>> OPS["tanh"].forward(np.zeros(2))
@@ -17,6 +18,9 @@ array([0., 0.])
 
 from __future__ import annotations
 
+import dataclasses
+
+from .batch_rules import BATCH_RULES
 from .op import LEAF_OPS, OPS, Op, register
 from .prim_loss import LOSS
 from .prim_math import MATH
@@ -32,4 +36,5 @@ __all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
 
 for _record in [*PRIMITIVES, *LOSS, *MATH, *REDUCE, *SHAPE, RECURRENCE, REVERSE_RECURRENCE,
                 SCAN, UNPACK]:
-    register(_record)
+    # Batch rules live in one table (as JAX's batchers do) and join each record here.
+    register(dataclasses.replace(_record, batch=_record.batch or BATCH_RULES.get(_record.name)))
