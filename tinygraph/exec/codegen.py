@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.op import OPS
-from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into
+from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into, stacked_matmul
 from .stacks import stack_lines
 
 if TYPE_CHECKING:
@@ -72,7 +72,8 @@ def generate(plan: Plan, sizes: list[int]) -> tuple[Callable, str, dict[int, int
             lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
         elif target is None and _bufferable(plan, position, sizes[position]):
             backed.add(out)
-            names[f"f{out}"] = _BUFFERED_FORWARD.get(step.node.op, step.forward)
+            names[f"f{out}"] = (step.forward if step.forward is stacked_matmul
+                                else _BUFFERED_FORWARD.get(step.node.op, step.forward))
             lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
                          f"{', '.join(f'v{a}' for a in args)})")
         elif target is None:

@@ -142,4 +142,4 @@ def interpret_scan(node: Node, args: Sequence[np.ndarray]) -> tuple:
         return (*carry, *empty_outputs(node))
     # A (1, H) initial carry may have met a batch of B: rows share the broadcast shape.
     saved = [np.stack(np.broadcast_arrays(*v)) for v in saved]
-    return (*carry, *[np.stack(v) for v in ys], *saved)
+    return (*carry, *[np.stack(np.broadcast_arrays(*v)) for v in ys], *saved)

@@ -87,24 +87,26 @@ class ScanKernel:
         order = range(steps - 1, -1, -1) if self.node.attrs["reverse"] else range(steps)
         if steps == 0:
             return (*carry, *empty_outputs(self.node))
-        first = order[0]
-        full = [*carry, *[x[first] for x in xs], *args[k + m:]]
-        out = self._step(full, params, fast)
-        ys = [self._alloc(steps, out[k + j]) if k + j in self.needed else None
+        # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
+        # so outputs are allocated in the shape both steps broadcast to.
+        head = order[:2]
+        outs = []
+        for t in head:
+            outs.append(self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params, fast))
+            outs[-1] = (list(outs[-1]), list(carry))
+            carry = list(outs[-1][0][:k])
+        ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
               for j in range(ny)]
-        # A (1, H) initial carry may meet a batch of B in the first step: rows of the
-        # saved carries take the later, broadcast shape.
-        saved = [self._alloc(steps, np.broadcast_to(c, np.broadcast_shapes(np.shape(c),
-                                                                           np.shape(out[i]))))
-                 if k + ny + i in self.needed else None for i, c in enumerate(carry)]
-        for j, y in enumerate(ys):
-            if y is not None:
-                y[first] = out[k + j]
-        for i, s in enumerate(saved):
-            if s is not None:
-                s[first] = carry[i]
-        carry = list(out[:k])
-        rest = order[1:]
+        saved = [self._alloc(steps, [c[i] for _, c in outs]) if k + ny + i in self.needed
+                 else None for i in range(k)]
+        for t, (out, before) in zip(head, outs, strict=True):
+            for j, y in enumerate(ys):
+                if y is not None:
+                    y[t] = out[k + j]
+            for i, s in enumerate(saved):
+                if s is not None:
+                    s[t] = before[i]
+        rest = order[2:]
         if fast:
             loop = self._loop or self._generate()
             carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *args[k + m:],
@@ -132,9 +134,10 @@ class ScanKernel:
             raise EvaluationError(f"scan '{self.node.name}', in its body: {exc}") from None
 
     @staticmethod
-    def _alloc(steps: int, like: Any) -> np.ndarray:
-        like = np.asarray(like)
-        return np.empty((steps, *like.shape), like.dtype)
+    def _alloc(steps: int, rows: list) -> np.ndarray:
+        """Room for ``steps`` rows of the shape the first ``rows`` broadcast to."""
+        shape = np.broadcast_shapes(*[np.shape(r) for r in rows])
+        return np.empty((steps, *shape), np.result_type(*rows))
 
     def _generate(self) -> Any:
         k, m, ny = self.k, self.m, self.ny

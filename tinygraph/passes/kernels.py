@@ -1,0 +1,61 @@
+"""Scan bodies that one fused kernel runs faster: ``act(carry @ W + a_t)`` -> ``recurrence``.
+
+After hoisting and sinking, a vanilla cell's loop is exactly that: one matmul,
+one add, one activation per step. The ``recurrence`` op
+(:mod:`tinygraph.core.recurrence`) runs such a loop with preallocated rows
+and, for small steps, the adds folded into the matmul — the one place where
+a hand-written kernel beats the generic scan loop (its per-step overhead is
+~3 numpy calls instead of a generated body). This is the single rule applied
+to scan bodies; any other body runs through the scan kernel.
+"""
+
+from __future__ import annotations
+
+from ..core.recurrence import ACTIVATIONS
+from .draft import Draft, Rec
+
+__all__ = ["recurrence_kernel_pass"]
+
+
+def recurrence_kernel_pass(draft: Draft) -> None:
+    live = draft.live()
+    live_ids = {rec.id for rec in live}
+    for rec in live:
+        if rec.op == "scan" and not rec.attrs["reverse"]:
+            _to_recurrence(draft, rec, live_ids)
+
+
+def _to_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+    a = rec.attrs
+    body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
+    if k != 1 or m < 1:
+        return
+    outs = [body.node(n) for n in a["outputs"]]
+    carry_in = body.node(a["inputs"][0])
+    act = outs[0]
+    if act.op not in ACTIVATIONS or any(y is not act for y in outs[1:1 + ny]):
+        return
+    z = act.inputs[0]
+    if z.op != "add":
+        return
+    left, right = z.inputs
+    mm, seq = (left, right) if left.op == "matmul" else (right, left)
+    if mm.op != "matmul" or mm.inputs[0] is not carry_in or seq.op != "input":
+        return
+    weight = mm.inputs[1]
+    position = {n: i for i, n in enumerate(a["inputs"])}
+    wi, si = position.get(weight.name), position.get(seq.name)
+    if wi is None or si is None or not 1 <= si < 1 + m or wi < 1 + m:
+        return
+    if len(weight.shape) != 2 or len(seq.shape) != 2 or len(carry_in.shape) != 2:
+        return
+    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    if any(u.op != "unpack" or u.attrs["index"] >= 1 + ny for u in users):
+        return  # the saved carries are read (a gradient): keep the scan
+    if not any(u.attrs["index"] >= 1 for u in users):
+        return  # only the last carry is read: the scan keeps memory flat, the kernel would not
+    init, xs, w = rec.inputs[0], rec.inputs[si], rec.inputs[wi]
+    states = draft.add("recurrence", [xs, w, init], {"activation": act.op}, name=rec.name)
+    last = draft.add("getitem", [states], {"index": (-1,)}, name=f"{rec.name}.last")
+    for u in users:
+        draft.replace(u.id, last if u.attrs["index"] == 0 else states)

@@ -1,0 +1,239 @@
+"""Rerolling: the T copies of a step in an unrolled graph become one ``scan`` node.
+
+``node.meta["t"]`` (set by :func:`tinygraph_rnn.unroll`, or a ``t=<k>/`` scope)
+proposes which nodes form step t; the pass then PROVES the steps are one
+body before it rerolls them. Every step must have the same nodes (by
+``meta["template"]``) in the same order, with equal ops, attrs, shapes and
+dtypes, and every input of a node must be, at every step, one of:
+
+- a node of the same step (the same template every time): the body's wiring;
+- a node of the previous step (the same template; at step 0 one node outside
+  the steps, the same for every reader): a **carry**, its initial value;
+- one node outside the steps, the same at every step: a **captured** value;
+- a per-step leaf (an input fed per step, or ``xs[t]`` of an outside ``xs``):
+  a **sequence**, stacked along a new axis 0 (``xs`` itself, not a copy).
+
+Anything else (a skip connection to step t-2, a const that differs between
+steps, a step that reads an attr with its own t in it) leaves the graph as it
+was. Step values read from outside the steps (outputs, losses, the backward
+pass) become the scan's per-step outputs: each reader reads ``ys[t]``; the
+last step's carries read from outside become the scan's final carries.
+
+::
+
+    s0 ─▶ [t=0] ─▶ [t=1] ─▶ … ─▶ [t=T-1] ─▶ s        s0 ─▶ ┌ scan ┐ ─▶ s
+           ▲ │      ▲ │            ▲ │          ==>  x ──▶ │ body │ ─▶ o[0] … o[T-1]
+          x0 o0    x1 o1         xT-1 oT-1             └──────┘
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .draft import Draft, Rec, freeze
+
+__all__ = ["reroll_pass", "MIN_STEPS"]
+
+MIN_STEPS = 2
+
+
+def _step_of(rec: Rec) -> int | None:
+    t = rec.meta.get("t")
+    return t if isinstance(t, int) and not isinstance(t, bool) else None
+
+
+def reroll_pass(draft: Draft) -> None:
+    """Replace the steps of an unrolled graph by one scan node, when they provably are one."""
+    live = draft.live()
+    if any(rec.meta.get("grad") for rec in live):
+        return  # training graphs: their backward chains are fused by the reverse passes
+    steps: dict[int, list[Rec]] = {}
+    for rec in live:
+        t = _step_of(rec)
+        if t is not None:
+            steps.setdefault(t, []).append(rec)
+    count = len(steps)
+    if count < MIN_STEPS or sorted(steps) != list(range(count)):
+        return
+    plan = _prove(draft, steps, count)
+    if plan is not None:
+        _rewrite(draft, steps, count, plan)
+
+
+class _Plan:
+    """What the proof found: per template position, how each input is wired."""
+
+    def __init__(self) -> None:
+        self.wiring: list[list[tuple[str, Any]]] = []  # per node: (kind, detail) per input
+        self.carries: dict[str, int] = {}  # carried template -> initial value (rec id)
+        self.captures: dict[int, None] = {}  # outside rec ids read by every step
+        self.sequences: list[tuple[str, Any]] = []  # ("leaf", template) / ("slice", rec id)
+        self.outputs: list[str] = []  # templates read from outside (per-step outputs)
+
+
+def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int) -> _Plan | None:
+    templates = [r.meta.get("template") for r in steps[0]]
+    if None in templates or len(set(templates)) != len(templates):
+        return None
+    step_of_id: dict[int, int] = {}
+    by_template: list[dict[str, Rec]] = []
+    for t in range(count):
+        if [r.meta.get("template") for r in steps[t]] != templates:
+            return None
+        by_template.append({r.meta["template"]: r for r in steps[t]})
+        for r in steps[t]:
+            step_of_id[r.id] = t
+    plan = _Plan()
+    for name in templates:
+        recs = [by_template[t][name] for t in range(count)]
+        first = recs[0]
+        if first.op in ("input", "param"):
+            if first.op == "param" or any(r.shape != first.shape or r.dtype != first.dtype
+                                          for r in recs):
+                return None
+            plan.wiring.append([])
+            if ("leaf", name) not in plan.sequences:
+                plan.sequences.append(("leaf", name))
+            continue
+        if first.op == "const":
+            value = freeze(first.attrs)
+            if any(freeze(r.attrs) != value or r.dtype != first.dtype for r in recs):
+                return None
+            plan.wiring.append([])
+            continue
+        sliced = _slice_of_outside(draft, recs, step_of_id)
+        if sliced is not None:
+            plan.wiring.append([("slice", sliced)])
+            if ("slice", sliced) not in plan.sequences:
+                plan.sequences.append(("slice", sliced))
+            continue
+        attrs = freeze(first.attrs)
+        if any(r.op != first.op or freeze(r.attrs) != attrs or r.dtype != first.dtype
+               or len(r.shape) != len(first.shape) or len(r.inputs) != len(first.inputs)
+               for r in recs):
+            return None
+        wiring = []
+        for j in range(len(first.inputs)):
+            kind = _input_kind(draft, recs, j, step_of_id, plan)
+            if kind is None:
+                return None
+            wiring.append(kind)
+        plan.wiring.append(wiring)
+    # Outputs: step values read from outside the steps (or fetched); reads from two or
+    # more steps later would be a skip connection the body cannot carry.
+    for name in templates:
+        for t in range(count):
+            rec = by_template[t][name]
+            for user in draft.users[rec.id]:
+                later = step_of_id.get(user)
+                if later is None:
+                    if name not in plan.outputs:
+                        plan.outputs.append(name)
+                elif later not in (t, t + 1):
+                    return None
+            if rec.id in draft.root_set and name not in plan.outputs:
+                plan.outputs.append(name)
+    if not plan.carries:
+        return None  # no recurrence: nothing for a scan to carry
+    return plan
+
+
+def _slice_of_outside(draft: Draft, recs: list[Rec], step_of_id: dict[int, int]) -> int | None:
+    """``xs[t]`` at every step t, of one outside ``xs``: the id of ``xs``."""
+    first = recs[0]
+    if first.op != "getitem" or len(first.inputs) != 1:
+        return None
+    source = first.inputs[0]
+    if source in step_of_id or len(draft.recs[source].shape) < 1:
+        return None
+    for t, r in enumerate(recs):
+        if r.op != "getitem" or r.inputs != [source] or r.attrs.get("index") != (t,):
+            return None
+    return source
+
+
+def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int],
+                plan: _Plan) -> tuple[str, Any] | None:
+    sources = [r.inputs[j] for r in recs]
+    steps = [step_of_id.get(s) for s in sources]
+    names = [draft.recs[s].meta.get("template") for s in sources]
+    if all(st == t for t, st in enumerate(steps)) and len(set(names)) == 1:
+        return ("inner", names[0])
+    if all(st == t - 1 for t, st in enumerate(steps) if t) and steps[0] is None \
+            and len(set(names[1:])) == 1:
+        carried, init = names[1], sources[0]
+        if plan.carries.setdefault(carried, init) != init:
+            return None  # two readers disagree about the carry's initial value
+        return ("carry", carried)
+    if all(st is None for st in steps) and len(set(sources)) == 1:
+        plan.captures[sources[0]] = None
+        return ("capture", sources[0])
+    return None
+
+
+def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan) -> None:
+    from ..core.graph import Graph  # the body is a graph of the same kind as the outer one
+
+    graph_type = type(draft.graph) if isinstance(draft.graph, Graph) else Graph
+    body = graph_type(f"{draft.graph.name}/step")
+    ref = {r.meta["template"]: r for r in steps[min(1, count - 1)]}
+    carry_in = {}
+    for i, name in enumerate(plan.carries):
+        shape = tuple(None if d == 1 else d for d in ref[name].shape)
+        carry_in[name] = body.input(f"carry{i}", shape=shape, dtype=ref[name].dtype)
+    seq_in = {}
+    for i, seq in enumerate(plan.sequences):
+        rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1]]
+        shape = rec.shape if seq[0] == "leaf" else rec.shape[1:]
+        seq_in[seq] = body.input(f"x{i}", shape=shape, dtype=rec.dtype)
+    cap_in = {c: body.input(f"c{i}", shape=draft.recs[c].shape, dtype=draft.recs[c].dtype)
+              for i, c in enumerate(plan.captures)}
+    made: dict[str, Any] = {}
+    for (name, rec), wiring in zip(ref.items(), plan.wiring, strict=True):
+        if rec.op == "input":
+            made[name] = seq_in[("leaf", name)]
+        elif rec.op == "const":
+            made[name] = body.const(rec.attrs["value"], dtype=rec.dtype)
+        elif wiring and wiring[0][0] == "slice":
+            made[name] = seq_in[("slice", wiring[0][1])]
+        else:
+            args = [made[d] if k == "inner" else carry_in[d] if k == "carry" else cap_in[d]
+                    for k, d in wiring]
+            made[name] = body.add_node(rec.op, args, dict(rec.attrs),
+                                       name=name if name not in body.nodes else None)
+    outs = [made[n] for n in plan.carries] + [made[n] for n in plan.outputs]
+    attrs = {"body": body, "num_carry": len(plan.carries), "num_xs": len(plan.sequences),
+             "num_ys": len(plan.outputs), "length": count, "reverse": False,
+             "inputs": tuple(n.name for n in body.inputs.values()),
+             "outputs": tuple(n.name for n in [*outs, *carry_in.values()])}
+    xs = []
+    for seq in plan.sequences:
+        if seq[0] == "slice":
+            source = draft.recs[seq[1]]
+            xs.append(seq[1] if source.shape[:1] == (count,) else draft.add(
+                "getitem", [seq[1]], {"index": ((0, count, None),)}, name="opt/steps"))
+        else:
+            xs.append(draft.add("stack", [_rec_of(steps[t], seq[1]).id for t in range(count)],
+                                {"axis": 0}, name=f"opt/{seq[1]}"))
+    scan = draft.add("scan", [*plan.carries.values(), *xs, *plan.captures], attrs, name="scan")
+    last = {r.meta["template"]: r for r in steps[count - 1]}
+    specs = ([(last[n].shape, last[n].dtype) for n in plan.carries]
+             + [((count, *ref[n].shape), ref[n].dtype) for n in plan.outputs]
+             + [((count, *n.shape), n.dtype) for n in carry_in.values()])
+    unpacked = [draft.add("unpack", [scan], {"index": i, "shape": shape, "dtype": dt.name},
+                          name=f"scan.out{i}") for i, (shape, dt) in enumerate(specs)]
+    k = len(plan.carries)
+    for i, name in enumerate(plan.carries):
+        if name not in plan.outputs and (draft.users[last[name].id] or
+                                         last[name].id in draft.root_set):
+            draft.replace(last[name].id, unpacked[i])
+    for j, name in enumerate(plan.outputs):
+        for t in range(count):
+            rec = _rec_of(steps[t], name)
+            row = draft.add("getitem", [unpacked[k + j]], {"index": (t,)}, name=rec.name)
+            draft.replace(rec.id, row)
+
+
+def _rec_of(recs: list[Rec], name: str) -> Rec:
+    return next(r for r in recs if r.meta.get("template") == name)
+
