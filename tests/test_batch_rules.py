@@ -12,11 +12,10 @@ import itertools
 
 import numpy as np
 import pytest
+from test_autodiff import CASES, f, sample
 
 import tinygraph as tg
 from tinygraph.core.ops import OPS
-
-from test_autodiff import CASES, f, sample
 
 STEPS = 3
 # Ops with no batch rule, and why (the passes keep them per step).
@@ -93,7 +92,7 @@ def test_batch_rule_equals_the_op_step_by_step(op):
                 args = [Handle(whole.input(f"a{i}", shape=v.shape, dtype=v.dtype))
                         for i, v in enumerate(values)]
 
-                def emit(name, *xs, **kw):
+                def emit(name, *xs, whole=whole, **kw):
                     return Handle(whole.add_node(name, [x.node for x in xs], kw))
 
                 out = OPS[op].batch(emit, node, args, batched)

@@ -160,6 +160,7 @@ class Unrolled:
         for node in self._initial:
             node.meta["role"] = "initial_state"
         self.initial_state = structured(self._initial, self._single)
+        self._sequence_view: tuple | None = None  # what run() evaluates, made on first use
         self.inputs: list[tg.Node] = []
         self.states: list[Any] = []
         self.outputs: list[tg.Node] = []
@@ -226,28 +227,35 @@ class Unrolled:
             the step inputs and the shape they want).
         """
         arr, batched = self._check_xs(xs)
-        feeds: dict[Any, np.ndarray] = {}
-        if self.sequence is not None:
-            feeds[self.sequence] = arr if batched else arr[:, None]
-        else:
-            for k, node in enumerate(self.inputs):
-                feeds[node] = arr[k] if batched else arr[k][None]
+        view, seq_name, stacked = self._view()
+        feeds: dict[Any, np.ndarray] = {seq_name: arr if batched else arr[:, None]}
         if initial_state is not None:
-            feeds.update(self._initial_feeds(initial_state, arr.shape[1] if batched else None))
+            initial = self._initial_feeds(initial_state, arr.shape[1] if batched else None)
+            feeds.update({node.name: value for node, value in initial.items()})
         elif batched:
             # Zeros of the batch's size, not the (1, H) default: equal sizes at every step
             # keep the optimized plan on its batched-over-time path.
-            feeds.update({node: np.zeros((arr.shape[1], node.shape[1]), dtype=node.dtype)
+            feeds.update({node.name: np.zeros((arr.shape[1], node.shape[1]), dtype=node.dtype)
                           for node in self._initial})
-        flat_states = [part for state in self.states for part in flat(state)]
-        result = self.graph.run({"outputs": self.outputs, "states": flat_states}, feeds)
-        stack = tg.OPS["stack"].forward  # ~4x faster than np.stack for many small parts
-        outputs = stack(*result["outputs"])
-        n_parts = len(self._initial)
-        states = tuple(stack(*result["states"][i::n_parts]) for i in range(n_parts))
+        outputs, *states = view.run(stacked, feeds)
+        states = tuple(states)
         if not batched:
             outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
         return {"outputs": outputs, "states": structured(states, self._single)}
+
+    def _view(self) -> tuple[tg.Graph, str, list[tg.Node]]:
+        """The graph fed one sequence and fetching stacked outputs and states (made once).
+
+        ``run`` hands the whole sequence to the plan instead of splitting it into T
+        feeds and stacking T results again (:func:`tinygraph.passes.sequence_view`).
+        """
+        if self._sequence_view is None:
+            parts = len(self._initial)
+            groups = [self.outputs] + [[flat(s)[i] for s in self.states] for i in range(parts)]
+            inputs = None if self.sequence is not None else self.inputs
+            view, name, nodes = tg.passes.sequence_view(self.graph, inputs, groups)
+            self._sequence_view = (view, name or self.sequence.name, nodes)
+        return self._sequence_view
 
     def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
         if self.ids:

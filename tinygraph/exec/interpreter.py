@@ -97,7 +97,9 @@ class Interpreter:
                     env[node.name] = node.attrs["default"]
                 else:
                     raise missing_feed(node, self.fetches.nodes)
-            elif node.op in ("param", "const"):
+            elif node.op == "param":  # a pass-built graph's param reads the original's value
+                env[node.name] = self.graph.param_source(node).value
+            elif node.op == "const":
                 env[node.name] = node.value
             else:
                 args = [env[src.name] for src in node.inputs]

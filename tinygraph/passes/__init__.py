@@ -54,9 +54,11 @@ from .recurrence import fuse_recurrences
 from .reroll import reroll_pass
 from .reverse import fuse_reverse_recurrences
 from .reverse import unstack_rows as _unstack_rows
+from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "reroll", "hoist",
+           "sequence_view",
            "bias_into_table", "fuse_recurrence", "fuse_reverse_recurrence", "unstack_rows",
            "optimize", "rewrite"]
 
@@ -186,10 +188,11 @@ unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (
 reroll = _public([reroll_pass], "T copies of a step -> one ``scan`` node (proved isomorphic).")
 hoist = _public([reassociate_pass, hoist_pass, sink_pass],
                 "Carry-free work of every scan body out of its loop, batched over steps.")
-# The general mechanism first (reroll into scan, hoist and sink around the loop, one fused
-# kernel for plain recurrences); the older matchers still serve training graphs.
-OPTIMIZE_PASSES: list[Pass] = [_fold, _cse, _onehot_take, reroll_pass, reassociate_pass,
-                               hoist_pass, sink_pass, recurrence_kernel_pass, batch_pass,
+# The general mechanism first (reroll into scan before CSE merges the steps' equal consts,
+# hoist and sink around the loop, one fused kernel for plain recurrences); the older
+# matchers still serve training graphs.
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, reassociate_pass, hoist_pass, sink_pass,
+                               recurrence_kernel_pass, _fold, _cse, _onehot_take, batch_pass,
                                _bias_into_table, fuse_recurrences, fuse_reverse_recurrences,
                                _unstack_rows, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, fusion, CSE.")

@@ -100,6 +100,17 @@ class Draft:
         self.users[rec.id] = {}
         return rec.id
 
+    def add_input(self, name: str, shape: tuple, dtype: np.dtype) -> int:
+        """A new input record (fed at run time), ordered before every other record."""
+        self._edits += 1
+        self._sub += 1
+        rec = Rec(self._next_id, "input", [], {}, tuple(shape), np.dtype(dtype), name,
+                  (-1, self._sub))
+        self._next_id += 1
+        self.recs[rec.id] = rec
+        self.users[rec.id] = {}
+        return rec.id
+
     def replace(self, old: int, new: int) -> None:
         """Every user of ``old`` (and the roots) reads ``new`` instead."""
         self._edits += 1
@@ -195,7 +206,7 @@ class Draft:
             if rec.op == "param":
                 # Share the live array: in-place updates of the original show through.
                 node = graph._insert(node_name, "param", (), {}, rec.shape, rec.dtype, rec.meta)
-                node._value = rec.source._value
+                node._value = rec.source.graph.param_source(rec.source)._value
             elif rec.op in ("input", "const"):
                 node = graph._insert(node_name, rec.op, (), dict(rec.attrs), rec.shape,
                                      rec.dtype, rec.meta)
@@ -203,7 +214,8 @@ class Draft:
                 node = graph._insert(node_name, rec.op, tuple(built[i] for i in rec.inputs),
                                      rec.attrs, rec.shape, rec.dtype, rec.meta)
             if rec.source is not None and rec.op == "param":
-                graph._param_sources[node.name] = rec.source
+                # A draft of a pass-built graph: point at the original param, not its copy.
+                graph._param_sources[node.name] = rec.source.graph.param_source(rec.source)
             built[rec.id] = node
         return graph, [built[r] for r in self.roots]
 
