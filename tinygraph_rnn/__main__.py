@@ -32,8 +32,7 @@ from tinygraph.core.options import check_number
 
 from .cells import VanillaRNNCell
 from .gated_cells import GRUCell, LSTMCell
-from .lm_cli import (DEMO_STEPS, add_train_arguments, check_fits, demo_training,
-                     train_command)
+from .lm_cli import DEMO_STEPS, add_train_arguments, check_fits, demo_training, train_command
 from .unroll import Unrolled, unroll
 from .vocab import Vocab, load_corpus, show_char
 

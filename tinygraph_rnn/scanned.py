@@ -32,8 +32,7 @@ import tinygraph as tg
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
-from .stepping import (ParamTable, call_step, check_output, check_state, fed_array, flat,
-                       structured)
+from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["scan", "Scanned"]
 

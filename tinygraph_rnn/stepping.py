@@ -32,18 +32,17 @@ def fed_array(value: Any, dtype: np.dtype, want: str) -> np.ndarray:
 
     >>> fed_array([1, 2], np.dtype("float32"), "xs").dtype
     dtype('float32')
-    >>> fed_array([1 + 2j], np.dtype("float64"), "xs")
+    >>> fed_array([1 + 2j], np.dtype("float64"), "x")
     Traceback (most recent call last):
     ...
-    tinygraph.errors.FeedError: xs; got dtype complex128, not a numeric array that converts to float64
+    tinygraph.errors.FeedError: x; got dtype complex128: not a numeric array for float64
     """
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise tg.FeedError(f"{want}; the value is not a numeric array ({exc})") from None
     if arr.dtype.kind not in "biuf":
-        raise tg.FeedError(f"{want}; got dtype {arr.dtype}, not a numeric array that converts "
-                           f"to {dtype}")
+        raise tg.FeedError(f"{want}; got dtype {arr.dtype}: not a numeric array for {dtype}")
     out = cast_exact(arr, dtype)
     if isinstance(out, str):
         raise tg.FeedError(f"{want}; got dtype {arr.dtype} whose {out}")

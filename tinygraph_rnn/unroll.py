@@ -47,8 +47,7 @@ from tinygraph.core.options import check_number
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
-from .stepping import (ParamTable, call_step, check_output, check_state, fed_array, flat,
-                       structured)
+from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["unroll", "Unrolled", "MAX_STEPS"]
 
