@@ -24,7 +24,9 @@ usage: tinygraph info [-h] [--json] FILE
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import stat
 import sys
@@ -39,9 +41,13 @@ from .core.shapes import format_shape
 from .errors import GraphError
 from .graph import Graph, load
 from .io import reader as io_reader
+from .io.archive import DTYPES, MAX_RANK
 from .render import render
 from .render.drawing import RANKDIRS
 from .render.engine import DEFAULT_TIMEOUT, ENGINES, FORMATS
+
+# numpy refuses .npy headers longer than this, so the first bytes of a member hold it all.
+_NPY_HEAD_BYTES = 16 * 1024
 
 __all__ = ["main", "describe"]
 
@@ -181,26 +187,91 @@ def _render(args: argparse.Namespace) -> str:
 
 
 def _read_feeds(path: str | None) -> dict[str, np.ndarray]:
+    """The ``--feeds`` .npz as input name -> array, read defensively (see :func:`_read_member`).
+
+    The file must be a regular file; the members' declared sizes must add up to
+    at most ``tinygraph.io.reader.MAX_BYTES`` before any is inflated; each
+    member's .npy header is checked against its own declared size before its
+    body is read, straight into the array (no second copy).
+    """
     if path is None:
         return {}
+    where = f"cannot read feeds from {path!r}"
+    limit = io_reader.MAX_BYTES
     try:
         status = os.stat(path)
-        if not stat.S_ISREG(status.st_mode) or status.st_size > io_reader.MAX_BYTES:
-            raise GraphError(f"cannot read feeds from {path!r}: not a regular file of at most "
-                             f"{io_reader.MAX_BYTES} bytes")
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise GraphError(f"cannot read feeds from {path!r}: it holds one array, not an .npz "
-                             "of input name -> array (write it with np.savez(path, x=...))")
-        with loaded as archive:
-            total = sum(info.file_size for info in archive.zip.infolist())
-            if total > io_reader.MAX_BYTES:
-                raise GraphError(f"cannot read feeds from {path!r}: it unpacks to {total} "
-                                 f"bytes, more than {io_reader.MAX_BYTES}")
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
-        raise GraphError(f"cannot read feeds from {path!r} (an .npz file written by "
-                         f"np.savez is expected): {exc}") from None
+        if not stat.S_ISREG(status.st_mode) or status.st_size > limit:
+            raise GraphError(f"{where}: not a regular file of at most {limit} bytes")
+        with open(path, "rb") as f:
+            if f.read(6) == b"\x93NUMPY":
+                raise GraphError(f"{where}: it holds one array, not an .npz of input name -> "
+                                 "array (write it with np.savez(path, x=...))")
+            f.seek(0)
+            with zipfile.ZipFile(f) as zf:
+                members = _feed_members(zf, where, limit)
+                return {key: _read_member(zf, info, f"{where}, member {info.filename!r}")
+                        for key, info in members.items()}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise GraphError(f"{where} (an .npz file written by np.savez is expected): "
+                         f"{exc}") from None
+
+
+def _feed_members(zf: zipfile.ZipFile, where: str, limit: int) -> dict[str, zipfile.ZipInfo]:
+    """input name -> member, every declared size checked before anything is inflated."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in zf.infolist():
+        key = info.filename[:-len(".npy")]
+        if not info.filename.endswith(".npy") or key in members:
+            raise GraphError(f"{where}: unexpected or repeated member {info.filename!r}; an "
+                             "np.savez file holds one <name>.npy per array")
+        if info.flag_bits & 0x1:
+            raise GraphError(f"{where}: member {info.filename!r} is encrypted")
+        total += info.file_size
+        if total > limit:
+            raise GraphError(f"{where}: its members unpack to more than {limit} bytes "
+                             f"(member {info.filename!r} declares {info.file_size})")
+        members[key] = info
+    return members
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
+    """One ``.npy`` member, its header checked against the member's size before the body is
+    read: a header claiming (10**12,) in front of a few bytes costs a few bytes."""
+    fmt = np.lib.format
+    with zf.open(info) as f:
+        head = f.read(min(info.file_size, _NPY_HEAD_BYTES))
+        header = io.BytesIO(head)
+        try:
+            version = fmt.read_magic(header)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy version {version}")
+            read_header = (fmt.read_array_header_1_0 if version == (1, 0)
+                           else fmt.read_array_header_2_0)
+            shape, fortran, dtype = read_header(header)
+        except (ValueError, EOFError) as exc:
+            raise GraphError(f"{where}: not a valid .npy array ({exc})") from None
+        if dtype.name not in DTYPES or dtype.fields is not None or len(shape) > MAX_RANK:
+            raise GraphError(f"{where}: arrays of dtype {dtype} and {len(shape)} dimensions are "
+                             f"refused; allowed: {', '.join(DTYPES)}, at most {MAX_RANK}")
+        offset = header.tell()
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise GraphError(f"{where}: the header claims shape {shape} {dtype} but the member "
+                             f"holds {info.file_size - offset} bytes of data")
+        arr = np.empty(math.prod(shape), dtype=dtype)
+        view = memoryview(arr).cast("B")
+        done = len(head) - offset
+        view[:done] = head[offset:]
+        while done < nbytes:
+            got = f.readinto(view[done:])
+            if not got:
+                raise GraphError(f"{where}: the member is truncated")
+            done += got
+        if f.read(1):  # reading to the end also makes zipfile check the CRC
+            raise GraphError(f"{where}: the member is longer than it declares")
+    arr = arr.reshape(shape, order="F" if fortran else "C")
+    return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
 def _write_npz(path: str, names: list[str], values: list[Any]) -> None:

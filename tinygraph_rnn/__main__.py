@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 import tinygraph as tg
+from tinygraph.core.options import check_number
 
 from .cells import VanillaRNNCell
 from .gated_cells import GRUCell, LSTMCell
-from .lm_cli import DEMO_STEPS, add_train_arguments, demo_training, train_command
+from .lm_cli import DEMO_STEPS, add_train_arguments, check_fits, demo_training, train_command
 from .unroll import Unrolled, unroll
 from .vocab import Vocab, load_corpus, show_char
 
@@ -105,6 +106,8 @@ def demo(text: str = DEFAULT_TEXT, steps: int | None = None, hidden_size: int = 
     if not text:
         raise tg.FeedError("the demo needs a non-empty text (and --steps >= 1)")
     vocab.encode(text)  # unknown characters fail here, before anything is built
+    check_fits("demo", len(vocab), hidden_size, len(text), 1,
+               sizes=f"--hidden {hidden_size} with {len(vocab)} characters")
     cell = build_demo_cell(vocab, hidden_size, seed)
     net = unroll(cell, steps=len(text), name="vanilla_rnn")
     rows = predictions(net, vocab, text)
@@ -172,10 +175,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """The numeric options and output folders, checked before anything is built or run."""
+    count = {"integer": True, "error": tg.GraphError}
+    if args.command == "demo":
+        if args.steps is not None:
+            check_number("--steps", args.steps, 1, **count)
+        check_number("--hidden", args.hidden, 1, **count)
+        check_number("--seed", args.seed, 0, 2**63 - 1, **count)
+        check_number("--train-steps", args.train_steps, 0, **count)
+        if not args.no_pictures:
+            _make_folder("--out", Path(args.out))
+    elif args.command == "render":
+        check_number("--steps", args.steps, 1, **count)
+        if args.window is not None:
+            check_number("--window", args.window, 1, **count)
+        _make_folder("-o", Path(args.output).parent)
+
+
+def _make_folder(option: str, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise tg.GraphError(f"{option}: cannot create the folder {str(folder)!r}: "
+                            f"{exc.strerror or exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns 0, or exits with status 2 and one ``error:`` line."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        _check_args(args)
         if args.command == "demo":
             demo(text=args.text, steps=args.steps, hidden_size=args.hidden, out=args.out,
                  seed=args.seed, pictures=not args.no_pictures)
@@ -187,8 +218,18 @@ def main(argv: list[str] | None = None) -> int:
             render(cell=args.cell, steps=args.steps, view=args.view, window=args.window,
                    output=args.output)
     except tg.GraphError as exc:
-        parser.exit(2, f"error: {exc}\n")
+        parser.exit(2, f"error: {_one_line(str(exc))}\n")
+    except MemoryError as exc:  # the estimates before building missed: still one line
+        parser.exit(2, f"error: out of memory ({_one_line(str(exc)) or 'MemoryError'}); "
+                       "choose smaller sizes\n")
+    except OSError as exc:  # a disk filling up, a folder vanishing: not a bug to trace
+        parser.exit(2, f"error: {_one_line(str(exc))}\n")
     return 0
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (newlines, ANSI escapes) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import tinygraph as tg
+from tinygraph.core.arrays import format_bytes, machine_memory
+from tinygraph.core.options import check_number
 
 from .lm import DEFAULT_CLIP, DEFAULT_LR, CharLM
 from .lm_build import CELLS
-from .vocab import load_corpus
+from .vocab import Vocab, load_corpus
 
 __all__ = ["DEMO_STEPS", "DEMO_SIZES", "add_train_arguments", "train_command",
-           "demo_training", "train_and_report"]
+           "demo_training", "train_and_report", "check_train_args", "check_fits",
+           "check_output_path"]
 
 #: Optimizer steps of the demo's training run (a few seconds on 2 cores).
 DEMO_STEPS = 600
@@ -118,11 +122,102 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
+# Gates per cell: a vanilla RNN has one weight pair, a GRU three, an LSTM four.
+_GATES = {"vanilla": 1, "gru": 3, "lstm": 4}
+# Float64 copies of each weight alive while training: the param, its gradient, Adam's two
+# moments, the copies a step keeps to undo itself, and slack for the plan's buffers.
+_WEIGHT_COPIES = 8
+# Float64 values per (step, stream, unit) the forward and backward passes keep.
+_ACTIVATION_COPIES = 6
+
+
+def check_fits(what: str, vocab: int, hidden: int, seq_len: int, batch: int,
+               cell: str = "vanilla", sizes: str | None = None) -> None:
+    """A GraphError unless a model of these sizes fits in this machine's memory.
+
+    The estimate counts the weights (with their gradients and optimizer
+    state) and the activations of one window; a model that cannot fit is
+    refused before anything is allocated, instead of a MemoryError (or
+    minutes of swapping) halfway through building it.
+
+    >>> check_fits("train", vocab=30, hidden=64, seq_len=25, batch=32)
+    >>> check_fits("train", vocab=30, hidden=10**6, seq_len=25, batch=32)
+    Traceback (most recent call last):
+    ...
+    tinygraph.errors.GraphError: train: --hidden 1000000 ...
+    """
+    gates = _GATES.get(cell, 4)
+    weights = gates * (vocab * hidden + hidden * hidden + 2 * hidden) + hidden * vocab + vocab
+    activations = seq_len * batch * (gates * hidden + hidden + vocab)
+    need = 8 * (_WEIGHT_COPIES * weights + _ACTIVATION_COPIES * activations)
+    if need > machine_memory():
+        sizes = sizes or (f"--hidden {hidden} with {vocab} characters, --seq-len {seq_len} "
+                          f"and --batch {batch}")
+        raise tg.GraphError(
+            f"{what}: {sizes} needs about {format_bytes(need)} ({weights:,} weights with their "
+            f"gradients and optimizer state, and one window's activations), more than this "
+            f"machine's memory ({format_bytes(machine_memory())}); choose smaller sizes")
+
+
+def check_output_path(option: str, path: str) -> Path:
+    """``path`` as a Path if a file can be written there; a GraphError saying why not.
+
+    Checked before the expensive work, so a typo does not throw away a
+    trained model.
+    """
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise tg.GraphError(f"{option} {path!r} is a folder; give a file name such as "
+                            f"{str(target / 'model.tgraph')!r}")
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise tg.GraphError(f"{option} {path!r}: {str(folder)!r} {problem}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise tg.GraphError(f"{option} {path!r}: the folder {str(folder)!r} is not writable")
+    return target
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Every ``train`` option that can be checked without the model; a GraphError if one is
+    wrong, before any text is read or weights allocated."""
+    count = {"integer": True, "error": tg.GraphError}
+    check_number("--steps", args.steps, 0, **count)
+    check_number("--hidden", args.hidden, 1, **count)
+    check_number("--seq-len", args.seq_len, 1, **count)
+    check_number("--batch", args.batch, 1, **count)
+    check_number("--seed", args.seed, 0, 2**63 - 1, **count)
+    check_number("--sample-length", args.sample_length, 0, **count)
+    check_number("--lr", args.lr, 0.0, low_open=True)
+    check_number("--clip", args.clip, 0.0, low_open=True)
+    check_number("--temperature", args.temperature, 0.0)
+    if not args.prefix:
+        raise tg.GraphError("--prefix must not be empty: the sample starts from it")
+    if args.save is not None:
+        check_output_path("--save", args.save)
+    if args.load is not None and not Path(args.load).is_file():
+        raise tg.GraphError(f"--load {args.load!r}: no such file")
+
+
+def _check_prefix(prefix: str, vocab: Vocab) -> None:
+    try:
+        vocab.encode(prefix)
+    except tg.FeedError as exc:
+        raise tg.FeedError(f"--prefix {prefix!r}: {exc}") from None
+
+
 def train_command(args: argparse.Namespace, file: Any = None) -> dict[str, Any]:
-    """Run ``train`` with parsed ``args``; GraphError subclasses for user mistakes."""
+    """Run ``train`` with parsed ``args``; GraphError subclasses for user mistakes.
+
+    Every option is checked before training starts (sizes against this
+    machine's memory, the ``--save`` folder, the ``--prefix`` characters),
+    so a mistake costs nothing.
+    """
     file = sys.stdout if file is None else file
+    check_train_args(args)
     if args.load is not None:
         lm = CharLM.load(args.load)
+        _check_prefix(args.prefix, lm.vocab)
         print(f"loaded {args.load}: {lm!r}", file=file)
     else:
         if args.text_file is None:
@@ -132,6 +227,8 @@ def train_command(args: argparse.Namespace, file: Any = None) -> dict[str, Any]:
                 text = Path(args.text_file).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise tg.GraphError(f"cannot read --text-file {args.text_file!r}: {exc}") from None
+        _check_prefix(args.prefix, Vocab.from_text(text))
+        check_fits("train", len(set(text)), args.hidden, args.seq_len, args.batch, args.cell)
         lm = CharLM.from_text(text, hidden_size=args.hidden, seq_len=args.seq_len,
                               batch_size=args.batch, seed=args.seed, cell=args.cell)
         print(f"{lm!r} on {lm.data!r}", file=file)

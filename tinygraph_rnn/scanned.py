@@ -32,7 +32,7 @@ import tinygraph as tg
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
-from .stepping import ParamTable, call_step, check_output, check_state, flat, structured
+from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["scan", "Scanned"]
 
@@ -146,7 +146,8 @@ class Scanned:
             raise tg.FeedError(f"initial_state must have {len(self._initial)} part(s) "
                                f"{tuple(n.name for n in self._initial)}; got {len(values)}")
         for node, value in zip(self._initial, values, strict=True):
-            v = np.asarray(value, dtype=self.cell.dtype)
+            v = fed_array(value, self.cell.dtype, f"initial state '{node.name}' wants shape "
+                          f"({node.shape[1]},) or (B={batch}, {node.shape[1]})")
             if v.shape not in ((node.shape[1],), (batch, node.shape[1])):
                 raise tg.FeedError(f"initial state '{node.name}' wants shape "
                                    f"({node.shape[1]},) or (B={batch}, {node.shape[1]}); got "
@@ -171,11 +172,8 @@ class Scanned:
                 raise tg.FeedError(f"'{self.inputs.name}' wants ids in [0, {D}); got ids from "
                                    f"{arr.min()} to {arr.max()}")
             return arr.astype(np.int64, copy=False), arr.ndim == 2
-        try:
-            arr = np.asarray(xs, dtype=self.cell.dtype)
-        except (TypeError, ValueError) as exc:
-            raise tg.FeedError(f"'{self.inputs.name}' wants xs of shape (T, D={D}) or "
-                               f"(T, B, D={D}); xs is not a numeric array ({exc})") from None
+        arr = fed_array(xs, self.cell.dtype, f"'{self.inputs.name}' wants xs of shape "
+                        f"(T, D={D}) or (T, B, D={D}) {self.cell.dtype}")
         if arr.ndim not in (2, 3) or arr.shape[-1] != D:
             raise tg.FeedError(f"'{self.inputs.name}' wants xs of shape (T, D={D}) or "
                                f"(T, B, D={D}); got shape {format_shape(arr.shape)}")

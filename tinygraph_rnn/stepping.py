@@ -11,12 +11,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 import tinygraph as tg
+from tinygraph.core.arrays import cast_exact
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
 
-__all__ = ["ParamTable", "call_step", "check_output", "check_state", "flat", "structured"]
+__all__ = ["ParamTable", "call_step", "check_output", "check_state", "flat", "structured",
+           "fed_array"]
+
+
+def fed_array(value: Any, dtype: np.dtype, want: str) -> np.ndarray:
+    """``value`` as an array of the cell's ``dtype``, refused as ``g.run`` refuses a feed.
+
+    ``want`` starts the message (what the net wants). numpy would cast
+    silently: a complex value loses its imaginary part, 1e300 becomes inf in
+    float32. Those are FeedErrors here, as they are for ``g.run``.
+
+    >>> fed_array([1, 2], np.dtype("float32"), "xs").dtype
+    dtype('float32')
+    >>> fed_array([1 + 2j], np.dtype("float64"), "x")
+    Traceback (most recent call last):
+    ...
+    tinygraph.errors.FeedError: x; got dtype complex128: not a numeric array for float64
+    """
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise tg.FeedError(f"{want}; the value is not a numeric array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise tg.FeedError(f"{want}; got dtype {arr.dtype}: not a numeric array for {dtype}")
+    out = cast_exact(arr, dtype)
+    if isinstance(out, str):
+        raise tg.FeedError(f"{want}; got dtype {arr.dtype} whose {out}")
+    return out
 
 
 class ParamTable(dict):

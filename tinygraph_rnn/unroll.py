@@ -47,7 +47,7 @@ from tinygraph.core.options import check_number
 from tinygraph.core.shapes import format_shape
 
 from .cells import Cell
-from .stepping import ParamTable, call_step, check_output, check_state, flat, structured
+from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["unroll", "Unrolled", "MAX_STEPS"]
 
@@ -263,10 +263,7 @@ class Unrolled:
         T, D = self.steps, self.cell.input_size  # noqa: N806
         want = (f"the step inputs '{self.inputs[0].name}' … '{self.inputs[-1].name}' want xs of "
                 f"shape (T={T}, D={D}) or (T={T}, B, D={D})")
-        try:
-            arr = np.asarray(xs, dtype=self.cell.dtype)
-        except (TypeError, ValueError) as exc:
-            raise tg.FeedError(f"{want}; xs is not a numeric array ({exc})") from None
+        arr = fed_array(xs, self.cell.dtype, want)
         if arr.ndim not in (2, 3) or arr.shape[0] != T or arr.shape[-1] != D:
             raise tg.FeedError(f"{want}; got shape {format_shape(arr.shape)}")
         return arr, arr.ndim == 3
@@ -294,11 +291,8 @@ class Unrolled:
         for node, value in zip(self._initial, values, strict=True):
             size = node.shape[1]
             shapes = f"({size},) or (B={batch}, {size})" if batch is not None else f"({size},)"
-            try:
-                arr = np.asarray(value, dtype=self.cell.dtype)
-            except (TypeError, ValueError) as exc:
-                raise tg.FeedError(f"initial state '{node.name}' wants shape {shapes}; "
-                                   f"got a non-numeric value ({exc})") from None
+            arr = fed_array(value, self.cell.dtype,
+                            f"initial state '{node.name}' wants shape {shapes}")
             ok = arr.shape == (size,) or (batch is not None and arr.shape == (batch, size))
             if not ok:
                 raise tg.FeedError(f"initial state '{node.name}' wants shape {shapes}; got "

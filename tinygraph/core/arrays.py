@@ -21,6 +21,8 @@ PyTorch's allocator does); in-place updates keep it so.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ import numpy as np
 from ..errors import DtypeError, GraphError, ShapeError
 
 __all__ = ["ALIGNMENT", "aligned_copy", "to_array", "check_dtype", "cast_exact",
-           "check_size"]
+           "check_size", "machine_memory", "format_bytes"]
 
 ALIGNMENT = 64
 
@@ -96,6 +98,32 @@ def check_size(shape: tuple, name: str) -> None:
     if total > np.iinfo(np.intp).max:
         raise ShapeError(f"node '{name}': shape {shape} has {total} elements, more than an "
                          "array can hold")
+
+
+@functools.cache
+def machine_memory() -> int:
+    """Bytes of physical memory on this machine (the largest signed size if the OS does not say).
+
+    >>> machine_memory() > 2**20
+    True
+    """
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return int(np.iinfo(np.intp).max)
+
+
+def format_bytes(n: int) -> str:
+    """A byte count for messages: ``format_bytes(3 * 2**40)`` is ``'3.0 TiB'``.
+
+    >>> format_bytes(512), format_bytes(3 * 2**40)
+    ('512 bytes', '3.0 TiB')
+    """
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+    value, k = float(n), 0
+    while value >= 1024 and k < len(units) - 1:
+        value, k = value / 1024, k + 1
+    return f"{n} bytes" if k == 0 else f"{value:.1f} {units[k]}"
 
 
 def to_array(value: Any, dtype: Any, name: str) -> np.ndarray:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DtypeError, GraphError, ShapeError
+from .arrays import format_bytes, machine_memory
 from .shape_rules import DtypeMismatch, Spec, elementwise_float, unary_float
 from .shapes import ShapeMismatch, format_shape
 
@@ -43,6 +44,11 @@ __all__ = [
 
 # The largest element count an array can have (numpy indexes with a signed intp).
 MAX_ELEMENTS = np.iinfo(np.intp).max
+# The most bytes the known part of an op's result may need; None: this machine's
+# physical memory. A result that cannot fit is refused when the node is built, not
+# met as a MemoryError (or hours of swapping) at run time. Raise it to build graphs
+# for a larger machine.
+MAX_BYTES: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,16 @@ def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype
     if any(d < 0 for d in known) or _product(known) > MAX_ELEMENTS:
         raise ShapeError(f"node '{name}' ({op}): the result shape {format_shape(shape)} has more "
                          f"elements than an array can hold ({MAX_ELEMENTS})")
-    return shape, np.dtype(dtype)
+    dtype = np.dtype(dtype)
+    need = _product(known) * dtype.itemsize
+    limit = machine_memory() if MAX_BYTES is None else MAX_BYTES
+    if need > limit:
+        unknown = " (for size 1 of each ? axis)" if len(known) < len(shape) else ""
+        raise ShapeError(f"node '{name}' ({op}): the result shape {format_shape(shape)} {dtype} "
+                         f"needs {format_bytes(need)}{unknown}, more than this machine's memory "
+                         f"({format_bytes(limit)}); for a larger machine raise "
+                         "tinygraph.core.op.MAX_BYTES")
+    return shape, dtype
 
 
 def _product(dims: list[int]) -> int:

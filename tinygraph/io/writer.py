@@ -31,7 +31,9 @@ def save(graph: Graph, path: Any) -> Any:
     ------
     GraphError
         An attr or meta value of a type the format cannot hold (e.g. a
-        function), or the file cannot be written.
+        function, a string with a lone surrogate), or the file or stream
+        cannot be written (closed, read-only, a missing folder). A failed
+        save to a file name leaves no temporary file behind.
 
     Examples
     --------
@@ -50,8 +52,19 @@ def save(graph: Graph, path: Any) -> Any:
     version = FORMAT_VERSION if encoder.holds_graphs else 1
     doc = {"format": FORMAT_NAME, "version": version, **body}
     text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")  # before any file is touched: nothing half-written to clean up
+    except UnicodeEncodeError as exc:
+        bad = text[max(exc.start - 30, 0):exc.end + 10]
+        raise GraphError(f"cannot save graph '{graph.name}': a name, attr or meta string holds "
+                         f"a lone surrogate, which UTF-8 cannot store (near {bad!r})") from None
     if hasattr(path, "write"):
-        write_archive(path, text, encoder.arrays)
+        _check_stream(path, graph)
+        try:
+            write_archive(path, text, encoder.arrays)
+        except (OSError, ValueError) as exc:  # io.UnsupportedOperation is both
+            raise GraphError(f"cannot write graph '{graph.name}' to the stream "
+                             f"{type(path).__name__}: {exc}") from None
         return path
     try:
         target = os.fspath(path)
@@ -63,11 +76,30 @@ def save(graph: Graph, path: Any) -> Any:
         with open(tmp, "wb") as f:
             write_archive(f, text, encoder.arrays)
         os.replace(tmp, target)  # a reader never sees a half-written file
-    except OSError as exc:
+    except BaseException as exc:
+        # Whatever stops the write (a full disk, Ctrl-C, an exception in the middle of
+        # an array), the temporary file goes: nothing is left behind but the old target.
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise GraphError(f"cannot write graph '{graph.name}' to {target!r}: {exc}") from None
+        if isinstance(exc, OSError):
+            raise GraphError(f"cannot write graph '{graph.name}' to {target!r}: "
+                             f"{exc}") from None
+        raise
     return path
+
+
+def _check_stream(stream: Any, graph: Graph) -> None:
+    """A GraphError unless ``stream`` is open and writable (say which it is not)."""
+    where = f"cannot write graph '{graph.name}' to the stream {type(stream).__name__}"
+    if getattr(stream, "closed", False):
+        raise GraphError(f"{where}: it is closed")
+    writable = getattr(stream, "writable", None)
+    try:
+        ok = writable() if callable(writable) else True
+    except (OSError, ValueError) as exc:
+        raise GraphError(f"{where}: {exc}") from None
+    if not ok:
+        raise GraphError(f"{where}: it is not writable (open it with mode 'wb')")
 
 
 def _encode_graph(graph: Graph, encoder: ValueEncoder) -> dict[str, Any]:

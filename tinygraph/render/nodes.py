@@ -210,7 +210,11 @@ def node_values(graph: Graph, opts: Options) -> dict[Node, Any]:
                           f"got {type(opts.values).__name__}")
     found = {}
     for key, value in opts.values.items():
-        (node,) = flatten_nodes(graph, key)
+        nodes = flatten_nodes(graph, key)
+        if len(nodes) != 1:  # a tuple key names several nodes: which one gets the array?
+            raise RenderError(f"values= keys name one node each (a node or a name); got {key!r}, "
+                              f"which names {len(nodes)}")
+        node = nodes[0]
         try:
             found[node] = np.asarray(value)
         except (TypeError, ValueError) as exc:
