@@ -241,6 +241,10 @@ def test_vjp_of_every_op(op):
             # Piecewise constant (comparisons, argmax) or cut by definition (stop_gradient):
             # the rule says so by name, and reverse mode sends exact zeros back.
             assert OPS[op].vjp(y, loss) == (None,) * len(nodes)
+            if y.dtype.kind != "f":  # piecewise constant: grad names the op instead of zeros
+                with pytest.raises(tg.GraphError, match=f"only through node .*op '{op}'"):
+                    tg.grad(loss, floats)
+                continue
             for value in g.run(tg.grad(loss, floats), feeds):
                 np.testing.assert_array_equal(value, 0.0)
             continue
@@ -476,3 +480,35 @@ def test_docs_autodiff_page_examples_run():
                               globs={})
     assert result.attempted >= 25, result
     assert result.failed == 0, result
+
+
+def test_grad_only_through_no_gradient_ops_names_the_op():
+    g = tg.Graph()
+    x = g.input("x", shape=(3,))
+    W = g.param("W", np.arange(6.0).reshape(3, 2))
+    before = len(g)
+    through_argmax = tg.sum(tg.take(W, tg.argmax(x)))
+    n_built = len(g)
+    with pytest.raises(tg.GraphError, match=r"only through node 'argmax' \(op 'argmax'"):
+        tg.grad(through_argmax, x)
+    assert len(g) == n_built > before  # nothing of the failed backward pass stays
+    only_cond = tg.sum(tg.where(tg.greater(x, 0.0, name="positive"), 1.0, 2.0))
+    with pytest.raises(tg.GraphError, match=r"'positive' \(op 'greater', bool output\)"):
+        tg.grad(only_cond, [W, x])
+    # The gradient w.r.t. W through take is fine: W's path is differentiable.
+    feeds = {"x": np.array([0.1, 3.0, -1.0])}
+    np.testing.assert_array_equal(g.run(tg.grad(through_argmax, W), feeds),
+                                  [[0, 0], [1, 1], [0, 0]])
+
+
+def test_comparisons_that_only_pick_and_stop_gradient_do_not_raise():
+    g = tg.Graph()
+    x = g.input("x", shape=(3,))
+    xs = np.array([-1.0, 0.5, 2.0])
+    relu_like = tg.sum(tg.where(x > 0, x * x, 0.0))  # the comparison picks; x*x carries d/dx
+    np.testing.assert_array_equal(g.run(tg.grad(relu_like, x), {"x": xs}), [0.0, 1.0, 4.0])
+    cut = tg.sum(tg.stop_gradient(x) * 3.0)  # a cut asked for: zeros
+    np.testing.assert_array_equal(g.run(tg.grad(cut, x), {"x": xs}), np.zeros(3))
+    unrelated = tg.sum(g.input("z", shape=(2,)))  # y does not depend on x at all: zeros
+    np.testing.assert_array_equal(g.run(tg.grad(unrelated, x), {"x": xs, "z": np.ones(2)}),
+                                  np.zeros(3))

@@ -305,6 +305,18 @@ def test_train_command_trains_prints_samples_and_saves(tmp_path):
     assert "validation loss after 20 steps" in out and "step 20/20" in out
     assert "\nMr. " in out and f"wrote {path}" in out
     assert rnn.CharLM.load(path).trained_steps == 20
+    assert "note:" not in out  # the vanilla cell needs no warning
+
+
+def test_train_command_with_a_gated_cell_says_what_to_expect(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. " * 20, encoding="utf-8")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["train", "--cell", "gru", "--steps", "2", "--hidden", "4", "--seq-len", "5",
+                     "--batch", "2", "--text-file", str(text), "--sample-length", "5",
+                     "--prefix", "the "]) == 0
+    assert "note: a GRUCell step costs about 3-4x a vanilla one" in buf.getvalue()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         with pytest.raises(SystemExit) as exc:
             main(["train", "--steps", "1", "--batch", "0"])

@@ -30,6 +30,13 @@ Choices
   unused ``input`` must still be fed when its gradient is fetched.
 - No gradient flows into integer (or bool) nodes, such as ids and targets;
   asking for a gradient *with respect to* one is a :class:`DtypeError`.
+- A ``wrt`` node that ``y`` depends on *only* through an op whose output
+  is not float (``argmax``, a comparison, …) is a :class:`GraphError`
+  naming that node and op: ``y`` is piecewise constant in it, so the zeros
+  would be an answer to a question the graph cannot pose (PyTorch raises
+  too). One differentiable path is enough: ``where(x > 0, x, 0)`` w.r.t.
+  ``x`` is fine, the comparison only picks. ``stop_gradient`` (float
+  output) is a cut asked for, and gives zeros.
 - ``y`` must be a float scalar (shape ``()``); reduce it first, e.g. with
   ``tg.sum`` or ``tg.mean``.
 """
@@ -43,6 +50,7 @@ from .core.backprop import backprop
 from .core.gcpause import gc_paused
 from .core.node import Node
 from .core.shapes import format_shape
+from .core.traverse import ancestors
 from .errors import DtypeError, GraphError, ShapeError
 
 __all__ = ["grad", "GRAD_SCOPE"]
@@ -104,7 +112,9 @@ def grad(y: Node, wrt: Sequence[Any] | Node | str) -> list[Node] | Node:
         ``y`` or a ``wrt`` node is not a float node.
     GraphError
         A node on the way has an op without a vjp rule (the message names
-        the op and the node), or the arguments are not nodes of one graph.
+        the op and the node), ``y`` depends on a ``wrt`` node only through
+        ops whose outputs are not float (argmax, comparisons: the message
+        names the first), or the arguments are not nodes of one graph.
 
     Examples
     --------
@@ -139,6 +149,14 @@ def _build_grads(y: Node, targets: list[Node], single: bool) -> list[Node] | Nod
     first_new = len(graph)
     with graph.scope(GRAD_SCOPE):
         found = backprop(graph, [(y, graph.const(1.0, dtype=y.dtype))], targets)
+        for node, total in zip(targets, found, strict=True):
+            cut = None if total is not None else _cut_between(y, node)
+            if cut is not None:
+                raise GraphError(
+                    f"grad: y '{y.name}' depends on '{node.name}' only through node "
+                    f"'{cut.name}' (op '{cut.op}', {cut.dtype} output), which has no gradient: y "
+                    f"is piecewise constant in '{node.name}'. Drop it from wrt, or cut on "
+                    "purpose with tg.stop_gradient to get zeros")
         results = [total if total is not None else graph.add_node("zeros_like", [node])
                    for node, total in zip(targets, found, strict=True)]
     for node in list(graph.nodes.values())[first_new:]:
@@ -147,3 +165,26 @@ def _build_grads(y: Node, targets: list[Node], single: bool) -> list[Node] | Nod
         result.meta.setdefault("grad_of", node.name)
     return results[0] if single else results
 
+
+
+def _cut_between(y: Node, target: Node) -> Node | None:
+    """The first non-float node on a path from ``target`` to ``y`` (fed by a float node
+    on such a path), when ``y`` depends on ``target`` at all; else ``None``.
+
+    Called only for a target no gradient reached, so every path from it to
+    ``y`` is cut somewhere; a cut by a non-float output (argmax, comparisons)
+    is what makes the request meaningless, a float ``stop_gradient`` is not.
+    """
+    order = ancestors(y.graph, [y])
+    reach = bytearray(len(y.graph))
+    reach[target.index] = 1
+    cut = None
+    for node in order:  # topological: a forward mark of target's descendants
+        if reach[node.index] or not any(reach[src.index] for src in node.inputs):
+            continue
+        reach[node.index] = 1
+        if cut is None and node.dtype.kind != "f" and any(
+            reach[src.index] and src.dtype.kind == "f" for src in node.inputs
+        ):
+            cut = node
+    return cut if reach[y.index] else None

@@ -13,14 +13,16 @@ draws as unrolled, rolled or single-cell pictures.
 (3, 4)
 """
 
+from .bidirectional import Bidirectional, BidirectionalNet
 from .cells import Cell, ParamSpec, VanillaRNNCell
 from .gated_cells import GRUCell, LSTMCell
 from .gradflow import bptt_gradients
 from .lm import CharLM
 from .lm_data import CharData
 from .scanned import Scanned, scan
+from .stacked import Stacked
 from .unroll import Unrolled, unroll
 
 __all__ = ["Cell", "ParamSpec", "VanillaRNNCell", "GRUCell", "LSTMCell", "unroll", "Unrolled",
-           "scan", "Scanned",
+           "scan", "Scanned", "Stacked", "Bidirectional", "BidirectionalNet",
            "CharLM", "CharData", "bptt_gradients"]

@@ -31,13 +31,16 @@ import numpy as np
 import tinygraph as tg
 from tinygraph.core.shapes import format_shape
 
+from .bidirectional import Bidirectional, BidirectionalNet
 from .cells import Cell
+from .lengths import check_lengths, hold_after
 from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["scan", "Scanned"]
 
 
-def scan(cell: Cell, name: str | None = None, ids: bool = False) -> Scanned:
+def scan(cell: Cell | Bidirectional, name: str | None = None,
+         ids: bool = False) -> Scanned | BidirectionalNet:
     """``cell`` rolled into one scan node; see :class:`Scanned`.
 
     Parameters
@@ -50,12 +53,20 @@ def scan(cell: Cell, name: str | None = None, ids: bool = False) -> Scanned:
         Feed integer ids of shape ``(T, B)`` instead of vectors; the cell sees
         ``one_hot(ids, input_size)``.
 
+    Returns
+    -------
+    Scanned
+        (a :class:`~tinygraph_rnn.BidirectionalNet` for a
+        :class:`~tinygraph_rnn.Bidirectional` model: ``cell.scan(name)``)
+
     Raises
     ------
     tinygraph.GraphError
         ``cell`` is not a Cell, or its step fails or returns a state or an
         output of the wrong structure or shape.
     """
+    if isinstance(cell, Bidirectional) and not ids:
+        return cell.scan(name)
     if not isinstance(cell, Cell):
         raise tg.GraphError(f"rnn.scan takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
     return Scanned(cell, name, ids=bool(ids))
@@ -120,7 +131,7 @@ class Scanned:
         self.logits = ys[1 + n] if has_logits[0] else self.outputs
         self.scan_node = self.outputs.inputs[0]
 
-    def run(self, xs: Any, initial_state: Any = None) -> dict[str, Any]:
+    def run(self, xs: Any, initial_state: Any = None, lengths: Any = None) -> dict[str, Any]:
         """Forward propagation over a sequence of any length T.
 
         Parameters
@@ -129,6 +140,10 @@ class Scanned:
             With ``ids=True``: integer ids of shape (T,) or (T, B).
         initial_state : array or tuple of arrays, optional
             Shape ``(H,)`` or ``(B, H)`` per state part; zeros when omitted.
+        lengths : int or array of int, shape (B,), optional
+            A padded batch: sequence b's real steps are ``0 .. lengths[b]-1``;
+            after them its outputs are zero and its state is held (PyTorch's
+            packed sequences); see :meth:`tinygraph_rnn.Unrolled.run`.
 
         Returns
         -------
@@ -138,6 +153,8 @@ class Scanned:
         """
         arr, batched = self._check_xs(xs)
         batch = arr.shape[1] if batched else 1
+        lens = (None if lengths is None else
+                check_lengths(lengths, arr.shape[0], batch if batched else None))
         seq = arr if batched else arr[:, None]
         feeds: dict[Any, np.ndarray] = {self.inputs: seq}
         values = (flat(initial_state) if initial_state is not None else
@@ -156,6 +173,8 @@ class Scanned:
         parts = list(flat(self.states))
         result = self.graph.run({"outputs": self.outputs, "states": parts}, feeds)
         outputs, states = result["outputs"], tuple(result["states"])
+        if lens is not None:  # arrays are (T, B, ·) here, B = 1 for one sequence
+            outputs, states = hold_after(outputs, states, lens)
         if not batched:
             outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
         return {"outputs": outputs, "states": structured(states, self._single)}

@@ -46,7 +46,9 @@ from tinygraph.core.gcpause import gc_paused
 from tinygraph.core.options import check_number
 from tinygraph.core.shapes import format_shape
 
+from .bidirectional import Bidirectional, BidirectionalNet
 from .cells import Cell
+from .lengths import check_lengths, hold_after
 from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["unroll", "Unrolled", "MAX_STEPS"]
@@ -56,8 +58,8 @@ __all__ = ["unroll", "Unrolled", "MAX_STEPS"]
 MAX_STEPS = 1_000_000
 
 
-def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
-           sequence: bool = False) -> Unrolled:
+def unroll(cell: Cell | Bidirectional, steps: int, name: str | None = None, ids: bool = False,
+           sequence: bool = False) -> Unrolled | BidirectionalNet:
     """Build ``steps`` copies of ``cell``'s step into one graph.
 
     Parameters
@@ -83,6 +85,8 @@ def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
     Returns
     -------
     Unrolled
+        (a :class:`~tinygraph_rnn.BidirectionalNet` for a
+        :class:`~tinygraph_rnn.Bidirectional` model: ``cell.unroll(steps, name)``)
 
     Raises
     ------
@@ -100,6 +104,8 @@ def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
     >>> [n.name for n in net.outputs]
     ['t=0/h', 't=1/h', 't=2/h']
     """
+    if isinstance(cell, Bidirectional) and not (ids or sequence):
+        return cell.unroll(steps, name)
     if not isinstance(cell, Cell):
         raise tg.GraphError(f"unroll takes a tinygraph_rnn.Cell, got {type(cell).__name__}")
     steps = check_number("unroll: steps", steps, 1, MAX_STEPS, integer=True,
@@ -204,7 +210,7 @@ class Unrolled:
         return self.states[-1]
 
     # ------------------------------------------------------------------- run
-    def run(self, xs: Any, initial_state: Any = None) -> dict[str, Any]:
+    def run(self, xs: Any, initial_state: Any = None, lengths: Any = None) -> dict[str, Any]:
         """Forward propagation over the whole sequence.
 
         Parameters
@@ -213,6 +219,12 @@ class Unrolled:
             With ``unroll(..., ids=True)``: integer ids of shape (T,) or (T, B).
         initial_state : array or tuple of arrays, optional
             Shape ``(H,)`` or ``(B, H)`` per state part; zeros when omitted.
+        lengths : int or array of int, shape (B,), optional
+            A padded batch: sequence b's real steps are ``0 .. lengths[b]-1``
+            (1 <= lengths[b] <= T). After them its outputs are zero and its
+            state stays as after its last real step (PyTorch's packed
+            sequences), so ``states[-1]`` is each sequence's final state; see
+            :mod:`tinygraph_rnn.lengths`.
 
         Returns
         -------
@@ -223,10 +235,24 @@ class Unrolled:
         Raises
         ------
         tinygraph.FeedError
-            ``xs`` or the initial state has the wrong shape (the message names
-            the step inputs and the shape they want).
+            ``xs``, the initial state or ``lengths`` has the wrong shape (the
+            message names the step inputs and the shape they want).
+
+        Examples
+        --------
+        >>> import numpy as np, tinygraph_rnn as rnn
+        >>> net = rnn.unroll(rnn.GRUCell(input_size=2, hidden_size=3, seed=0), steps=4)
+        >>> xs = np.random.default_rng(0).normal(size=(4, 2, 2))
+        >>> out = net.run(xs, lengths=[4, 2])
+        >>> alone = rnn.unroll(net.cell, steps=2).run(xs[:2, 1])
+        >>> bool(np.allclose(out["states"][-1, 1], alone["states"][-1]))
+        True
+        >>> bool(np.all(out["outputs"][2:, 1] == 0))
+        True
         """
         arr, batched = self._check_xs(xs)
+        lens = (None if lengths is None else
+                check_lengths(lengths, self.steps, arr.shape[1] if batched else None))
         view, seq_name, stacked = self._view()
         feeds: dict[Any, np.ndarray] = {seq_name: arr if batched else arr[:, None]}
         if initial_state is not None:
@@ -239,6 +265,8 @@ class Unrolled:
                           for node in self._initial})
         outputs, *states = view.run(stacked, feeds)
         states = tuple(states)
+        if lens is not None:  # arrays are (T, B, ·) here, B = 1 for one sequence
+            outputs, states = hold_after(outputs, states, lens)
         if not batched:
             outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
         return {"outputs": outputs, "states": structured(states, self._single)}
