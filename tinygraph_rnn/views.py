@@ -216,11 +216,11 @@ def render_view(net: Any, path: Any = None, view: str = "unrolled", window: int 
     :func:`view_to_dot` for the views and :func:`tinygraph.render.render` for
     ``format``, ``engine`` and ``timeout``.
     """
-    if view != "unrolled" or format not in (None, "svg") or (
+    if view not in ("unrolled", "bptt") or format not in (None, "svg") or (
             path is not None and not str(path).lower().endswith(".svg")):
         return render_source(view_to_dot(net, view, window, **options), path, format, engine,
                              timeout)
-    svg = checked_svg(net, window, engine, timeout, **options)
+    svg = checked_svg(net, window, engine, timeout, view=view, **options)
     if path is None:
         return svg
     try:
@@ -232,20 +232,20 @@ def render_view(net: Any, path: Any = None, view: str = "unrolled", window: int 
 
 
 def checked_svg(net: Any, window: int | None = None, engine: str = "auto",
-                timeout: float = DEFAULT_TIMEOUT, **options: Any) -> str:
-    """The unrolled view as SVG, checked after layout (:mod:`tinygraph_rnn.svgcheck`).
+                timeout: float = DEFAULT_TIMEOUT, view: str = "unrolled", **options: Any) -> str:
+    """The unrolled (or bptt) view as SVG, checked after layout (:mod:`tinygraph_rnn.svgcheck`).
 
     A picture with steps out of order, a bent state row or a cluster over
     its neighbour is laid out again with every node of the recurrent path
     in the state row (``strict=True``); the first picture that passes wins
     (the strict one when neither does). Each check costs milliseconds.
     """
-    _check(net, "unrolled", window)
-    hidden = shown_steps(net.steps, window)[1]
+    _check(net, view, window)
+    ellipses = None if view == "bptt" else int(shown_steps(net.steps, window)[1] is not None)
     svg = ""
     for strict in (False, True):
-        dot = unrolled_drawing(net, window, strict=strict, **options).to_digraph()
+        dot = view_drawing(net, view, window, strict=strict, **options).to_digraph()
         svg = render_source(dot, None, "svg", engine, timeout)
-        if not problems(read_svg(svg), ellipses=int(hidden is not None)):
+        if not problems(read_svg(svg), ellipses=ellipses):
             break
     return svg
