@@ -51,6 +51,8 @@ STYLES: dict[str, dict[str, str]] = {
     "scope": {"shape": "box3d", "style": "filled", "fillcolor": "#ececf8", "color": "#4a4a8a"},
     "initial": {"shape": "box", "style": "rounded,filled", "fillcolor": "#dcebfb",
                 "color": "#1f5fa8"},
+    "cell": {"shape": "box", "style": "rounded,filled", "fillcolor": "#ececf8",
+             "color": "#4a4a8a"},
     "ellipsis": {"shape": "plaintext", "fontcolor": "#555555"},
     "link": {"shape": "plaintext", "fontcolor": "#555555"},
     "anchor": {"shape": "point", "style": "invis", "width": "0", "height": "0"},
