@@ -35,7 +35,8 @@ from tinygraph.render.drawing import Drawing
 
 from .spine import StepPlan, nodes_by_step, plan_step, state_parts, template
 
-__all__ = ["unrolled_drawing", "draw_forward", "finish_rows", "gaps", "shown_steps", "FULL_UP_TO", "DEFAULT_WINDOW", "PARAMS"]
+__all__ = ["unrolled_drawing", "draw_forward", "finish_rows", "gaps", "shown_steps",
+           "FULL_UP_TO", "DEFAULT_WINDOW", "PARAMS"]
 
 FULL_UP_TO = 8      # draw every step of a net this short
 DEFAULT_WINDOW = 3  # else the first and last 3 steps
