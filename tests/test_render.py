@@ -505,3 +505,23 @@ def test_figure_script_writes_the_committed_figures(tmp_path):
         assert node_groups(parse(svg))
         committed = root / "docs" / "figures" / path.name
         assert committed.read_text(encoding="utf-8") == svg, f"regenerate {path.name}"
+
+
+def test_a_chain_too_deep_for_the_wasm_stack_is_refused_in_one_cli_line(tmp_path, capsys):
+    # 6,000 boxes in one chain overflow the WebAssembly Graphviz's call stack (its
+    # layout recurses along the chain); that used to print a 24-line wasm backtrace.
+    from tinygraph.cli import main
+
+    g = tg.Graph("chain")
+    x = g.input("x", shape=(3,))
+    for _ in range(6000):
+        x = tg.tanh(x)
+    g.save(tmp_path / "chain.tg")
+    out = tmp_path / "chain.svg"
+    assert main(["render", str(tmp_path / "chain.tg"), "-o", str(out), "--max-nodes", "0",
+                 "--engine", "wasm"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tinygraph: error: ")
+    assert "ran out of call stack" in err and "max_nodes" in err and not out.exists()
+    # The default box limit draws it (the middle elided).
+    assert g.render(out, engine="wasm") == str(out)

@@ -162,7 +162,7 @@ def test_steps_are_shaded_in_the_order_of_numpy_norms_and_labelled_with_them():
     swatches = {texts(g)[0]: fill_of(g) for g in groups(root, "cluster")}
     assert swatches["smallest"] == hexcolor(LOW)
     assert swatches["largest"] == hexcolor(HIGH)
-    boxes = [texts(g)[-1] for g in groups(root, "ellipsis")]
+    boxes = [texts(g)[-1] for g in groups(root, "legend")]
     lo, hi = by_norm[0], by_norm[-1]
     for t in (lo, hi):
         (shown,) = [b for b in boxes if b.endswith(f" at t={t}")]
@@ -179,26 +179,28 @@ def test_every_node_is_drawn_and_backward_nodes_carry_the_gradient_style():
                              engine="wasm"))
     nodes = groups(root, "node")
     assert len(groups(root, "grad")) == n_grad
-    # every node but the (hidden) params, and the legend box
+    # every node but the (hidden) params, and the legend box (row anchors are invisible)
+    nodes = [g for g in nodes if "anchor" not in g.get("class").split()]
     assert len(nodes) == len(graph) - n_params + 2   # + the legend's two swatches
     assert len(groups(root, "output")) == 5 + 1      # the step outputs and the loss
     # one cluster per step, plus the legend and its two swatches
     assert len(groups(root, "cluster")) == 5 + 3
 
 
-def test_backward_edges_are_dashed_reversed_and_cross_steps_only_through_W():
+def test_backward_edges_are_dashed_and_cross_steps_only_through_W():
     case = vanilla(5)
     _, values = run_grads(case)
     graph = case.net.graph
     source = view_to_dot(case.net, view="bptt", values=values).source
     grad_pairs = {(src.name, n.name) for n in graph.nodes.values() if n.meta.get("grad")
                   for src in n.inputs if src.meta.get("grad")}
-    back = re.findall(r"^\s*n\d+ -> n\d+ \[([^\]]*dir=\"back\"[^\]]*)\]", source, re.M)
-    assert len(back) == len(grad_pairs)
-    assert all('style="dashed"' in attrs and 'color="#b03030"' in attrs for attrs in back)
+    red = re.findall(r'^\s*n\d+ -> n\d+ \[([^\]]*style="dashed" color="#b03030"[^\]]*)\]',
+                     source, re.M)
+    assert len(red) == len(grad_pairs)
     # In a vanilla RNN the gradient passes from step t+1 to step t only through s_t @ W:
-    # one thick edge per step boundary.
-    assert sum('penwidth="2"' in attrs for attrs in back) == 5 - 1
+    # one thick edge per step boundary, laid out right to left (dir=back).
+    thick = [attrs for attrs in red if 'penwidth="2"' in attrs]
+    assert len(thick) == 5 - 1 and all('dir="back"' in attrs for attrs in thick)
 
 
 def test_truncation_window_nests_the_last_steps_and_cuts_one_edge():
@@ -232,9 +234,9 @@ def test_long_net_keeps_three_steps_at_each_end_with_the_norm_range_between():
                                                          case.ys)]
     root = parse(render_view(case.net, view="bptt", values=values, engine="wasm"))
     assert sorted(step_clusters(root)) == [0, 1, 2, 27, 28, 29]
-    (gap,) = groups(root, "ellipsis")[:1]
-    first, second = texts(gap)
-    assert first == "… 24 steps (t=3 … t=26) …"
+    (gap,) = groups(root, "ellipsis")
+    first, where, second = texts(gap)
+    assert (first, where) == ("… 24 steps …", "t=3 … t=26")
     m = re.fullmatch(r"‖∂L/∂s‖ (\S+) … (\S+)", second)
     assert float(m.group(1)) == pytest.approx(min(want[3:27]), rel=0.051)
     assert float(m.group(2)) == pytest.approx(max(want[3:27]), rel=0.051)
@@ -339,12 +341,12 @@ def test_shared_boxes_become_stubs_that_keep_their_edges():
     source = view_to_dot(case.net, view="bptt", values=values, steps=range(12),
                          hide_params=False).source
     boxes = set(re.findall(r"^\s*(n\d+) \[", source, re.M))
-    stubs = set(re.findall(r'^\s*(n\d+) \[.*class="stub"', source, re.M))
+    stubs = set(re.findall(r'^\s*(n\d+) \[.*class="stub', source, re.M))
     tails = re.findall(r"^\s*(n\d+) -> (n\d+)", source, re.M)
     assert len(stubs) > 24
     linked = {a for pair in tails for a in pair}
     assert stubs <= linked                        # every stub is drawn with its edge
-    assert len(boxes - linked) == len(case.net.graph.params) + 2   # shared params, swatches
+    assert len(boxes - linked) == 2   # the legend's swatches; params appear as stubs only
 
 
 def test_twenty_step_render_is_fast():

@@ -25,6 +25,7 @@ shows its first and last :data:`DEFAULT_WINDOW` steps around the ellipsis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tinygraph as tg
@@ -34,7 +35,8 @@ from tinygraph.render.drawing import Drawing
 
 from .spine import StepPlan, nodes_by_step, plan_step, state_parts, template
 
-__all__ = ["unrolled_drawing", "shown_steps", "FULL_UP_TO", "DEFAULT_WINDOW", "PARAMS"]
+__all__ = ["unrolled_drawing", "draw_forward", "finish_rows", "gaps", "shown_steps",
+           "FULL_UP_TO", "DEFAULT_WINDOW", "PARAMS"]
 
 FULL_UP_TO = 8      # draw every step of a net this short
 DEFAULT_WINDOW = 3  # else the first and last 3 steps
@@ -73,38 +75,74 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
     opts = options(**kwargs)
     graph, T = net.graph, net.steps  # noqa: N806
     shown, hidden = shown_steps(T, window)
-    by_step = nodes_by_step(graph, T)
-    plan = plan_step(net, 0, strict, by_step[0])
-    values = node_values(graph, opts)
     title = f"{graph.name}, {T} step{'s' * (T != 1)}"
     if hidden is not None:
         title += f" (t=0 … t={shown[len(shown) // 2 - 1]}, … , t={T - 1})"
     drawing = Drawing(title=title_of(opts, title), rankdir="BT", label_limit=opts.label_limit)
+    rows = draw_forward(drawing, net, shown, opts, params, strict)
+    finish_rows(drawing, rows)
+    return drawing
+
+
+def gaps(shown: list[int], steps: int) -> list[range]:
+    """The runs of steps left out between (and after) the ``shown`` ones."""
+    runs, prev = [], -1
+    for t in [*shown, steps]:
+        if t > prev + 1:
+            runs.append(range(prev + 1, t))
+        prev = t
+    return runs
+
+
+def draw_forward(drawing: Drawing, net: Any, shown: list[int], opts: Any, params: str,
+                 strict: bool = False, cluster_of: Callable[[int], tuple[str, ...]] | None = None,
+                 gap_lines: Callable[[range], tuple[str, ...]] | None = None,
+                 legend: bool = True) -> dict[int, list[Any]]:
+    """Add the forward nodes of the ``shown`` steps to ``drawing``; returns its rows.
+
+    The rows map a level (see :class:`~.spine.StepPlan`) to the box keys on it;
+    :func:`finish_rows` turns them into ``{rank=same}`` rows. Each run of steps
+    left out becomes one ``("ellipsis", first)`` box on the first state row
+    (``("ellipsis", first, p)`` links on the others); ``cluster_of(t)`` is the
+    cluster path of step ``t`` (default ``("t=<t>",)``).
+    """
+    graph, T = net.graph, net.steps  # noqa: N806
+    if cluster_of is None:
+        cluster_of = _plain_cluster
+    by_step = nodes_by_step(graph, T)
+    plan = plan_step(net, 0, strict, by_step[0])
     drawing.graph_attrs.update(nodesep="0.25", ranksep="0.35")
     drawing.in_order = True
+    values = node_values(graph, opts)
     initial = state_parts(net.initial_state)
     part_names = [n.name.rstrip("0") or n.name for n in initial]
     multi = len(initial) > 1
     outputs = {o for o in net.outputs}
     rows: dict[int, list[Any]] = {}
     shared: dict[tg.Node, None] = {}
+    runs = gaps(shown, T)
+    after = {run[-1] + 1: run for run in runs}  # the step right after each run
 
     for p, node in enumerate(initial):
         drawing.add_box(node.name, "initial", node_label(node, opts, values.get(node)),
                         attrs=_STATE_LOOK)
         rows.setdefault(plan.rows[p], []).append(node.name)
 
+    def add_gap(run: range) -> None:  # declared between the steps it joins
+        text = (f"… {len(run)} step{'s' * (len(run) != 1)} …", f"t={run[0]} … t={run[-1]}")
+        drawing.add_box(("ellipsis", run[0]), "ellipsis",
+                        gap_lines(run) if gap_lines is not None else text)
+        rows.setdefault(plan.rows[0], []).append(("ellipsis", run[0]))
+        for p in range(1, len(initial)):  # the other rows pass the gap on a plain "…"
+            drawing.add_box(("ellipsis", run[0], p), "link", ("…",))
+            rows.setdefault(plan.rows[p], []).append(("ellipsis", run[0], p))
+
     for t in shown:
-        if hidden is not None and t == hidden[-1] + 1:  # declared between the steps it joins
-            key = ("ellipsis",)
-            text = (f"… {len(hidden)} steps …", f"t={hidden[0]} … t={hidden[-1]}")
-            drawing.add_box(key, "ellipsis", text)
-            rows.setdefault(plan.rows[0], []).append(key)
-            for p in range(1, len(initial)):  # the other rows pass the gap on a plain "…"
-                drawing.add_box(("ellipsis", p), "link", ("…",))
-                rows.setdefault(plan.rows[p], []).append(("ellipsis", p))
-        cluster = (f"t={t}",)
-        drawing.cluster_attrs[cluster] = {**_STEP_CLUSTER, "class": f"step-{t}"}
+        if t in after:
+            add_gap(after[t])
+        cluster = cluster_of(t)
+        drawing.cluster_attrs[cluster] = {**_STEP_CLUSTER, "class": f"step-{t}",
+                                          **drawing.cluster_attrs.get(cluster, {})}
         parts = {node: p for p, node in enumerate(state_parts(net.states[t]))}
         for node in by_step[t]:
             tpl = template(node)
@@ -126,10 +164,12 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
             level = plan.levels.get(tpl)
             if level is not None:
                 rows.setdefault(level, []).append(node.name)
+    if T in after:  # steps left out at the end
+        add_gap(after[T])
     drawn = drawing.boxes
 
     for t in shown:
-        cluster = (f"t={t}",)
+        cluster = cluster_of(t)
         prev = state_parts(net.initial_state if t == 0 else net.states[t - 1])
         for node in by_step[t]:
             for src in node.inputs:
@@ -139,10 +179,9 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
                                      attrs={"constraint": "false"} if back else None)
                 elif src in prev:
                     p = prev.index(src)
-                    if t > 0 and hidden is not None and t == hidden[-1] + 1:
-                        source = ("ellipsis", p) if p else ("ellipsis",)
-                    else:
-                        source = src.name
+                    source = src.name
+                    if t in after:
+                        source = ("ellipsis", after[t][0], p) if p else ("ellipsis", after[t][0])
                     on_row = template(node) in plan.spines[p]
                     drawing.add_edge(source, node.name, "recurrent", count=False,
                                      attrs=_RECURRENT if on_row else None)
@@ -156,19 +195,26 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
                         drawing.add_box(stub, "stub", (ref,), cluster=cluster,
                                         classes=f"param step-{t}")
                         drawing.add_edge(stub, node.name, count=False, attrs=_STUB_EDGE)
-    if hidden is not None:
-        last = state_parts(net.states[hidden[0] - 1])
+    for run in runs:  # the state before each run enters its ellipsis
+        last = state_parts(net.initial_state if run[0] == 0 else net.states[run[0] - 1])
         for p, node in enumerate(last):
-            drawing.add_edge(node.name, ("ellipsis", p) if p else ("ellipsis",), "recurrent",
-                             count=False, attrs={"style": "dashed", **_RECURRENT})
-    if params == "labels":
+            drawing.add_edge(node.name, ("ellipsis", run[0], p) if p else ("ellipsis", run[0]),
+                             "recurrent", count=False, attrs={"style": "dashed", **_RECURRENT})
+    if params == "labels" and legend:
         named = [n for n in shared if n.op == "param"]
         if named:
             lines = ["shared by every step:",
                      *(f"{n.name}  {format_shape(n.shape)}" for n in named)]
             drawing.add_box(("legend",), "param", lines, classes="legend")
-    # Invisible anchors, one per level, chained bottom to top: they give Graphviz the
-    # order of the rows (rank=same alone groups nodes but does not order the groups).
+    return rows
+
+
+def finish_rows(drawing: Drawing, rows: dict[int, list[Any]]) -> None:
+    """Write ``rows`` as ``{rank=same}`` rows, ordered bottom to top by their level.
+
+    Invisible anchors, one per level, chained bottom to top: they give Graphviz the
+    order of the rows (rank=same alone groups nodes but does not order the groups).
+    """
     levels = sorted(rows)
     for level in levels:
         drawing.add_box(("anchor", level), "anchor", ("",))
@@ -177,7 +223,10 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
         drawing.add_edge(("anchor", low), ("anchor", high), "invisible", count=False,
                          attrs={"minlen": str(high - low)})
     drawing.ranks = [rows[level] for level in levels]
-    return drawing
+
+
+def _plain_cluster(t: int) -> tuple[str, ...]:
+    return (f"t={t}",)
 
 
 def step_of_box(node: tg.Node) -> int | None:

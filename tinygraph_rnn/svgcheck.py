@@ -115,20 +115,24 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
     for side, pt in (("width", pic.width_pt), ("height", pic.height_pt)):
         if pt * PX_PER_PT > MAX_PX:
             found.append(f"{side} {pt * PX_PER_PT:.0f} px > {MAX_PX} px")
-    states = pic.having("state")
+    states = [n for n in pic.having("state") if "grad" not in n.classes]
     parts = sorted({c for n in states for c in n.classes if c.startswith("state-")}) or [None]
     state_y = [n.y for n in states]
-    for part in parts:
-        row = [n for n in states if part is None or part in n.classes]
-        row = sorted((n for n in row if n.step() is not None), key=lambda n: n.step())
-        if not row:
-            continue
-        ys = [n.y for n in row]
-        if max(ys) - min(ys) > tol:
-            found.append(f"state row {part or 'state'} spreads {max(ys) - min(ys):.1f} pt")
-        for a, b in zip(row, row[1:], strict=False):
-            if not b.x > a.x:
-                found.append(f"state of step {b.step()} is not right of step {a.step()}")
+    grads = pic.having("grad", "state")  # the BPTT view's row of ∂L/∂s_t
+    for kind, nodes in (("state", states), ("gradient", grads)):
+        for part in parts:
+            row = [n for n in nodes if part is None or part in n.classes]
+            row = sorted((n for n in row if n.step() is not None), key=lambda n: n.step())
+            if not row:
+                continue
+            ys = [n.y for n in row]
+            if max(ys) - min(ys) > tol:
+                found.append(f"{kind} row {part or 'state'} spreads {max(ys) - min(ys):.1f} pt")
+            for a, b in zip(row, row[1:], strict=False):
+                if not b.x > a.x:
+                    found.append(f"{kind} of step {b.step()} is not right of step {a.step()}")
+    if grads and states and not min(n.y for n in grads) > max(state_y):
+        found.append("the gradient row is not under the states")
     clusters = sorted((c for c in pic.clusters if c.step() is not None), key=lambda c: c.step())
     for a, b in zip(clusters, clusters[1:], strict=False):
         same_row = a.box[1] < b.box[3] and b.box[1] < a.box[3]

@@ -48,6 +48,7 @@ from .gradflow import step_of
 from .spine_view import shown_steps, unrolled_drawing
 from .svgcheck import problems, read_svg
 from .views_bptt import bptt_drawing
+from .views_compact import check_compact, compact_drawing
 
 __all__ = ["VIEWS", "view_to_dot", "render_view", "view_drawing"]
 
@@ -85,10 +86,20 @@ def view_drawing(net: Any, view: str = "unrolled", window: int | None = None,
                  **kwargs: Any) -> Drawing:
     """The :class:`~tinygraph.render.drawing.Drawing` of one view (see :func:`view_to_dot`)."""
     _check(net, view, window)
+    if view in ("unrolled", "bptt") and kwargs.get("rankdir") is not None:
+        raise tg.RenderError(f"rankdir does not apply to view={view!r}: its time axis always "
+                             "runs left to right (states on one row, inputs below, outputs "
+                             f"above); got rankdir={kwargs['rankdir']!r}. view='rolled' and "
+                             "view='cell' take rankdir")
     if view == "bptt":
         return bptt_drawing(net, window=window, **kwargs)
     if view == "unrolled":
+        if check_compact(kwargs.pop("compact", False)):
+            kwargs.pop("strict", None)
+            return compact_drawing(net, window, **kwargs)
         return unrolled_drawing(net, window, **kwargs)
+    if "compact" in kwargs:
+        raise tg.RenderError(f"compact= applies to view='unrolled', not to view={view!r}")
     outputs = _flat(net.outputs)
     step = kwargs.pop("step", 0)
     if view == "cell":
@@ -181,7 +192,10 @@ def view_to_dot(net: Any, view: str = "unrolled", window: int | None = None,
         Anything with ``.graph``, ``.steps``, ``.states`` and ``.outputs``
         whose step nodes carry ``meta["t"]`` and ``meta["template"]``.
     view : {"unrolled", "rolled", "cell", "bptt"}
-        ``"unrolled"``: one cluster per step (the graph's own picture).
+        ``"unrolled"``: one cluster per step (the graph's own picture);
+        ``compact=True`` draws each step as one cell box instead (Olah's
+        picture; :mod:`tinygraph_rnn.views_compact`). The unrolled views
+        always run time left to right: ``rankdir`` is refused there.
         ``"rolled"``: the cell once, with params and initial state; every
         edge from step k to step k+1 becomes one loop labelled ``×T``.
         ``"cell"``: one step's nodes in detail, with where their inputs come
@@ -216,11 +230,11 @@ def render_view(net: Any, path: Any = None, view: str = "unrolled", window: int 
     :func:`view_to_dot` for the views and :func:`tinygraph.render.render` for
     ``format``, ``engine`` and ``timeout``.
     """
-    if view != "unrolled" or format not in (None, "svg") or (
+    if view not in ("unrolled", "bptt") or format not in (None, "svg") or (
             path is not None and not str(path).lower().endswith(".svg")):
         return render_source(view_to_dot(net, view, window, **options), path, format, engine,
                              timeout)
-    svg = checked_svg(net, window, engine, timeout, **options)
+    svg = checked_svg(net, window, engine, timeout, view=view, **options)
     if path is None:
         return svg
     try:
@@ -232,20 +246,20 @@ def render_view(net: Any, path: Any = None, view: str = "unrolled", window: int 
 
 
 def checked_svg(net: Any, window: int | None = None, engine: str = "auto",
-                timeout: float = DEFAULT_TIMEOUT, **options: Any) -> str:
-    """The unrolled view as SVG, checked after layout (:mod:`tinygraph_rnn.svgcheck`).
+                timeout: float = DEFAULT_TIMEOUT, view: str = "unrolled", **options: Any) -> str:
+    """The unrolled (or bptt) view as SVG, checked after layout (:mod:`tinygraph_rnn.svgcheck`).
 
     A picture with steps out of order, a bent state row or a cluster over
     its neighbour is laid out again with every node of the recurrent path
     in the state row (``strict=True``); the first picture that passes wins
     (the strict one when neither does). Each check costs milliseconds.
     """
-    _check(net, "unrolled", window)
-    hidden = shown_steps(net.steps, window)[1]
+    _check(net, view, window)
+    ellipses = None if view == "bptt" else int(shown_steps(net.steps, window)[1] is not None)
     svg = ""
     for strict in (False, True):
-        dot = unrolled_drawing(net, window, strict=strict, **options).to_digraph()
+        dot = view_drawing(net, view, window, strict=strict, **options).to_digraph()
         svg = render_source(dot, None, "svg", engine, timeout)
-        if not problems(read_svg(svg), ellipses=int(hidden is not None)):
+        if not problems(read_svg(svg), ellipses=ellipses):
             break
     return svg

@@ -1,28 +1,32 @@
-"""The "bptt" picture: forward and backward nodes of an unrolled net, step by step.
+"""The "bptt" picture: the unrolled view with the backward pass drawn under it.
 
-One cluster per time step holds the step's forward nodes and the backward
-nodes of backpropagation through time that belong to it (styled as gradient
-nodes, their edges dashed and drawn against the layout so the backward chain
-lies beside the forward chain it mirrors). Given the arrays of a run, each
-step is shaded by the size of the gradient reaching its state, so vanishing
-and exploding gradients show at a glance; a truncated-BPTT window can be
-marked::
+The forward steps are laid out exactly as in the unrolled view (one cluster
+per step, the states on one straight row, inputs below, outputs above; see
+:mod:`tinygraph_rnn.spine_view`). Directly under the state row runs the
+**gradient row**: each step's ``∂L/∂s_t`` and the backward nodes that carry
+the gradient from ``∂L/∂s_{t+1}`` to it, its edges drawn right to left. The
+rest of the backward pass (what each step's output adds, ``1 - s²``, ``Wᵀ``)
+hangs below that row. Given the arrays of a run, each step is shaded by
+‖∂L/∂s_t‖ (text black or white by the fill's luminance), so vanishing and
+exploding gradients show at a glance; a truncated-BPTT window is framed::
 
-    ┌ t=0  ‖∂L/∂s‖=3e-07 ┐    ┌ t=1  ‖∂L/∂s‖=1e-06 ┐      ┌ truncated BPTT window ─┐
-    │  x ─▶ … ─▶ s ─▶ o  │ ─▶ │  x ─▶ … ─▶ s ─▶ o  │ ─▶ … │  [t=T-2]    [t=T-1]    │
-    │  ◁┄ … ◁┄ ∂L/∂s     │ ◁┄ │  ◁┄ … ◁┄ ∂L/∂s ◁┄  │ ◁cut │   ◁┄┄┄┄┄┄┄┄┄◁ ∂L/∂o      │
-    └────────────────────┘    └────────────────────┘      └────────────────────────┘
-      fill: log10 ‖∂L/∂s_t‖ between the smallest (light) and the largest (dark); a legend
+                 o            o                  ┌ truncated BPTT window ────┐
+    s0 ─▶ [t=0 … s] ─▶ [t=1 … s] ─▶ «… N …» ─▶ │ [t=T-2 … s] ─▶ [t=T-1 … s] │
+          ∂L/∂s_0 ◀┄┄┄ ∂L/∂s_1 ◀┄┄┄┄ … ◀┄cut┄┄ │ ∂L/∂s_T-2 ◀┄┄┄ ∂L/∂s_T-1  │
+                 x            x                  └──────────────────────────┘
+
+SVG classes (as in the unrolled view, plus): ``∂L/∂s_t`` is ``grad state
+step-k`` (and ``state-<part>`` for a state in parts), every other backward
+node of step k ``grad step-k``.
 
 Drawing is pure: the backward nodes must already be in the graph —
 :func:`tinygraph_rnn.bptt_gradients` adds them, in a call of its own — and
 the norms come from ``values=``, the arrays of a run of those nodes. This
 view adds no node, runs nothing and writes nothing. Which step a backward
 node belongs to is decided by :func:`tinygraph_rnn.gradflow.backward_steps`.
-
-What is left out, to keep the picture readable: params (``hide_params``
-defaults to True here), and the dotted "reads" edges from forward values
-into backward nodes except within one step.
+Params are named in their readers' labels (``hide_params`` defaults to
+True); reads of forward values by backward nodes are drawn (dotted) only
+within a step.
 
 >>> import numpy as np, tinygraph as tg, tinygraph_rnn as rnn
 >>> net = rnn.unroll(rnn.VanillaRNNCell(input_size=2, hidden_size=3, seed=0), steps=4)
@@ -30,122 +34,29 @@ into backward nodes except within one step.
 >>> grads = rnn.bptt_gradients(net, loss)
 >>> arrays = net.graph.run(grads, {x: np.ones((1, 2)) for x in net.inputs})
 >>> src = bptt_drawing(net, loss=loss, values=dict(zip(grads, arrays))).to_digraph().source
->>> src.count("‖∂L/∂s‖="), src.count('dir="back"') > 0
-(4, True)
+>>> src.count("‖∂L/∂s‖="), src.count('class="grad state step-'), 'dir="back"' in src
+(4, 4, True)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-import graphviz
 import numpy as np
 
 import tinygraph as tg
-from tinygraph.render import node_kind, node_label, node_values, options, scope_path, title_of
+from tinygraph.render import node_kind, node_label, node_values, options, title_of
 from tinygraph.render.drawing import Drawing
-from tinygraph.render.text import quote
 
 from .gradflow import backward_steps, gradient_norms, state_gradients, step_of
+from .spine import state_parts
+from .spine_view import draw_forward, finish_rows, gaps
+from .views_bptt_looks import CLUSTER_LOOKS, EDGE_LOOKS, HIGH, LOW, fmt, shade
 
-__all__ = ["bptt_drawing", "BpttDrawing", "DEFAULT_WINDOW", "EDGE_LOOKS", "CLUSTER_LOOKS",
-           "LOW", "HIGH"]
+__all__ = ["bptt_drawing", "DEFAULT_WINDOW", "EDGE_LOOKS", "CLUSTER_LOOKS", "LOW", "HIGH"]
 
 DEFAULT_WINDOW = 3  # steps kept at each end of a long net when neither window= nor steps= is given
-
-# This view's looks, next to the renderer's table (tinygraph.render.drawing.STYLES).
-# Backward edges are written head-to-tail with dir=back: they point the way the
-# gradient flows, but the layout ranks them like the forward edges they mirror.
-EDGE_LOOKS: dict[str, dict[str, str]] = {
-    "backward": {"dir": "back", "style": "dashed", "color": "#b03030"},
-    "bptt": {"dir": "back", "style": "dashed", "color": "#b03030", "penwidth": "2"},
-    "cut": {"dir": "back", "style": "dotted", "color": "#888888", "fontcolor": "#d9822b",
-            "penwidth": "2", "label": "cut"},
-    "reads": {"style": "dotted", "color": "#aaaaaa", "arrowsize": "0.5",
-              "constraint": "false"},
-}
-LOW, HIGH = (0xF4, 0xF8, 0xFC), (0x4A, 0x86, 0xC8)  # fills of the smallest / largest norm
-NONFINITE = "#f08080"                                # a step whose gradient has nan or inf
-
-CLUSTER_LOOKS: dict[str, dict[str, str]] = {
-    "step": {"style": "rounded,filled", "color": "#999999"},
-    "window": {"style": "rounded,bold", "color": "#d9822b", "fontcolor": "#d9822b",
-               "penwidth": "3"},
-    "legend": {"style": "rounded", "color": "#999999"},
-}
-
-
-@dataclass
-class BpttDrawing(Drawing):
-    """A :class:`~tinygraph.render.drawing.Drawing` plus this view's own looks.
-
-    ``cluster_looks`` maps a cluster path to extra cluster attributes (the
-    fill of a step, the window's border) and ``edge_looks`` maps an edge to
-    a name in :data:`EDGE_LOOKS`. :meth:`to_digraph` writes the plain
-    drawing, then the looked edges, then re-opens each styled cluster to
-    set its attributes (in DOT a later ``subgraph cluster_N { graph [...] }``
-    adds to the subgraph of that name, found through its parents).
-    """
-
-    cluster_looks: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
-    edge_looks: dict[tuple[Hashable, Hashable], str] = field(default_factory=dict)
-
-    def to_digraph(self) -> graphviz.Digraph:
-        plain = dataclasses.replace(self, edges={pair: edge for pair, edge in self.edges.items()
-                                                 if pair not in self.edge_looks})
-        dot = Drawing.to_digraph(plain)
-        # The ids Drawing.to_digraph gave: boxes n0, n1, … in order, clusters in order of
-        # first use (tests/test_views_bptt.py checks the styled clusters are the right ones).
-        ids = {key: f"n{i}" for i, key in enumerate(self.boxes)}
-        clusters: dict[tuple[str, ...], str] = {}
-        for box in self.boxes.values():
-            for depth in range(1, len(box.cluster) + 1):
-                clusters.setdefault(box.cluster[:depth], f"cluster_{len(clusters)}")
-        for (src, dst), look in self.edge_looks.items():
-            edge, attrs = self.edges[(src, dst)], dict(EDGE_LOOKS[look])
-            text = attrs.pop("label", edge.label)
-            if edge.count > 1:
-                text = f"×{edge.count}" if text is None else f"{text} ×{edge.count}"
-            if text is not None:
-                attrs["label"] = text
-            tail, head = (dst, src) if attrs.get("dir") == "back" else (src, dst)
-            dot.body.append(f"\t{ids[tail]} -> {ids[head]} [{_attrs(attrs)}]\n")
-        for path, attrs in self.cluster_looks.items():
-            if path in clusters:
-                opening = " ".join(f"subgraph {clusters[path[:d]]} {{"
-                                   for d in range(1, len(path) + 1))
-                dot.body.append(f"\t{opening} graph [{_attrs(attrs)}] {'}' * len(path)}\n")
-        return dot
-
-
-def _hex(rgb: Iterable[float]) -> str:
-    return "#" + "".join(f"{round(c):02x}" for c in rgb)
-
-
-def _attrs(attrs: Mapping[str, str]) -> str:
-    return " ".join(f"{key}={quote(value)}" for key, value in attrs.items())
-
-
-def _fmt(n: float) -> str:
-    return f"{n:.1e}" if math.isfinite(n) and n > 0 else ("0" if n == 0 else str(n))
-
-
-def _fills(norms: np.ndarray) -> list[str]:
-    """One fill per step: LOW..HIGH by log10 of the norm, between the smallest and largest."""
-    positive = norms[np.isfinite(norms) & (norms > 0)]
-    lo, hi = (math.log10(positive.min()), math.log10(positive.max())) if positive.size else (0, 0)
-    fills = []
-    for n in norms.tolist():
-        if not math.isfinite(n):
-            fills.append(NONFINITE)
-            continue
-        f = 0.0 if n <= 0 else (1.0 if hi == lo else (math.log10(n) - lo) / (hi - lo))
-        fills.append(_hex(a + (b - a) * f for a, b in zip(LOW, HIGH, strict=True)))
-    return fills
 
 
 def _shown_steps(T: int, window: Any, steps: Any) -> list[int]:  # noqa: N803
@@ -172,23 +83,8 @@ def _shown_steps(T: int, window: Any, steps: Any) -> list[int]:  # noqa: N803
     return list(range(T)) if T <= 2 * window else [*range(window), *range(T - window, T)]
 
 
-@dataclass
-class _Clusters:
-    """Where each step's cluster sits: its label, and inside the window's cluster or not."""
-
-    labels: list[str]
-    first: int                 # the window's first step (T when there is no window)
-    window: str | None = None  # the window cluster's label
-
-    def outer(self, t: int) -> tuple[str, ...]:
-        return (self.window,) if self.window is not None and t >= self.first else ()
-
-    def of(self, t: int) -> tuple[str, ...]:
-        return (*self.outer(t), self.labels[t])
-
-
 def bptt_drawing(net: Any, loss: Any = None, window: int | None = None, steps: Any = None,
-                 truncate: int | None = None, **kwargs: Any) -> BpttDrawing:
+                 truncate: int | None = None, strict: bool = False, **kwargs: Any) -> Drawing:
     """The drawing of ``view="bptt"`` (see :func:`tinygraph_rnn.views.view_to_dot`).
 
     Parameters
@@ -204,14 +100,18 @@ def bptt_drawing(net: Any, loss: Any = None, window: int | None = None, steps: A
         Draw exactly these steps (negative ones count from the end); each
         run of steps left out becomes one ``…`` box.
     truncate : int, optional
-        Mark the last ``truncate`` steps as the truncated-BPTT window: their
-        clusters sit in one orange-bordered cluster, and the backward edges
-        leaving it are dotted and labelled ``cut``.
+        Frame the last ``truncate`` steps as the truncated-BPTT window: their
+        clusters sit in one orange-bordered cluster, and the gradient edge
+        leaving it is dotted and labelled ``cut``.
+    strict : bool
+        Every node on a path between two states in the state row (the
+        self-check's second try, as in the unrolled view).
     **kwargs
         Render options. ``values={node or name: array}`` holding the arrays
         of every ``bptt_gradients`` node shades the steps (other nodes'
         arrays are shown as statistics, as in every view); ``hide_params``
-        defaults to True; ``collapse`` and ``order`` do not apply.
+        defaults to True; ``params="labels"`` (the default then) or ``"stubs"``;
+        ``collapse``, ``order`` and ``rankdir`` do not apply.
 
     Raises
     ------
@@ -225,6 +125,7 @@ def bptt_drawing(net: Any, loss: Any = None, window: int | None = None, steps: A
     except tg.GraphError as exc:
         raise tg.RenderError(f"view='bptt': {exc}") from None
     kwargs.setdefault("hide_params", True)
+    params = kwargs.pop("params", "labels" if kwargs["hide_params"] else "stubs")
     opts = options(**kwargs)
     graph, T = net.graph, net.steps  # noqa: N806
     if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int)
@@ -238,142 +139,178 @@ def bptt_drawing(net: Any, loss: Any = None, window: int | None = None, steps: A
     except tg.GraphError as exc:
         raise tg.RenderError(f"view='bptt': {exc}") from None
 
-    # What is drawn: the loss's ancestors, every step's forward nodes, and the backward
-    # nodes the ∂loss/∂s_t nodes need (not other gradient passes of the same graph).
-    pinned = {p: t for t, parts in enumerate(grads) for p in parts}
-    needed = graph.schedule([loss, *pinned])
-    backward = [n for n in needed if n.meta.get("grad") is True]
-    forward = [n for n in needed if n.meta.get("grad") is not True and step_of(n) is None]
-    forward += [n for n in graph.nodes.values() if step_of(n) is not None]
-    step = {**{n: step_of(n) for n in forward}, **backward_steps(backward, pinned)}
-    nodes = sorted(forward + backward, key=lambda n: n.index)
-    if opts.hide_params:
-        nodes = [n for n in nodes if n.op != "param"]
-
-    labels = [f"t={t}" + (f"  ‖∂L/∂s‖={_fmt(norms[t])}" if norms is not None else "")
-              for t in range(T)]
-    where = _Clusters(labels, T - truncate if truncate else T)
+    first = T - truncate if truncate else T  # the window's first step
+    frame = None
     if truncate:
-        where.window = (f"truncated BPTT window: {truncate} step{'s' * (truncate != 1)} "
-                        f"(t={where.first} … t={T - 1})")
-    drawing = BpttDrawing(title=title_of(opts, f"{graph.name}, backpropagation through time"),
-                          rankdir=opts.rankdir, label_limit=opts.label_limit)
-    _add_nodes(drawing, nodes, step, pinned, where, opts, values, [*net.outputs, loss], loss)
-    _elide_steps(drawing, nodes, step, [t for t in range(T) if t not in shown], where, norms)
+        frame = (f"truncated BPTT window: {truncate} step{'s' * (truncate != 1)} "
+                 f"(t={first} … t={T - 1})")
+    labels = [f"t={t}" + (f"  ‖∂L/∂s‖={fmt(norms[t])}" if norms is not None else "")
+              for t in range(T)]
+
+    def outer(t: int) -> tuple[str, ...]:
+        return (frame,) if frame is not None and t >= first else ()
+
+    def cluster_of(t: int) -> tuple[str, ...]:
+        return (*outer(t), labels[t])
+
+    def gap_lines(run: range) -> tuple[str, ...]:
+        lines = (f"… {len(run)} step{'s' * (len(run) != 1)} …", f"t={run[0]} … t={run[-1]}")
+        if norms is not None:
+            part = norms[run[0]:run[-1] + 1]
+            lines += (f"‖∂L/∂s‖ {fmt(part.min())} … {fmt(part.max())}",)
+        return lines
+
+    title = f"{graph.name}, {T} step{'s' * (T != 1)}, backpropagation through time"
+    drawing = Drawing(title=title_of(opts, title), rankdir="BT", label_limit=opts.label_limit)
+    rows = draw_forward(drawing, net, shown, opts, params, strict, cluster_of, gap_lines,
+                        legend=False)
+    initial = {n.name for n in state_parts(net.initial_state)}
+    row = min(level for level, keys in rows.items() if initial & set(keys)) - 1
+    _draw_backward(drawing, net, loss, grads, shown, rows, row, cluster_of, outer, first, opts,
+                   values)
     if opts.max_fanout is not None:
-        drawing.split_fanout(opts.max_fanout)
-    if opts.max_nodes is not None and len(drawing.boxes) > opts.max_nodes:
-        raise tg.RenderError(f"view='bptt' of {len(shown)} steps needs {len(drawing.boxes)} "
-                             f"boxes > max_nodes={opts.max_nodes}: draw fewer steps (window=, "
-                             "steps=) or pass max_nodes=None")
-    _edge_looks(drawing, graph, step, where)
+        # The loss's gradient, read once per step, keeps its edges (drawn without
+        # constraint): split into stubs it left steps out of order from 10 steps on.
+        drawing.split_fanout(opts.max_fanout, keep=[n.name for n in graph.nodes.values()
+                                                     if n.meta.get("grad") is True])
+    boxes = sum(1 for key in drawing.boxes if key[:1] != ("anchor",))
+    if opts.max_nodes is not None and boxes > opts.max_nodes:
+        raise tg.RenderError(f"view='bptt' of {len(shown)} steps needs {boxes} boxes > "
+                             f"max_nodes={opts.max_nodes}: draw fewer steps (window=, steps=) "
+                             "or pass max_nodes=None")
+    finish_rows(drawing, rows)
     if norms is not None:
-        _shade(drawing, norms, shown, where)
+        shade(drawing, norms, shown, cluster_of)
     else:
         drawing.notes.append("no gradient values: pass values= from a run of the "
                              "bptt_gradients nodes to shade the steps by ‖∂L/∂s_t‖")
-    if where.window is not None:
-        drawing.cluster_looks[(where.window,)] = dict(CLUSTER_LOOKS["window"])
-        drawing.notes.append(f"{where.window}: orange border; backward edges leaving it "
-                             "are cut")
+    if frame is not None:
+        drawing.cluster_attrs[(frame,)] = {**CLUSTER_LOOKS["window"], "labelloc": "b"}
+        drawing.notes.append(f"{frame}: orange frame; the gradient leaving it is cut")
     return drawing
 
 
-def _add_nodes(drawing: BpttDrawing, nodes: list[tg.Node], step: Mapping[tg.Node, Any],
-               pinned: Mapping[tg.Node, int], where: _Clusters, opts: Any,
-               values: Mapping[tg.Node, Any], outputs: list, loss: tg.Node) -> None:
-    marked = dict.fromkeys(outputs)
+def _draw_backward(drawing: Drawing, net: Any, loss: tg.Node, grads: list, shown: list[int],
+                   rows: dict[int, list[Any]], row: int, cluster_of: Any, outer: Any,
+                   first: int, opts: Any, values: Mapping[tg.Node, Any]) -> None:
+    """Add the loss, what it reads outside the steps, and the backward pass of ``shown``."""
+    graph, T = net.graph, net.steps  # noqa: N806
+    pinned = {p: t for t, parts in enumerate(grads) for p in parts}
+    part_of = {p: i for parts in grads for i, p in enumerate(parts)}
+    names = [n.name.rstrip("0") or n.name for n in state_parts(net.initial_state)]
+    needed = graph.schedule([loss, *pinned])
+    backward = [n for n in needed if n.meta.get("grad") is True]
+    step = backward_steps(backward, pinned)
+    visible = set(shown)
+    marked = dict.fromkeys([*net.outputs, loss])
     loss_name = loss.name.rpartition("/")[2]
-    for node in nodes:
-        t, is_grad = step[node], node.meta.get("grad") is True
+
+    # The gradient row: every ∂L/∂s_t and every backward node downstream of one (the path
+    # from ∂L/∂s_{t+1} to ∂L/∂s_t); one pass in insertion order.
+    on_row = set(pinned)
+    for node in backward:
+        if any(src in on_row for src in node.inputs):
+            on_row.add(node)
+    # Forward nodes outside the steps that the loss reads (the loss itself among them).
+    for node in needed:
+        if (node.meta.get("grad") is True or step_of(node) is not None or node.op == "param"
+                or node.name in drawing.boxes):
+            continue
+        drawing.add_box(node.name, node_kind(node, marked),
+                        node_label(node, opts, values.get(node)))
+        # Above what it reads (the stack of outputs, the loss): over the step outputs.
+        top = [lvl for lvl, keys in rows.items() if any(src.name in keys for src in node.inputs)]
+        if top:
+            rows.setdefault(max(top) + 1, []).append(node.name)
+        for src in node.inputs:  # from many steps: no pull on the steps' order
+            if src.name in drawing.boxes:
+                drawing.add_edge(src.name, node.name, count=False,
+                                 attrs={"constraint": "false"} if top else None)
+    drawn: dict[tg.Node, int | None] = {}
+    for node in backward:
+        t = step[node]
+        if t is not None and t not in visible:
+            continue
+        drawn[node] = t
+        classes = "" if t is None else f"step-{t}"
         if node in pinned:  # its norm is in the step's label; statistics would repeat it
-            state = node.graph.node(node.meta["grad_of"])
+            state = graph.node(node.meta["grad_of"])
             name = f"∂{loss_name}/∂{state.meta.get('template', state.name)}"
             label = node_label(node, opts, None, name=name)
+            classes = f"state step-{t}"
+            if len(names) > 1:
+                classes += f" state-{names[part_of[node]]}"
         else:
             label = node_label(node, opts, values.get(node))
-        if t is None:  # outside every step: the loss, the initial state, the loss's gradient
-            cluster = () if is_grad else scope_path(node)
-        elif is_grad:
-            cluster = where.of(t)
-        else:  # a cell's own scopes (gates) nest inside the step
-            cluster = (*where.of(t), *str(node.meta.get("template", "")).split("/")[:-1])
-        drawing.add_box(node.name, node_kind(node, marked), label, cluster=cluster)
-    for node in nodes:
+        drawing.add_box(node.name, "grad", label, cluster=() if t is None else cluster_of(t),
+                        classes=classes)
+
+    # Levels: the gradient row just under the states; the rest below it, by longest
+    # path back from their readers (reverse insertion order; consts stay free).
+    level: dict[tg.Node, int | None] = {}
+    readers: dict[tg.Node, list[tg.Node]] = {}
+    for node in drawn:
         for src in node.inputs:
-            if src.name in drawing.boxes:
-                drawing.add_edge(src.name, node.name)
-
-
-def _elide_steps(drawing: BpttDrawing, nodes: list[tg.Node], step: Mapping[tg.Node, Any],
-                 hidden: list[int], where: _Clusters, norms: np.ndarray | None) -> None:
-    runs: list[list[int]] = []
-    for t in hidden:  # runs of left-out steps, never across the window's edge
-        if runs and runs[-1][-1] == t - 1 and t != where.first:
-            runs[-1].append(t)
+            readers.setdefault(src, []).append(node)
+    for node in reversed(list(drawn)):
+        if node in on_row:
+            level[node] = row
+        elif node.op == "const":
+            level[node] = None
         else:
-            runs.append([t])
-    for run in runs:
-        lines = [f"… {len(run)} steps (t={run[0]} … t={run[-1]}) …" if len(run) > 1
-                 else f"… step t={run[0]} …"]
-        if norms is not None:
-            part = norms[run[0]:run[-1] + 1]
-            lines.append(f"‖∂L/∂s‖ {_fmt(part.min())} … {_fmt(part.max())}" if len(run) > 1
-                         else f"‖∂L/∂s‖={_fmt(part[0])}")
-        key = ("ellipsis", run[0])
-        members = [n.name for n in nodes if step[n] in run]
-        drawing.elide(members, key, lines[0], cluster=where.outer(run[0]))
-        if key in drawing.boxes:  # a line each, so the label limit cuts neither
-            drawing.boxes[key].lines = tuple(lines)
+            below = [level[r] for r in readers.get(node, ()) if level.get(r) is not None]
+            level[node] = min(below) - 1 if below else None
+        if level[node] is not None:
+            rows.setdefault(level[node], []).append(node.name)
 
+    # A "…" on the gradient row for each run of hidden steps: the gradient passes it.
+    links = {}
+    for run in gaps(shown, T):
+        key = ("gradient gap", run[0])
+        drawing.add_box(key, "link", ("…",), cluster=outer(run[0]))
+        rows[row].append(key)
+        links.update(dict.fromkeys(run, key))
 
-def _edge_looks(drawing: BpttDrawing, graph: tg.Graph, step: Mapping[tg.Node, Any],
-                where: _Clusters) -> None:
-    """Name the look of every edge into a backward node; drop reads from far away."""
-    far = []
-    for (src, dst), edge in drawing.edges.items():
-        if edge.kind != "data" or not isinstance(dst, str):
-            continue
-        head = graph.node(dst)
-        if head.meta.get("grad") is not True:
-            continue
-        # A stub (Drawing.split_fanout) stands for its box right beside the reader.
-        stub = isinstance(src, tuple) and src[0] == "stub"
-        tail = graph.node(src[1] if stub else src)
-        a, b = (step[head] if stub else step[tail]), step[head]
-        if tail.meta.get("grad") is not True:
-            # A read of a forward value: kept when it is a short line (within a step)
-            # or asked for (params, when hide_params=False).
-            if stub or tail.op == "param" or (a is not None and a == b):
-                drawing.edge_looks[(src, dst)] = "reads"
+    for node in drawn:
+        for src in node.inputs:
+            if src.meta.get("grad") is not True:
+                a = step_of(src)
+                if src.op == "param" and not opts.hide_params:
+                    stub = ("stub", src.name, node.name)
+                    drawing.add_box(stub, "stub", (src.name,), cluster=drawing.boxes[
+                        node.name].cluster, classes="param")
+                    drawing.add_edge(stub, node.name, count=False, attrs=EDGE_LOOKS["reads"])
+                elif src.name in drawing.boxes and a == drawn[node]:
+                    drawing.add_edge(src.name, node.name, count=False, attrs=EDGE_LOOKS["reads"])
+                continue
+            tail = src.name if src in drawn else links.get(step.get(src))
+            if tail is None or (src not in drawn and src not in on_row):
+                continue
+            a, b = step.get(src), drawn[node]
+            if node in on_row and (src in on_row):
+                look = "bptt" if a != b else "backward"
+                if a is not None and b is not None and a >= first > b:
+                    look = "cut"
+                attrs = dict(EDGE_LOOKS[look])
+                if look == "cut":
+                    attrs["xlabel"] = "cut"
+                drawing.add_edge(tail, node.name, count=False, attrs=attrs, reverse=True)
             else:
-                far.append((src, dst))
-        elif a is None or b is None or a == b:
-            drawing.edge_looks[(src, dst)] = "backward"
-        elif a >= where.first > b:
-            drawing.edge_looks[(src, dst)] = "cut"
-        else:
-            drawing.edge_looks[(src, dst)] = "bptt"
-    for pair in far:
-        del drawing.edges[pair]
-
-
-def _shade(drawing: BpttDrawing, norms: np.ndarray, shown: list[int],
-           where: _Clusters) -> None:
-    fills = _fills(norms)
-    for t in shown:
-        drawing.cluster_looks[where.of(t)] = {**CLUSTER_LOOKS["step"], "fillcolor": fills[t]}
-    # Two swatches, the lightest and the darkest fill, each with its norm and step
-    # (plain fills: Graphviz numbers gradient fills per process, so output would vary).
-    finite = [t for t, n in enumerate(norms.tolist()) if math.isfinite(n)]
-    legend = ("‖∂L/∂s_t‖ (fill: log10 scale)",)
-    drawing.cluster_looks[legend] = dict(CLUSTER_LOOKS["legend"])
-    if not finite:
-        drawing.add_box(("legend",), "ellipsis", ("no finite norm",), cluster=legend)
-        return
-    ends = [("smallest", min(finite, key=lambda t: norms[t]), LOW),
-            ("largest", max(finite, key=lambda t: norms[t]), HIGH)]
-    for name, t, rgb in ends:
-        drawing.add_box(("legend", name), "ellipsis", (f"{_fmt(norms[t])} at t={t}",),
-                        cluster=(*legend, name))
-        drawing.cluster_looks[(*legend, name)] = {**CLUSTER_LOOKS["step"], "fillcolor": _hex(rgb)}
+                attrs = dict(EDGE_LOOKS["backward"])
+                la, lb = level.get(src), level.get(node)
+                # From outside every step (the loss's gradient) to many steps: no pull on
+                # the steps' order; nor an edge the levels point downward.
+                if src not in drawn or a is None or (la is not None and lb is not None
+                                                     and la >= lb):
+                    attrs["constraint"] = "false"
+                drawing.add_edge(tail, node.name, count=False, attrs=attrs)
+    for node in on_row:  # the gradient entering a run of hidden steps enters its "…"
+        if node in drawn or step.get(node) not in links:
+            continue
+        for src in node.inputs:
+            if src in drawn and src in on_row:
+                look = "cut" if step[src] is not None and step[src] >= first > step[node] \
+                    else "bptt"
+                attrs = {**EDGE_LOOKS[look], **({"xlabel": "cut"} if look == "cut" else {})}
+                drawing.add_edge(src.name, links[step[node]], count=False, attrs=attrs,
+                                 reverse=True)

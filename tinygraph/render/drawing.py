@@ -51,6 +51,8 @@ STYLES: dict[str, dict[str, str]] = {
     "scope": {"shape": "box3d", "style": "filled", "fillcolor": "#ececf8", "color": "#4a4a8a"},
     "initial": {"shape": "box", "style": "rounded,filled", "fillcolor": "#dcebfb",
                 "color": "#1f5fa8"},
+    "cell": {"shape": "box", "style": "rounded,filled", "fillcolor": "#ececf8",
+             "color": "#4a4a8a"},
     "ellipsis": {"shape": "plaintext", "fontcolor": "#555555"},
     "link": {"shape": "plaintext", "fontcolor": "#555555"},
     "anchor": {"shape": "point", "style": "invis", "width": "0", "height": "0"},
@@ -99,6 +101,7 @@ class _Edge:
     label: str | None
     count: int = 1
     attrs: dict[str, str] | None = None  # extra DOT attributes over the kind's style
+    reverse: bool = False  # written head -> tail with dir=back (laid out against the flow)
 
 
 @dataclass
@@ -134,11 +137,16 @@ class Drawing:
 
     def add_edge(self, src: Hashable, dst: Hashable, kind: str = "data",
                  label: str | None = None, count: bool = True,
-                 attrs: dict[str, str] | None = None) -> None:
-        """Add an edge between two box keys; a repeat raises its count (if ``count``)."""
+                 attrs: dict[str, str] | None = None, reverse: bool = False) -> None:
+        """Add an edge between two box keys; a repeat raises its count (if ``count``).
+
+        ``reverse=True`` writes it ``dst -> src [dir=back]``: drawn pointing from
+        ``src`` to ``dst`` but laid out as if it ran the other way (a flat edge of
+        a row then puts ``dst`` left of ``src``: gradients flowing right to left).
+        """
         edge = self.edges.get((src, dst))
         if edge is None:
-            self.edges[(src, dst)] = _Edge(kind, label, 1, attrs)
+            self.edges[(src, dst)] = _Edge(kind, label, 1, attrs, reverse)
         elif count:
             edge.count += 1
 
@@ -165,7 +173,7 @@ class Drawing:
                 joined[(src, dst)] = edge
         self.edges = joined
 
-    def split_fanout(self, max_fanout: int) -> list[Hashable]:
+    def split_fanout(self, max_fanout: int, keep: Iterable[Hashable] = ()) -> list[Hashable]:
         """Give each reader of a box read by more than ``max_fanout`` boxes its own stub.
 
         A param shared by 200 time steps would otherwise send 200 edges
@@ -173,12 +181,15 @@ class Drawing:
         layout (every long edge is routed through every rank it crosses).
         The shared box stays, drawn once; each reader gets a small dashed
         box with its name, in the reader's cluster. Returns the split keys.
+        Boxes in ``keep`` keep their edges.
         """
+        keep = set(keep)
         readers: dict[Hashable, int] = {}
         for src, _ in self.edges:
             readers[src] = readers.get(src, 0) + 1
         shared = [k for k, n in readers.items()
-                  if n > max_fanout and self.boxes[k].kind not in ("ellipsis", "stub")]
+                  if n > max_fanout and self.boxes[k].kind not in ("ellipsis", "stub")
+                  and k not in keep]
         if not shared:
             return []
         split = dict.fromkeys(shared)
@@ -271,8 +282,10 @@ class Drawing:
             text = edge.label
             if edge.count > 1:
                 text = f"×{edge.count}" if text is None else f"{text} ×{edge.count}"
-            attrs = _attr_list(None if text is None else _label([text], 40),
-                               {**EDGE_STYLES[edge.kind], **(edge.attrs or {})})
+            looks = {**EDGE_STYLES[edge.kind], **(edge.attrs or {})}
+            if edge.reverse:
+                src, dst, looks["dir"] = dst, src, "back"
+            attrs = _attr_list(None if text is None else _label([text], 40), looks)
             body.append(f"\t{ids[src]} -> {ids[dst]}" + (f" [{attrs}]" if attrs else "") + "\n")
         for group in self.ranks:
             row = " ".join(ids[key] for key in group if key in ids)

@@ -198,7 +198,7 @@ class _WasmGraphviz:
                         f"the layout took longer than the time limit of {timeout:g} s and was "
                         "stopped; draw less (collapse=True, hide_params=True, a smaller "
                         "max_nodes) or pass a larger timeout=") from None
-                raise RenderError(f"the WebAssembly Graphviz failed: {exc}") from None
+                raise RenderError(_trap_message(exc)) from None
             finally:
                 timer.cancel()
             self._session = session
@@ -227,6 +227,20 @@ class _WasmGraphviz:
         for addr in (result, *pointers):
             s["graphviz_free"](store, addr)
         return out
+
+
+def _trap_message(exc: Exception) -> str:
+    """One line for a WebAssembly trap: its cause, not the 20-line wasm backtrace."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc).__name__
+    if "call stack exhausted" in reason:
+        # Graphviz recurses along paths of the graph: a chain of some thousands of
+        # boxes overflows the WebAssembly stack (the system `dot` has a larger one).
+        return ("the WebAssembly Graphviz ran out of call stack laying out this picture "
+                "(its layout recurses along long chains of boxes): draw fewer boxes "
+                "(max_nodes, collapse=True; a window= of an unrolled net) or "
+                + _INSTALL_HINT)
+    return f"the WebAssembly Graphviz failed: {reason.removeprefix('wasm trap: ')}"
 
 
 _WASM: _WasmGraphviz | None = None
