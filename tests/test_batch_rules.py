@@ -20,7 +20,6 @@ from tinygraph.core.ops import OPS
 STEPS = 3
 # Ops with no batch rule, and why (the passes keep them per step).
 WITHOUT_RULE = {
-    "cross_entropy": "a mean over the batch: one scalar per step (vectorized by a pass)",
     "cross_entropy_grad": "reverse-mode helper of a per-step scalar",
     "size": "a scalar count of one step's shape",
     "concat_part": "reverse-mode helper; its parts are per-step shapes",
@@ -66,6 +65,7 @@ MORE_CASES = {
     "reshape": [([f(2, 6)], {"shape": (3, 4)})],
     "take": [([f(5, 3), ("i", np.array([4, 0, 2]))], {})],
     "one_hot": [([("i", np.array([[1, 0], [2, 2]]))], {"depth": 3})],
+    "cross_entropy": [([f(4, 5), ("i", np.array([0, 4, 2, 2]))], {})],
 }
 
 

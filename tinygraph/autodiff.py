@@ -163,6 +163,8 @@ def _build_grads(y: Node, targets: list[Node], single: bool) -> list[Node] | Nod
         node.meta["grad"] = True
     for node, result in zip(targets, results, strict=True):
         result.meta.setdefault("grad_of", node.name)
+        # The optimizer may rebuild this gradient on a rewritten forward graph (passes.regrad).
+        result.meta.setdefault("grad_y", y.name)
     return results[0] if single else results
 
 

@@ -49,7 +49,11 @@ def make_plan(graph: Graph, fetches: Any, fed: Sequence[str] = (), optimize: boo
     nodes = Fetches(graph, fetches).nodes
     if not optimize or len(ancestors(graph, nodes)) > OPTIMIZE_MAX_NODES:
         return Plan(graph, fetches, fed)
-    rewritten, new_nodes = passes.rewrite(graph, nodes, passes.OPTIMIZE_PASSES)
+    source, source_nodes = graph, nodes
+    regraded = passes.regrad(graph, nodes)  # gradients through a scan, when it rerolls
+    if regraded is not None:
+        source, source_nodes = regraded
+    rewritten, new_nodes = passes.rewrite(source, source_nodes, passes.OPTIMIZE_PASSES)
     template = Fetches(graph, fetches)
     new_fetches = template.rebuild(new_nodes)
     return Plan(rewritten, new_fetches, fed, fallback=lambda: Plan(graph, fetches, fed))

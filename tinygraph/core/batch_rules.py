@@ -11,7 +11,7 @@ one table, :data:`BATCH_RULES`, and attached to the op records by
 (:mod:`tinygraph.passes.hoist`) are their only callers.
 
 >>> from tinygraph.core.ops import OPS
->>> OPS["tanh"].batch is not None, OPS["cross_entropy"].batch is None
+>>> OPS["tanh"].batch is not None, OPS["size"].batch is None
 (True, True)
 """
 
@@ -139,6 +139,14 @@ def like(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
     the target's), and so must ``x`` unless broadcasting it is the op (broadcast_to)."""
     x, shape_of = args
     if not batched[1]:
+        rank_x, rank_like = len(x.shape) - batched[0], len(shape_of.shape)
+        trailing = x.shape[len(x.shape) - rank_like:]
+        if (node.op == "sum_to" and batched[0] and rank_x > rank_like
+                and None not in shape_of.shape and trailing == shape_of.shape):
+            # Summing the leading per-step axes of x down to an unbatched like: a sum over
+            # those axes, keeping the steps' axis (like's own axes already agree).
+            return emit("sum", x, axis=tuple(range(1, 1 + rank_x - rank_like)),
+                        keepdims=False)
         return None
     if node.op == "sum_to" and batched[0] and len(x.shape) > len(shape_of.shape):
         # x has more per-step axes than like: sum them into like lifted to x's rank, so
@@ -156,6 +164,19 @@ def like(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
     return emit(node.op, x, shape_of)
 
 
+def cross_entropy(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """One mean per step: ``-mean(log_softmax(l)[targets])`` over all but the steps' axis
+    (the op's own formula, so values agree to rounding)."""
+    if not all(batched) or node.attrs.get("ignore_index") is not None \
+            or node.attrs.get("label_smoothing", 0.0):
+        return None
+    logits, targets = args
+    logp = emit("log_softmax", logits, axis=-1)
+    picked = emit("gather", logp, emit("expand_dims", targets, axis=-1), axis=-1)
+    rank = len(logits.shape) - 1
+    return emit("neg", emit("mean", picked, axis=tuple(range(1, rank + 1))))
+
+
 _ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp",
                 "log", "sign", "equal", "not_equal", "less", "less_equal", "greater",
                 "greater_equal", "logical_and", "logical_or", "logical_not", "where", "maximum",
@@ -170,5 +191,5 @@ BATCH_RULES: dict[str, Callable[..., Any]] = {
     "matmul": matmul, "transpose": transpose, "reshape": reshape, "getitem": getitem,
     "expand_dims": expand_dims, "concat": join, "stack": join, "take": take,
     "one_hot": same_op, "zeros_like": same_op, "sum_to": like, "reshape_like": like,
-    "broadcast_to": like,
+    "broadcast_to": like, "cross_entropy": cross_entropy,
 }

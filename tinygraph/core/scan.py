@@ -232,6 +232,21 @@ def unpack_all(node: Node) -> list[Node]:
 _SCAN_ATTRS = ("body", "num_carry", "num_xs", "num_ys", "length", "reverse", "inputs", "outputs")
 
 
+def output_node(node: Node, index: int) -> Node:
+    """The ``unpack`` node reading output ``index`` of a scan: the one :func:`unpack_all`
+    named, or a new one (a pass may have built the scan without it)."""
+    k, ny = node.attrs["num_carry"], node.attrs["num_ys"]
+    label = (f"carry{index}" if index < k else f"ys{index - k}" if index < k + ny
+             else f"saved{index - k - ny}")
+    found = node.graph.nodes.get(f"{node.name}.{label}")
+    if (found is not None and found.op == "unpack" and found.inputs[0] is node
+            and found.attrs["index"] == index):
+        return found
+    shape, dtype = output_specs(node)[index]
+    return node.graph.add_node("unpack", [node], {"index": index, "shape": shape,
+                                                   "dtype": dtype.name})
+
+
 def _scan_infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     if sorted(attrs) != sorted(_SCAN_ATTRS):
         raise ShapeMismatch(f"a scan node has the attrs {', '.join(_SCAN_ATTRS)}; got "
@@ -308,9 +323,8 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     graph = node.graph
     needs = needs or (True,) * len(node.inputs)
     inits, xs, consts = node.inputs[:k], node.inputs[k:k + m], node.inputs[k + m:]
-    outs = [graph.node(f"{node.name}.{label}") for label in
-            [f"carry{i}" for i in range(k)] + [f"saved{i}" for i in range(k)]]
-    finals, saved = outs[:k], outs[k:]
+    finals = [output_node(node, i) for i in range(k)]
+    saved = [output_node(node, k + ny + i) for i in range(k)]
     y_cots = [(j, g) for j, g in enumerate(gs[k:k + ny]) if g is not None]
     const_wanted = [j for j, c in enumerate(consts) if needs[k + m + j]]
     x_wanted = [j for j in range(m) if needs[k + j]]

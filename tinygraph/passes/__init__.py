@@ -46,11 +46,13 @@ from ..core.graph import Graph
 from ..core.node import Node
 from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
+from .accumulate import accumulate_pass, contract_pass
 from .batching import batch_pass
 from .draft import Draft, freeze
 from .hoist import hoist_pass
 from .kernels import recurrence_kernel_pass
 from .recurrence import fuse_recurrences
+from .regrad import regrad
 from .reroll import reroll_pass
 from .reverse import fuse_reverse_recurrences
 from .reverse import unstack_rows as _unstack_rows
@@ -58,7 +60,7 @@ from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "reroll", "hoist",
-           "sequence_view",
+           "sequence_view", "regrad",
            "bias_into_table", "fuse_recurrence", "fuse_reverse_recurrence", "unstack_rows",
            "optimize", "rewrite"]
 
@@ -191,8 +193,8 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # The general mechanism first (reroll into scan before CSE merges the steps' equal consts,
 # hoist and sink around the loop, one fused kernel for plain recurrences); the older
 # matchers still serve training graphs.
-OPTIMIZE_PASSES: list[Pass] = [reroll_pass, reassociate_pass, hoist_pass, sink_pass,
-                               recurrence_kernel_pass, _fold, _cse, _onehot_take, batch_pass,
-                               _bias_into_table, fuse_recurrences, fuse_reverse_recurrences,
-                               _unstack_rows, _cse]
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, reassociate_pass, hoist_pass, accumulate_pass,
+                               sink_pass, contract_pass, recurrence_kernel_pass, _fold, _cse,
+                               _onehot_take, batch_pass, _bias_into_table, fuse_recurrences,
+                               fuse_reverse_recurrences, _unstack_rows, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, fusion, CSE.")

@@ -134,11 +134,22 @@ def _sink(draft: Draft, rec: Rec) -> None:
             on_path.add(node)
             stack.extend(node.inputs)
     for_ys = set(ancestors(body, ys))
-    tail = [n for n in body.nodes.values() if n in for_ys and n not in on_path
-            and n.op not in ("input", "const") and OPS[n.op].batch is not None]
-    if not tail or any(y not in on_path and y.op not in ("input", "const") and y not in tail
-                       for y in ys):
+    # Sinkable: feeds no carry, some output needs it, has a batch rule, and reads only
+    # inputs, consts, loop values or other sinkable nodes. Outputs that are not sinkable
+    # stay outputs of the loop (with what they need).
+    tail, sinkable = [], set()
+    for n in body.nodes.values():
+        if (n in for_ys and n not in on_path and n.op not in ("input", "const")
+                and OPS[n.op].batch is not None
+                and all(src in sinkable or src in on_path or src.op in ("input", "const")
+                        for src in n.inputs)):
+            tail.append(n)
+            sinkable.add(n)
+    if not any(y in sinkable for y in ys):
         return
+    # Keep only the sinkable nodes some sinkable output needs.
+    wanted = set(ancestors(body, [y for y in ys if y in sinkable]))
+    tail = [n for n in tail if n in wanted]
     tail_set = set(tail)
     exported: dict[Any, None] = {}
     for node in tail:

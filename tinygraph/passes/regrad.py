@@ -1,0 +1,72 @@
+"""Gradients rebuilt on the rerolled forward graph: backward through a scan, not T copies.
+
+A training graph holds the forward steps AND the backward nodes ``tg.grad``
+built for every step. Rerolling the forward alone would leave T copies of the
+backward pass reading T copies of every intermediate value. So when the
+fetched gradients are results of ``tg.grad`` (``meta["grad_of"]`` and
+``meta["grad_y"]``), :func:`regrad` rebuilds them instead: it rerolls the
+forward part (the fetched forward values and each ``y``) into a scan, then
+differentiates that graph with the same reverse-mode engine
+(:func:`tinygraph.core.backprop.backprop`) — whose rule for a scan is a
+reverse scan of the body's vjp. Hoisting and sinking then apply to both loops.
+
+The gradient is the same function of the same values (exact up to the order
+of float additions). When anything does not fit (a gradient fetched that is
+not a ``tg.grad`` result, a ``wrt`` that rerolling removed, no scan formed),
+:func:`regrad` returns ``None`` and the graph is optimized as built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.backprop import backprop
+from ..core.graph import Graph
+from ..core.node import Node
+from .draft import Draft
+from .reroll import reroll_pass
+from .reverse import unstack_rows
+from .vectorize import vectorize_pass
+
+__all__ = ["regrad"]
+
+
+def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
+    """``(new graph, new fetch nodes)`` with gradients through a scan, or ``None``."""
+    grads = [n for n in nodes if "grad_y" in n.meta and "grad_of" in n.meta]
+    if not grads or any(n.meta.get("grad") and n not in grads for n in nodes):
+        return None
+    ys = list(dict.fromkeys(n.meta["grad_y"] for n in grads))
+    forward = [n for n in nodes if not n.meta.get("grad")]
+    try:
+        roots = forward + [graph.node(y) for y in ys]
+    except Exception:  # noqa: BLE001 - a renamed or missing y: optimize as built
+        return None
+    draft = Draft(graph, roots)
+    if any(rec.meta.get("grad") for rec in draft.live()):
+        return None  # the forward values themselves read gradients (grad of grad)
+    reroll_pass(draft)
+    if not any(rec.op == "scan" for rec in draft.live()):
+        return None
+    unstack_rows(draft)  # stack(ys[0], …, ys[T-1]) -> ys: a stacked loss reads ys itself
+    vectorize_pass(draft)  # per-step losses and heads -> one op on the stacked outputs
+    rebuilt, built_roots = draft.build()
+    by_name = dict(zip([n.name for n in roots], built_roots, strict=True))
+    new_grads: dict[str, Any] = {}
+    with rebuilt.scope("grad"):
+        for y in ys:
+            wanted = [n for n in grads if n.meta["grad_y"] == y]
+            targets = []
+            for n in wanted:
+                target = rebuilt.nodes.get(n.meta["grad_of"])
+                if target is None or target.op == "getitem" and target.inputs[0].op == "unpack":
+                    return None  # the wrt value now lives inside the scan
+                targets.append(target)
+            y_node = by_name[y]
+            seed = rebuilt.const(1.0, dtype=y_node.dtype)
+            found = backprop(rebuilt, [(y_node, seed)], targets)
+            for n, target, value in zip(wanted, targets, found, strict=True):
+                new_grads[n.name] = (value if value is not None
+                                     else rebuilt.add_node("zeros_like", [target]))
+    result = [new_grads[n.name] if n.name in new_grads else by_name[n.name] for n in nodes]
+    return rebuilt, result

@@ -1,0 +1,138 @@
+"""Vectorizing per-step work outside a loop: T isomorphic nodes on rows -> one op on the stack.
+
+After rerolling, what the steps' values fed outside the loop reads row t of a
+stacked output (``ys[t]``): an output head, a per-step loss. When, for every
+t = 0 … T-1, a node of the same op and attrs reads row t of the same stacked
+arrays (and otherwise the same values), the T nodes are one op on the whole
+stacks, built through the op's batch rule; each old node becomes row t of it,
+so the next level vectorizes the same way. Finally a tree of adds whose terms
+are the rows 0 … T-1 of one array becomes a sum over the time axis::
+
+    loss = ce(ys[0], y[0]) + ce(ys[1], y[1]) + … + ce(ys[T-1], y[T-1])
+       ==>  loss = sum(ce_per_step(ys, y), axis=0)
+
+Only rows proved to come from one array, indices 0 … T-1 each once, count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.op import OPS
+from .draft import Draft, Rec, freeze
+from .hoist import _Value
+
+__all__ = ["vectorize_pass"]
+
+
+def _row(rec: Rec) -> tuple[int, int] | None:
+    """``(array id, t)`` when ``rec`` is ``array[t]`` (a getitem of one int)."""
+    if rec.op == "getitem" and len(rec.inputs) == 1:
+        index = rec.attrs.get("index")
+        if isinstance(index, tuple) and len(index) == 1 and isinstance(index[0], int) \
+                and not isinstance(index[0], bool) and index[0] >= 0:
+            return rec.inputs[0], index[0]
+    return None
+
+
+def vectorize_pass(draft: Draft) -> None:
+    """Batch groups of per-step nodes on rows of stacked arrays; sum rows over time."""
+    for _ in range(64):  # each round lifts one level of per-step nodes; bounded
+        if not _one_round(draft):
+            break
+    _sum_rows(draft)
+
+
+def _one_round(draft: Draft) -> bool:
+    live = draft.live()
+    rows: dict[int, dict[int, int]] = {}  # array id -> t -> row rec id
+    for rec in live:
+        found = _row(rec)
+        if found is not None:
+            rows.setdefault(found[0], {})[found[1]] = rec.id
+    lengths = {a: len(r) for a, r in rows.items() if sorted(r) == list(range(len(r)))
+               and draft.recs[a].shape[:1] == (len(r),)}
+    if not lengths:
+        return False
+    row_of = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
+    groups: dict[Any, dict[int, int]] = {}
+    for rec in live:
+        if rec.op in ("input", "param", "const") or rec.id in row_of or OPS[rec.op].batch is None:
+            continue
+        signature, step = [], None
+        for src in rec.inputs:
+            if src in row_of:
+                array, t = row_of[src]
+                if step is not None and t != step:
+                    break
+                step = t
+                signature.append(("row", array))
+            else:
+                signature.append(("same", src))
+        else:
+            if step is None:
+                continue
+            key = (rec.op, freeze(rec.attrs), tuple(signature))
+            groups.setdefault(key, {})[step] = rec.id
+    changed = False
+    for (op, _, signature), members in groups.items():
+        arrays = [a for kind, a in signature if kind == "row"]
+        count = lengths[arrays[0]]
+        if sorted(members) != list(range(count)) or any(lengths[a] != count for a in arrays):
+            continue
+        first = draft.recs[members[0]]
+        args = [_Value(draft, a) for _, a in signature]
+        flags = [kind == "row" for kind, _ in signature]
+
+        def emit(name: str, *xs: _Value, **attrs: Any) -> _Value:
+            return _Value(draft, draft.add(name, [x.id for x in xs], attrs,
+                                           name=f"vectorized/{name}"))
+
+        out = OPS[op].batch(emit, _Shaped(first), args, flags)
+        if out is None:
+            continue
+        for t, member in members.items():
+            draft.replace(member, draft.add("getitem", [out.id], {"index": (t,)},
+                                            name=draft.recs[member].name))
+        changed = True
+    return changed
+
+
+class _Shaped:
+    """A record seen as the per-step node of a batch rule (op, attrs, shape)."""
+
+    def __init__(self, rec: Rec):
+        self.op, self.attrs, self.shape, self.dtype = rec.op, rec.attrs, rec.shape, rec.dtype
+
+
+def _sum_rows(draft: Draft) -> None:
+    """An add tree whose terms are rows 0 … T-1 of one array -> ``sum(array, axis=0)``."""
+    live = draft.live()
+    live_ids = {rec.id for rec in live}
+    users = {rec.id: [u for u in draft.users[rec.id] if u in live_ids] for rec in live}
+    for rec in live:
+        if rec.op != "add" or rec.id not in draft.recs:
+            continue
+        terms, inner, stack = [], [], [rec.id]
+        while stack:
+            rid = stack.pop()
+            part = draft.recs[rid]
+            if part.op == "add" and (rid == rec.id or len(users.get(rid, ())) == 1):
+                inner.append(rid)
+                stack.extend(part.inputs)
+            else:
+                terms.append(rid)
+        found = [_row(draft.recs[t]) for t in terms]
+        if len(terms) < 2 or None in found:
+            continue
+        arrays = {a for a, _ in found}
+        steps = sorted(t for _, t in found)
+        if len(arrays) != 1:
+            continue
+        array = arrays.pop()
+        if steps != list(range(len(steps))) or draft.recs[array].shape[:1] != (len(steps),):
+            continue
+        if draft.recs[array].shape[1:] != rec.shape:
+            continue
+        total = draft.add("sum", [array], {"axis": 0, "keepdims": False}, name=rec.name)
+        draft.replace(rec.id, total)
