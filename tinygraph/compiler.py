@@ -30,6 +30,7 @@ from . import passes
 from .core.graph import Graph
 from .core.traverse import Fetches, ancestors
 from .exec import CompiledGraph, Interpreter, Plan, input_names, resolve_feeds
+from .exec.threads import call_with_threads
 
 __all__ = ["make_plan", "run", "compile_plan", "OPTIMIZE_MAX_NODES"]
 
@@ -71,7 +72,8 @@ def run(graph: Graph, fetches: Any, feeds: Mapping[Any, Any], optimize: bool = T
     if not optimize:
         return Interpreter(graph, fetches).run(feeds)
     fed = resolve_feeds(graph, feeds)
-    return _cached_plan(graph, fetches, frozenset(fed))(fed)
+    plan = _cached_plan(graph, fetches, frozenset(fed))
+    return call_with_threads(plan, lambda: plan(fed))  # BLAS threads: exec/threads.py
 
 
 def compile_plan(graph: Graph, fetches: Any, inputs: Sequence[Any] | None = None,

@@ -9,6 +9,7 @@ from ..core.node import Node
 from ..core.traverse import Fetches, ancestors
 from ..errors import FeedError
 from .feeds import check_feed, missing_feed, resolve_feeds
+from .threads import call_with_threads
 
 if TYPE_CHECKING:
     from ..core.graph import Graph
@@ -36,6 +37,10 @@ class CompiledGraph:
         self.schedule = plan.order
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Under the BLAS thread count chosen for this plan (see threads.py).
+        return call_with_threads(self.plan, lambda: self._call(args, kwargs))
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         nodes = self._input_nodes
         if not args and len(kwargs) == len(nodes) and all(name in nodes for name in kwargs):
             # The usual call, every input by name: check each feed and run.
