@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -86,3 +87,35 @@ def test_version_flag_prints_the_installed_version():
     out = subprocess.run([sys.executable, "-m", "tinygraph.cli", "--version"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"tinygraph {tg.__version__}"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class _NotebookStream(io.StringIO):
+    """Looks like ipykernel's OutStream (what sys.stdout is in a Jupyter kernel)."""
+
+
+_NotebookStream.__module__ = "ipykernel.iostream"
+
+
+@pytest.mark.parametrize("stream", [_Terminal, _NotebookStream])
+def test_progress_is_live_on_terminals_and_in_notebooks(stream):
+    out = stream()
+    lm = rnn.CharLM.from_text("abcabd " * 30, hidden_size=8, seq_len=4, batch_size=2)
+    seen = []
+    history = lm.train(4, file=out, callback=lambda *a: seen.append(a), val_every=2)
+    text = out.getvalue()
+    assert "\r" in text and "4/4" in text and f"loss={history[-1]:.4f}" in text
+    assert text.count("\n") <= 1  # redrawn in place, not one line per update
+    assert [s[0] for s in seen] == [1, 2, 3, 4] and [s[1] for s in seen] == history
+    assert [s[2] is None for s in seen] == [True, False, True, False]
+    assert seen[-1][2] == pytest.approx(lm.validation_loss())
+
+
+def test_callback_returning_false_stops_training():
+    lm = rnn.CharLM.from_text("abcabd " * 30, hidden_size=8, seq_len=4, batch_size=2)
+    history = lm.train(10, verbose=False, callback=lambda step, *_: step < 3)
+    assert len(history) == 3 and lm.trained_steps == 3
