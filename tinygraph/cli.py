@@ -204,7 +204,7 @@ def _read_feeds(path: str | None) -> dict[str, np.ndarray]:
             raise GraphError(f"cannot read feeds from {path!r}: it holds one array, not an .npz "
                              "of input name -> array (write it with np.savez(path, x=...))")
         with loaded as archive:
-            total = sum(info.file_size for info in archive.zip.infolist())
+            total = sum(info.file_size for info in archive.zip.infolist())  # type: ignore[union-attr, misc]  # open: zip is set
             if total > io_reader.MAX_BYTES:
                 raise GraphError(f"cannot read feeds from {path!r}: it unpacks to {total} "
                                  f"bytes, more than {io_reader.MAX_BYTES}")

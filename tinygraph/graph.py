@@ -99,4 +99,4 @@ def load(path: Any, *, max_bytes: int | None = None) -> Graph:
     >>> type(h).__name__, list(h.nodes)
     ('Graph', ['x', 'exp'])
     """
-    return io.load(path, max_bytes=max_bytes, graph_type=Graph)
+    return io.load(path, max_bytes=max_bytes, graph_type=Graph)  # type: ignore[return-value]  # of graph_type

@@ -79,7 +79,7 @@ class CharLM:
     """
 
     def __init__(self, graph: tg.Graph, data: CharData, handles: dict[str, Any],
-                 sizes: dict[str, int]):
+                 sizes: dict[str, Any]):
         self.graph = graph
         self.data = data
         self.vocab: Vocab = data.vocab
@@ -328,7 +328,7 @@ class CharLM:
             logits, state, _ = self._run(self._step_fn, self._eye[i][None], *state)
         out = list(ids)
         for _ in range(int(length)):
-            nxt = draw(logits[0], temperature, rng)
+            nxt = draw(logits[0], temperature, rng)  # type: ignore[index]  # set by the first step
             out.append(nxt)
             logits, state, _ = self._run(self._step_fn, self._eye[nxt][None], *state)
         return self.vocab.decode(out)

@@ -142,7 +142,7 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
                     if t > 0 and hidden is not None and t == hidden[-1] + 1:
                         source = ("ellipsis", p) if p else ("ellipsis",)
                     else:
-                        source = src.name
+                        source = src.name  # type: ignore[assignment]
                     on_row = template(node) in plan.spines[p]
                     drawing.add_edge(source, node.name, "recurrent", count=False,
                                      attrs=_RECURRENT if on_row else None)
@@ -164,7 +164,7 @@ def unrolled_drawing(net: Any, window: int | None = None, params: str = "stubs",
     if params == "labels":
         named = [n for n in shared if n.op == "param"]
         if named:
-            lines = ["shared by every step:",
+            lines = ["shared by every step:",  # type: ignore[assignment]
                      *(f"{n.name}  {format_shape(n.shape)}" for n in named)]
             drawing.add_box(("legend",), "param", lines, classes="legend")
     # Invisible anchors, one per level, chained bottom to top: they give Graphviz the

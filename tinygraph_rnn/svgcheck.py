@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Shape", "Picture", "read_svg", "problems", "MAX_PX", "PX_PER_PT"]
 
@@ -116,11 +117,12 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
         if pt * PX_PER_PT > MAX_PX:
             found.append(f"{side} {pt * PX_PER_PT:.0f} px > {MAX_PX} px")
     states = pic.having("state")
-    parts = sorted({c for n in states for c in n.classes if c.startswith("state-")}) or [None]
+    parts: list[Any] = sorted({c for n in states for c in n.classes
+                               if c.startswith("state-")}) or [None]
     state_y = [n.y for n in states]
     for part in parts:
         row = [n for n in states if part is None or part in n.classes]
-        row = sorted((n for n in row if n.step() is not None), key=lambda n: n.step())
+        row = sorted((n for n in row if n.step() is not None), key=lambda n: n.step())  # type: ignore[arg-type, return-value]  # steps known
         if not row:
             continue
         ys = [n.y for n in row]
@@ -129,7 +131,7 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
         for a, b in zip(row, row[1:], strict=False):
             if not b.x > a.x:
                 found.append(f"state of step {b.step()} is not right of step {a.step()}")
-    clusters = sorted((c for c in pic.clusters if c.step() is not None), key=lambda c: c.step())
+    clusters = sorted((c for c in pic.clusters if c.step() is not None), key=lambda c: c.step())  # type: ignore[arg-type, return-value]  # steps known
     for a, b in zip(clusters, clusters[1:], strict=False):
         same_row = a.box[1] < b.box[3] and b.box[1] < a.box[3]
         if same_row and not a.box[2] <= b.box[0] + tol:
@@ -145,10 +147,10 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
     marks = pic.having("ellipsis")
     if ellipses is not None and len(marks) != ellipses:
         found.append(f"{len(marks)} ellipsis nodes, expected {ellipses}")
-    steps = sorted({n.step() for n in states if n.step() is not None})
+    steps: list[int] = sorted({n.step() for n in states if n.step() is not None})  # type: ignore[misc]  # no None
     gaps = [(a, b) for a, b in zip(steps, steps[1:], strict=False) if b > a + 1]
     if len(marks) == 1 and len(gaps) == 1:
-        a, b = gaps[0]
+        a, b = gaps[0]  # type: ignore[assignment]  # ints; the names held boxes above
         left = max(n.x for n in states if n.step() == a)
         right = min(n.x for n in states if n.step() == b)
         if not left < marks[0].x < right:

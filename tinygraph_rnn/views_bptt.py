@@ -339,7 +339,7 @@ def _edge_looks(drawing: BpttDrawing, graph: tg.Graph, step: Mapping[tg.Node, An
             continue
         # A stub (Drawing.split_fanout) stands for its box right beside the reader.
         stub = isinstance(src, tuple) and src[0] == "stub"
-        tail = graph.node(src[1] if stub else src)
+        tail = graph.node(src[1] if stub else src)  # type: ignore[index, arg-type]
         a, b = (step[head] if stub else step[tail]), step[head]
         if tail.meta.get("grad") is not True:
             # A read of a forward value: kept when it is a short line (within a step)

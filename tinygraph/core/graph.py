@@ -91,7 +91,7 @@ def _checked_attrs(op: str, name: str, attrs: Any) -> dict[str, Any]:
     if unknown:
         raise GraphError(f"node '{name}' ({op}): unknown attribute(s) "
                          f"{', '.join(map(repr, unknown))}; this op takes "
-                         f"{', '.join(map(repr, allowed)) or 'none'}")
+                         f"{', '.join(map(repr, allowed)) or 'none'}")  # type: ignore[arg-type]
     return {k: _plain(v) for k, v in attrs.items()}
 
 
@@ -259,7 +259,8 @@ class Graph:
         without this the const would stay behind and shift later auto names.
         """
         size, outer = len(self._nodes), self._journal
-        self._journal = journal = []
+        journal: list[tuple[str, int | None]] = []
+        self._journal = journal
         try:
             yield
         except BaseException:

@@ -34,7 +34,7 @@ from .interpreter import Interpreter
 __all__ = ["FiniteInterpreter", "first_non_finite"]
 
 
-def first_non_finite(value: Any) -> tuple[tuple[int, ...], float] | None:
+def first_non_finite(value: Any) -> tuple[tuple[int, ...], Any] | None:
     """The index and value of the first NaN or inf in ``value`` (any nesting); None if none."""
     parts = value if isinstance(value, tuple | list) else (value,)
     for part in parts:
@@ -51,7 +51,7 @@ def first_non_finite(value: Any) -> tuple[tuple[int, ...], float] | None:
 class FiniteInterpreter(Interpreter):
     """The reference interpreter, raising at the first node that makes a NaN or inf."""
 
-    def run_node(self, node: Node, args: list[np.ndarray]) -> np.ndarray:
+    def run_node(self, node: Node, args: list[np.ndarray]) -> Any:
         with np.errstate(all="ignore"):  # the check below says more than numpy's warning
             value = super().run_node(node, args)
         found = first_non_finite(value)

@@ -224,7 +224,8 @@ def scoped_threads(n: int | None) -> Iterator[None]:
 def call_with_threads(plan: Any, run: Callable[[], Any]) -> Any:
     """``run()`` under the thread count :func:`threads_for` chooses for ``plan``."""
     n = threads_for(plan)
-    if n is None or getattr(_local, "depth", 0):
+    depth: int = getattr(_local, "depth", 0)
+    if n is None or depth:
         return run()
     with scoped_threads(n):
         return run()

@@ -195,7 +195,7 @@ class Draft:
             if rec.op == "param":
                 # Share the live array: in-place updates of the original show through.
                 node = graph._insert(node_name, "param", (), {}, rec.shape, rec.dtype, rec.meta)
-                node._value = rec.source._value
+                node._value = rec.source._value  # type: ignore[union-attr]  # a param keeps its source
             elif rec.op in ("input", "const"):
                 node = graph._insert(node_name, rec.op, (), dict(rec.attrs), rec.shape,
                                      rec.dtype, rec.meta)
