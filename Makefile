@@ -27,7 +27,8 @@ docs: $(STAMP) api
 
 # The API reference from the docstrings, into build/api/ (not committed); a warning fails it.
 api: $(STAMP)
-	$(PY) -W error -m pdoc --docformat numpy -o build/api tinygraph tinygraph_rnn
+	$(PY) -W error -m pdoc --docformat numpy -o build/api tinygraph tinygraph.render tinygraph.io \
+		tinygraph.dask tinygraph.autodiff tinygraph.exec tinygraph_rnn
 
 lint: $(STAMP) typecheck
 	$(PY) -m pip install --quiet ruff
