@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint docs clean
+.PHONY: demo test bench lint typecheck docs api dist-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,13 +21,26 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-docs: $(STAMP)
+docs: $(STAMP) api
 	$(PY) docs/make_render_figures.py
 	$(PY) docs/make_rnn_figures.py
 
-lint: $(STAMP)
+# The API reference from the docstrings, into build/api/ (not committed); a warning fails it.
+api: $(STAMP)
+	$(PY) -W error -m pdoc --docformat numpy -o build/api tinygraph tinygraph.render tinygraph.io \
+		tinygraph.dask tinygraph.autodiff tinygraph.exec tinygraph_rnn
+
+lint: $(STAMP) typecheck
 	$(PY) -m pip install --quiet ruff
 	$(PY) -m ruff check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy tinygraph tinygraph_rnn
+
+# Build the sdist and wheel, install the wheel in a fresh venv, use it from another
+# folder, run the sdist's own tests (needs the package index; a few minutes).
+dist-check: $(STAMP)
+	$(PY) .ci/check_dist.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

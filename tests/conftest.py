@@ -34,9 +34,10 @@ def _assert_close(fast, slow, where: str) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=where)
 
 
-def _run_both_ways(self, fetches, feeds=None, optimize=True):
-    result = _original_run(self, fetches, feeds, optimize=optimize)
-    if optimize and not tracemalloc.is_tracing():  # a memory test measures one run only
+def _run_both_ways(self, fetches, feeds=None, optimize=True, check_finite=False):
+    result = _original_run(self, fetches, feeds, optimize=optimize, check_finite=check_finite)
+    # A memory test measures one run only.
+    if optimize and not check_finite and not tracemalloc.is_tracing():
         reference = _original_run(self, fetches, feeds, optimize=False)
         _assert_close(result, reference, f"optimized vs interpreter on graph '{self.name}'")
     return result

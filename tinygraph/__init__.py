@@ -98,6 +98,7 @@ from .errors import (
     RenderError,
     ShapeError,
 )
+from .exec.threads import blas_threads, get_blas_threads, set_blas_threads
 from .graph import Graph, load
 from .io import save
 
@@ -117,4 +118,5 @@ __all__ = [
     "leaky_relu", "silu", "gelu", "equal", "not_equal", "less", "less_equal", "greater",
     "greater_equal", "logical_and", "logical_or", "logical_not", "stop_gradient",
     "grad", "scan", "optim", "passes", "ops",
+    "blas_threads", "set_blas_threads", "get_blas_threads",
 ]

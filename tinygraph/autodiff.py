@@ -135,7 +135,7 @@ def grad(y: Node, wrt: Sequence[Any] | Node | str) -> list[Node] | Node:
     if not single and not isinstance(wrt, Sequence):
         raise GraphError(f"grad(y, wrt): wrt takes a node, a name, or a list of those, got "
                          f"{type(wrt).__name__}")
-    targets = [_as_wrt(y, w) for w in ([wrt] if single else list(wrt))]
+    targets = [_as_wrt(y, w) for w in ([wrt] if single else list(wrt))]  # type: ignore[arg-type]  # a Sequence here: checked above
     if not targets:
         return []  # nothing asked, nothing built
     graph = y.graph

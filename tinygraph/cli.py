@@ -54,9 +54,20 @@ __all__ = ["main", "describe"]
 _LISTED = 10  # items shown per line of `info` before "… and N more"
 
 
+def _version() -> str:
+    """The installed distribution's version (``tinygraph --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tinygraph")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinygraph",
                                      description="Draw, run or describe a saved tinygraph graph.")
+    parser.add_argument("--version", action="version", version=f"tinygraph {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     draw = commands.add_parser("render", help="draw a saved graph to svg/png/pdf/dot",

@@ -30,6 +30,8 @@ from . import passes
 from .core.graph import Graph
 from .core.traverse import Fetches, ancestors
 from .exec import CompiledGraph, Interpreter, Plan, input_names, resolve_feeds
+from .exec.finite import FiniteInterpreter
+from .exec.threads import call_with_threads
 
 __all__ = ["make_plan", "run", "compile_plan", "OPTIMIZE_MAX_NODES"]
 
@@ -70,16 +72,22 @@ def _cached_plan(graph: Graph, fetches: Any, fed: frozenset[str]) -> Plan:
     return plan
 
 
-def run(graph: Graph, fetches: Any, feeds: Mapping[Any, Any], optimize: bool = True) -> Any:
+def run(graph: Graph, fetches: Any, feeds: Mapping[Any, Any], optimize: bool = True,
+        check_finite: bool = False) -> Any:
     """Evaluate ``fetches`` given ``feeds``; see :meth:`tinygraph.Graph.run`."""
+    if check_finite:  # node by node, stopping at the first NaN or inf: exec/finite.py
+        return FiniteInterpreter(graph, fetches).run(feeds)
     if not optimize:
         return Interpreter(graph, fetches).run(feeds)
     fed = resolve_feeds(graph, feeds)
-    return _cached_plan(graph, fetches, frozenset(fed))(fed)
+    plan = _cached_plan(graph, fetches, frozenset(fed))
+    return call_with_threads(plan, lambda: plan(fed))  # BLAS threads: exec/threads.py
 
 
 def compile_plan(graph: Graph, fetches: Any, inputs: Sequence[Any] | None = None,
-                 optimize: bool = True) -> CompiledGraph:
+                 optimize: bool = True, check_finite: bool = False) -> CompiledGraph:
     """See :meth:`tinygraph.Graph.compile`."""
     names = input_names(graph, fetches, inputs)
-    return CompiledGraph(graph, make_plan(graph, fetches, names, optimize=optimize), names)
+    finite = FiniteInterpreter(graph, fetches) if check_finite else None
+    return CompiledGraph(graph, make_plan(graph, fetches, names, optimize=optimize), names,
+                         finite=finite)

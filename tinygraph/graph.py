@@ -45,22 +45,28 @@ class Graph(core_graph.Graph):
 
     # ----------------------------------------------------------- running
     def run(self, fetches: Any, feeds: Mapping[Any, Any] | None = None,
-            optimize: bool = True) -> Any:
+            optimize: bool = True, check_finite: bool = False) -> Any:
         """Evaluate ``fetches`` (a node, a name, or a list/tuple/dict of those).
 
         ``feeds`` maps input nodes or their names to arrays. Returns the fetch
         structure with arrays in place of nodes. Plans are cached per
         (fetches, fed names); ``optimize=False`` runs the plain interpreter.
+        ``check_finite=True`` runs node by node and raises ``EvaluationError``
+        naming the first node that made a NaN or inf (:mod:`tinygraph.exec.finite`).
         """
-        return compiler.run(self, fetches, feeds or {}, optimize=optimize)
+        return compiler.run(self, fetches, feeds or {}, optimize=optimize,
+                            check_finite=check_finite)
 
-    def compile(self, fetches: Any, inputs: list[Any] | None = None, optimize: bool = True):
+    def compile(self, fetches: Any, inputs: list[Any] | None = None, optimize: bool = True,
+                check_finite: bool = False):
         """A reusable callable evaluating ``fetches``: ``fn(x=arr)`` or ``fn(arr)``.
 
         ``optimize=False`` skips the rewrite passes (the plan then runs the
-        graph exactly as built).
+        graph exactly as built); ``check_finite=True`` checks every node's
+        value on each call, as ``run(..., check_finite=True)``.
         """
-        return compiler.compile_plan(self, fetches, inputs, optimize=optimize)
+        return compiler.compile_plan(self, fetches, inputs, optimize=optimize,
+                                     check_finite=check_finite)
 
     # ----------------------------------------------------------- drawing
     def to_dot(self, fetches: Any = None, **options: Any):
@@ -93,4 +99,4 @@ def load(path: Any, *, max_bytes: int | None = None) -> Graph:
     >>> type(h).__name__, list(h.nodes)
     ('Graph', ['x', 'exp'])
     """
-    return io.load(path, max_bytes=max_bytes, graph_type=Graph)
+    return io.load(path, max_bytes=max_bytes, graph_type=Graph)  # type: ignore[return-value]  # of graph_type

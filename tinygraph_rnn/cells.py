@@ -282,8 +282,8 @@ class _TorchLayout:
                 raise tg.ShapeError(f"{cls.__name__}.from_torch: {what} has shape {b.shape}, "
                                     f"it must be ({rows},)")
             biases.append(b)
-        cell = cls(input_size=w_ih.shape[1], hidden_size=hidden, **kwargs)
-        cell.params = cell._params_from_torch(w_ih, w_hh, *biases)
+        cell = cls(input_size=w_ih.shape[1], hidden_size=hidden, **kwargs)  # type: ignore[call-arg]  # a Cell mixin
+        cell.params = cell._params_from_torch(w_ih, w_hh, *biases)  # type: ignore[attr-defined]
         return cell
 
 

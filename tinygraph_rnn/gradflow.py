@@ -159,7 +159,7 @@ def bptt_gradients(net: Any, loss: Any) -> list:
         _, per_step = state_gradients(net, loss)
     except tg.GraphError:
         flat = [part for state in net.states for part in _parts(state)]
-        made = dict(zip((p.name for p in flat), tg.grad(loss, flat), strict=True))
+        made = dict(zip((p.name for p in flat), tg.grad(loss, flat), strict=True))  # type: ignore[arg-type]  # a list for a list
         for node in made.values():
             node.meta["bptt_loss"] = loss.name
         per_step = [tuple(made[p.name] for p in _parts(state)) for state in net.states]

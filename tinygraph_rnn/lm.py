@@ -40,12 +40,14 @@ from typing import Any
 import numpy as np
 
 import tinygraph as tg
+from tinygraph.exec.threads import scoped_threads, threads_for
 
 from .lm_build import build_graph, make_cell
 from .lm_checkpoint import check_checkpoint, restore_training, state_lists
 from .lm_data import DEFAULT_VAL_FRACTION, CharData
 from .lm_progress import ProgressBar
 from .lm_sampling import draw
+from .lm_train import adam_step_or_undo
 from .vocab import Vocab
 
 __all__ = ["CharLM", "DEFAULT_LR", "DEFAULT_CLIP"]
@@ -77,7 +79,7 @@ class CharLM:
     """
 
     def __init__(self, graph: tg.Graph, data: CharData, handles: dict[str, Any],
-                 sizes: dict[str, int]):
+                 sizes: dict[str, Any]):
         self.graph = graph
         self.data = data
         self.vocab: Vocab = data.vocab
@@ -174,7 +176,8 @@ class CharLM:
     # -------------------------------------------------------------- training
     def train(self, steps: int, lr: float = DEFAULT_LR, clip: float = DEFAULT_CLIP,
               verbose: bool = True, file: Any = None, log_every: int | None = None,
-              client: Any = None) -> list[float]:
+              client: Any = None, callback: Any = None,
+              val_every: int | None = None) -> list[float]:
         """Train for ``steps`` windows with Adam and gradient clipping; the losses.
 
         Each step runs one window of ``seq_len`` characters in each of the
@@ -203,6 +206,11 @@ class CharLM:
             each worker differentiates its share of the streams, the driver
             combines the gradients weighted by share, then clips and steps as
             here; the result equals training without a client (docs/distributed.md).
+        callback : callable, optional
+            ``callback(step, loss, val_loss)`` after each step (``step`` counts
+            from 1 over all calls); ``val_loss`` is the validation loss every
+            ``val_every`` steps (default: 10 times a call) and at the last, else
+            None. Returning ``False`` stops training after that step.
 
         Returns
         -------
@@ -223,7 +231,6 @@ class CharLM:
         if self._optimizer is None:
             self._optimizer = tg.optim.Adam(self.params, lr=lr)
         self._optimizer.lr = float(lr)
-        per_epoch = self.data.windows_per_epoch(self.seq_len, self.batch_size)
         bar = ProgressBar(int(steps), file, log_every) if verbose else None
         losses: list[float] = []
         gradients = self._train_fn
@@ -234,39 +241,35 @@ class CharLM:
             gradients = DataParallel(self.graph, [h["loss"], *h["final_state"], *h["grads"]],
                                      [*h["inputs"], *h["initial_state"], h["targets"]], client,
                                      means=[h["loss"], *h["grads"]])
-        for _ in range(int(steps)):
-            if self._window >= per_epoch:  # a new epoch starts from the top with a zero state
-                self._window = 0
-                self._state = self._zero_state(self.batch_size)
-            x, y = self.data.window(self._window, self.seq_len, self.batch_size)
-            loss, state, grads = self._run(gradients, *self._eye[x], *self._state, y)
-            tg.optim.clip_grad_norm(grads, clip, error_if_nonfinite=True)
-            self._apply(grads, lr)
-            # Only a step that fully succeeded is recorded: params, Adam, history agree.
-            self._state = state
-            self._window += 1
-            losses.append(float(loss))
-            self.history.append(losses[-1])
-            if bar is not None:
-                bar.update(len(losses), losses[-1])
+        every = val_every or max(1, int(steps) // 10)
+        with scoped_threads(threads_for(self._train_fn.plan)):  # one BLAS scope for the loop
+            for i in range(1, int(steps) + 1):
+                losses.append(self._train_step(gradients, clip, lr))
+                if bar is not None:
+                    bar.update(len(losses), losses[-1])
+                if callback is not None:
+                    val = self.validation_loss() if i % every == 0 or i == steps else None
+                    if callback(self.trained_steps, losses[-1], val) is False:
+                        break
         if bar is not None:
             bar.close()
         return losses
 
-    def _apply(self, grads: list[np.ndarray], lr: float) -> None:
-        """One Adam step, undone (params and moments) if it leaves a param non-finite."""
-        opt = self._optimizer
-        saved = ([p.value.copy() for p in self.params], [m.copy() for m in opt.m],
-                 [v.copy() for v in opt.v], opt.steps)
-        opt.step(grads)
-        if all(np.isfinite(p.value).all() for p in self.params):
-            return
-        values, opt.m, opt.v, opt.steps = saved
-        for p, value in zip(self.params, values, strict=True):
-            p.value[...] = value  # in place: compiled plans and the optimizer keep the array
-        raise tg.EvaluationError(f"train: a step with lr={lr:g} made a param nan or inf; it was "
-                                 "undone (params, optimizer state and history are as before "
-                                 "it); lower lr")
+    def _train_step(self, gradients: Any, clip: float, lr: float) -> float:
+        """One optimizer step on the next window; its training loss."""
+        per_epoch = self.data.windows_per_epoch(self.seq_len, self.batch_size)
+        if self._window >= per_epoch:  # a new epoch starts from the top with a zero state
+            self._window = 0
+            self._state = self._zero_state(self.batch_size)
+        x, y = self.data.window(self._window, self.seq_len, self.batch_size)
+        loss, state, grads = self._run(gradients, *self._eye[x], *self._state, y)
+        tg.optim.clip_grad_norm(grads, clip, error_if_nonfinite=True)
+        adam_step_or_undo(self._optimizer, self.params, grads, lr)
+        # Only a step that fully succeeded is recorded: params, Adam, history agree.
+        self._state = state
+        self._window += 1
+        self.history.append(float(loss))
+        return float(loss)
 
     @property
     def trained_steps(self) -> int:
@@ -325,7 +328,7 @@ class CharLM:
             logits, state, _ = self._run(self._step_fn, self._eye[i][None], *state)
         out = list(ids)
         for _ in range(int(length)):
-            nxt = draw(logits[0], temperature, rng)
+            nxt = draw(logits[0], temperature, rng)  # type: ignore[index]  # set by the first step
             out.append(nxt)
             logits, state, _ = self._run(self._step_fn, self._eye[nxt][None], *state)
         return self.vocab.decode(out)

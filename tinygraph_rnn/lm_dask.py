@@ -69,7 +69,7 @@ class DataParallel:
         if len(arrays) != len(self.inputs):
             raise tg.FeedError(f"this plan takes {len(self.inputs)} positional inputs, got "
                                f"{len(arrays)}")
-        arrays = [np.asarray(a) for a in arrays]
+        arrays = [np.asarray(a) for a in arrays]  # type: ignore[assignment]
         sizes = {a.shape[axis] for a, axis in zip(arrays, self.input_axes, strict=True)
                  if axis is not None and axis < a.ndim}
         if len(sizes) != 1 or 0 in sizes:

@@ -1,7 +1,9 @@
-"""A dependency-free text progress bar for training loops.
+"""The training progress display: tqdm live, or a few lines into a file.
 
-On a terminal the bar is redrawn in place (``\\r``); into a file or a pipe it
-prints a line every ``log_every`` steps and at the end, so logs stay short::
+On a terminal, and in a Jupyter notebook (a widget when ``ipywidgets`` is
+installed, else a text bar the notebook redraws in place), ``tqdm`` shows a
+live bar with the loss. Into a file or a pipe it prints a line every
+``log_every`` steps and at the end, so logs stay short::
 
     step 100/400 [######..................] loss 2.3740  51.0 steps/s
 
@@ -23,11 +25,29 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["ProgressBar"]
+from tqdm import std as tqdm_std
+
+__all__ = ["ProgressBar", "in_notebook"]
+
+
+def in_notebook(file: Any) -> bool:
+    """Whether ``file`` is a Jupyter kernel's output stream (not a tty, but redrawn in place)."""
+    return type(file).__module__.startswith("ipykernel")
+
+
+def _live_bar(total: int, file: Any) -> Any:
+    if in_notebook(file):
+        try:
+            import ipywidgets  # noqa: F401 - tqdm's notebook bar needs it
+            from tqdm.notebook import tqdm as notebook_tqdm
+            return notebook_tqdm(total=total, unit="step")
+        except ImportError:
+            pass  # the text bar: the notebook honours its carriage returns
+    return tqdm_std.tqdm(total=total, file=file, unit="step", dynamic_ncols=True)
 
 
 class ProgressBar:
-    """A text progress bar: redrawn in place on a terminal, a few lines otherwise.
+    """Training progress: tqdm live on a terminal or in a notebook, a few lines otherwise.
 
     Parameters
     ----------
@@ -45,23 +65,27 @@ class ProgressBar:
         self.total = total
         self.file = sys.stdout if file is None else file
         isatty = getattr(self.file, "isatty", None)
-        self.live = bool(isatty and isatty())
+        self.live = bool(isatty and isatty()) or in_notebook(self.file)
         self.every = log_every or max(1, total // 10)
         self.start = time.perf_counter()
+        self.bar = _live_bar(total, self.file) if self.live else None
 
     def update(self, done: int, loss: float) -> None:
         """Show that ``done`` steps are finished, the last with training loss ``loss``."""
-        if not self.live and done % self.every and done != self.total:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update(done - self.bar.n)
+            return
+        if done % self.every and done != self.total:
             return
         rate = done / max(time.perf_counter() - self.start, 1e-9)
         filled = self.WIDTH * done // max(self.total, 1)
         bar = "#" * filled + "." * (self.WIDTH - filled)
         line = (f"step {done:>{len(str(self.total))}}/{self.total} [{bar}] loss {loss:.4f}  "
                 f"{rate:.1f} steps/s")
-        print(f"\r{line}" if self.live else line, end="" if self.live else "\n",
-              file=self.file, flush=True)
+        print(line, file=self.file, flush=True)
 
     def close(self) -> None:
-        """End the in-place line on a terminal."""
-        if self.live:
-            print(file=self.file, flush=True)
+        """End the live bar."""
+        if self.bar is not None:
+            self.bar.close()

@@ -96,7 +96,7 @@ def _shortest(starts: list[tg.Node], goal: tg.Node, allowed: set[tg.Node],
               readers: dict[tg.Node, list[tg.Node]]) -> list[tg.Node]:
     """The shortest reader-path from any of ``starts`` to ``goal`` inside ``allowed``."""
     parent: dict[tg.Node, tg.Node | None] = {}
-    queue = deque()
+    queue: deque[Any] = deque()
     for node in starts:
         if node in allowed and node not in parent:
             parent[node] = None
@@ -106,7 +106,7 @@ def _shortest(starts: list[tg.Node], goal: tg.Node, allowed: set[tg.Node],
         if node is goal:
             path = [node]
             while parent[path[-1]] is not None:
-                path.append(parent[path[-1]])
+                path.append(parent[path[-1]])  # type: ignore[arg-type]  # a parent on the path
             return path[::-1]
         for reader in readers.get(node, ()):
             if reader in allowed and reader not in parent:
@@ -207,7 +207,7 @@ def plan_step(net: Any, t: int = 0, strict: bool = False,
             continue
         below = [plan.levels[template(r)] for r in readers.get(node, ()) if r in step
                  and plan.levels.get(template(r)) is not None]
-        plan.levels[template(node)] = min([min(v, low) for v in below], default=low) - 1
+        plan.levels[template(node)] = min([min(v, low) for v in below], default=low) - 1  # type: ignore[type-var, operator]
 
     # Outputs (that are not states) above every row.
     top = max(plan.rows)

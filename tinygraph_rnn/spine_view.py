@@ -203,7 +203,7 @@ def draw_forward(drawing: Drawing, net: Any, shown: list[int], opts: Any, params
     if params == "labels" and legend:
         named = [n for n in shared if n.op == "param"]
         if named:
-            lines = ["shared by every step:",
+            lines = ["shared by every step:",  # type: ignore[assignment]
                      *(f"{n.name}  {format_shape(n.shape)}" for n in named)]
             drawing.add_box(("legend",), "param", lines, classes="legend")
     return rows

@@ -149,10 +149,10 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
     marks = pic.having("ellipsis")
     if ellipses is not None and len(marks) != ellipses:
         found.append(f"{len(marks)} ellipsis nodes, expected {ellipses}")
-    steps = sorted({n.step() for n in states if n.step() is not None})
+    steps: list[int] = sorted({n.step() for n in states if n.step() is not None})  # type: ignore[misc]  # no None
     gaps = [(a, b) for a, b in zip(steps, steps[1:], strict=False) if b > a + 1]
     if len(marks) == 1 and len(gaps) == 1:
-        a, b = gaps[0]
+        a, b = gaps[0]  # type: ignore[assignment]  # ints; the names held boxes above
         left = max(n.x for n in states if n.step() == a)
         right = min(n.x for n in states if n.step() == b)
         if not left < marks[0].x < right:

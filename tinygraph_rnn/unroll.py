@@ -196,7 +196,7 @@ class Unrolled:
         output = check_output(cell, output, where)
         # Record on every node of this step which cell node it copies and when.
         cut = len(prefix) + 1
-        for node in itertools.islice(reversed(g.nodes.values()), len(g) - start):
+        for node in itertools.islice(reversed(g.nodes.values()), len(g) - start):  # type: ignore[call-overload]  # views reverse
             node.meta["t"] = k
             node.meta["template"] = node.name[cut:]
         fed.meta["role"] = "input"
@@ -342,7 +342,7 @@ class Unrolled:
             names = [n.meta["template"] for n in self.graph.nodes.values() if n.meta.get("t") == 0]
             raise tg.NodeNameError(f"the cell has no node {template!r}; its nodes: "
                                    f"{', '.join(names)}")
-        return found
+        return found  # type: ignore[return-value]  # no None: checked above
 
     # --------------------------------------------------------------- drawing
     def to_dot(self, view: str = "unrolled", window: int | None = None, **options: Any):

@@ -153,7 +153,7 @@ def _rolled(net: Any, outputs: list, kwargs: dict[str, Any]) -> Drawing:
             if lag == 0:
                 drawing.add_edge(key_of(src), key_of(node), count=False)
             else:  # the recurrence: one loop for every copy of this edge
-                label = f"×{steps}" if lag == 1 else f"t{-lag:+d}"
+                label = f"×{steps}" if lag == 1 else f"t{-lag:+d}"  # type: ignore[assignment]
                 drawing.add_edge(key_of(src), key_of(node), "recurrent", label, count=False)
     return drawing
 

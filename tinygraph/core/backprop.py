@@ -24,7 +24,7 @@ array([1., 1.])
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import GraphError
 from .node import Node
@@ -63,12 +63,13 @@ def backprop(graph: Graph, seeds: Sequence[tuple[Node, Node]],
         by_output = outputs.pop(node.index, None)
         if parts is None and by_output is None:
             continue
+        total: Any  # a Node, or for a multi-output op the list of its outputs' cotangents
         if by_output is not None:  # a multi-output op: its outputs' cotangents, as a list
-            count = OPS[node.op].outputs(node)
+            count = OPS[node.op].outputs(node)  # type: ignore[misc]  # multi-output ops define outputs
             total = [by_output.get(i) for i in range(count)]
         else:
-            total = parts[0]
-            for part in parts[1:]:
+            total = parts[0]  # type: ignore[index]  # parts is set when by_output is None
+            for part in parts[1:]:  # type: ignore[index]
                 total = graph.add_node("add", [total, part])
             totals[node.index] = total
         if node.op in LEAF_OPS:

@@ -132,7 +132,7 @@ def _int_tuple(values: Any) -> Any:
 def reshape(x, shape: Sequence[int], name=None) -> Node:
     """Reshape to ``shape``; one entry may be -1."""
     if isinstance(shape, int | np.integer):
-        shape = (shape,)
+        shape = (shape,)  # type: ignore[assignment]  # an int means a one-tuple
     return build("reshape", x, shape=_int_tuple(shape), name=name)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import GraphError, NodeNameError, ShapeError
 from .arrays import aligned_copy, check_dtype, check_size, to_array
 from .node import Node
+from .nxview import add_to_nx, make_nx
 from .op import OPS, attr_names, infer
 from .shapes import format_shape
 from .traverse import schedule
@@ -90,7 +91,7 @@ def _checked_attrs(op: str, name: str, attrs: Any) -> dict[str, Any]:
     if unknown:
         raise GraphError(f"node '{name}' ({op}): unknown attribute(s) "
                          f"{', '.join(map(repr, unknown))}; this op takes "
-                         f"{', '.join(map(repr, allowed)) or 'none'}")
+                         f"{', '.join(map(repr, allowed)) or 'none'}")  # type: ignore[arg-type]
     return {k: _plain(v) for k, v in attrs.items()}
 
 
@@ -258,7 +259,8 @@ class Graph:
         without this the const would stay behind and shift later auto names.
         """
         size, outer = len(self._nodes), self._journal
-        self._journal = journal = []
+        journal: list[tuple[str, int | None]] = []
+        self._journal = journal
         try:
             yield
         except BaseException:
@@ -365,25 +367,20 @@ class Graph:
                 self._journal.append((stem, self._name_counters.get(stem)))
             self._name_counters[stem] = max(self._name_counters.get(stem, 0), int(count))
         if self._nx is not None:
-            self._nx.add_node(name, node=node)
-            self._nx.add_edges_from((src.name, name) for src in inputs)
+            add_to_nx(self._nx, [node])
         self.version += 1
         return node
 
     @property
     def nx(self) -> nx.DiGraph:
-        """The ``networkx.DiGraph`` of the graph: key = node name, ``node=`` the Node,
-        an edge from each input to its user.
+        """The ``networkx.DiGraph`` of the graph: key = node name, attributes ``op``, ``kind``,
+        ``shape``, ``dtype`` (``t``, ``template``), an edge from each input to its user.
 
         Made on first access (building stays cheap for graphs nobody inspects
         this way) and kept in sync with every node added afterwards.
         """
         if self._nx is None:
-            graph = nx.DiGraph(name=self.name)
-            graph.add_nodes_from((name, {"node": node}) for name, node in self._nodes.items())
-            graph.add_edges_from((src.name, node.name) for node in self._nodes.values()
-                                 for src in node.inputs)
-            self._nx = graph
+            self._nx = make_nx(self.name, self._nodes.values())  # attributes: core/nxview.py
         return self._nx
 
     # ------------------------------------------------------------ validation

@@ -73,7 +73,7 @@ class Node:
     def value(self) -> np.ndarray:
         """The live array of a param (or a const's array)."""
         if self.op == "param":
-            return self._value
+            return self._value  # type: ignore[return-value]  # a param always holds one
         if self.op == "const":
             return self.attrs["value"]
         raise GraphError(f"node '{self.name}' is a {self.op} node; only params and consts "

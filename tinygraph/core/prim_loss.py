@@ -20,7 +20,7 @@ __all__ = ["LOSS"]
 
 
 def _cross_entropy_rows(logits: np.ndarray, targets: np.ndarray, ignore_index: int | None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
     """The targets with ignored ones replaced by 0 (checked), and the float mask of kept rows."""
     if ignore_index is None:
         check_ids(targets, logits.shape[-1], "target")

@@ -154,7 +154,7 @@ def _take_grad_forward(g: np.ndarray, ids: np.ndarray, like: np.ndarray,
             return out
     out = np.zeros(like.shape, dtype=g.dtype)
     # add.at, not assignment: a row picked twice gets both gradients.
-    np.add.at(out, (slice(None),) * (axis % like.ndim) + (ids,), g)
+    np.add.at(out, (slice(None),) * (axis % like.ndim) + (ids,), g)  # type: ignore[arg-type]  # numpy stubs: at() takes any index tuple
     return out
 
 

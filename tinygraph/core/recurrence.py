@@ -53,7 +53,7 @@ ACTIVATIONS = {"tanh": np.tanh, "sigmoid": _sigmoid_into, "relu": _relu_into}
 
 def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
                         b: np.ndarray | None = None, *, activation: str = "tanh") -> np.ndarray:
-    act = ACTIVATIONS[activation]
+    act: Any = ACTIVATIONS[activation]
     dtype = np.result_type(a, w, s0) if b is None else np.result_type(a, w, s0, b)
     step = a.shape[1:]
     if s0.shape != step:

@@ -45,7 +45,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
     if len(rows) != 1 or g.shape[0] != d.shape[0]:
         raise ValueError(f"reverse_recurrence: the steps of g {format_shape(g.shape)}, d "
                          f"{format_shape(d.shape)} and like "
-                         f"{format_shape(None if like is None else like.shape)} differ")
+                         f"{'none' if like is None else format_shape(like.shape)} differ")
     dtype = np.result_type(g, d, wt)
     if not len(g):
         return np.empty(g.shape, dtype)

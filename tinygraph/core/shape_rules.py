@@ -146,7 +146,7 @@ def reshape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 
 
 def _join_dim(dims: list[int | None]) -> int | None:
-    return None if None in dims else sum(dims)
+    return None if None in dims else sum(dims)  # type: ignore[arg-type]  # no None left
 
 
 def concat(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:

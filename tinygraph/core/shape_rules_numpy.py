@@ -237,7 +237,7 @@ def advanced_getitem(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     (shape, dtype), *arrays = specs
     for spec in arrays:
         _int_spec(spec, "an index array")
-    return index_shape(shape, attrs.get("index"), [s for s, _ in arrays]), dtype
+    return index_shape(shape, attrs.get("index"), [s for s, _ in arrays]), dtype  # type: ignore[arg-type]
 
 
 def advanced_getitem_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
@@ -270,7 +270,7 @@ def cross_entropy_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]
 def basic_getitem(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     """``x[index]`` with ints, (start, stop, step) slices, None and '...'."""
     shape, dtype = specs[0]
-    return index_shape(shape, attrs.get("index"), []), dtype
+    return index_shape(shape, attrs.get("index"), []), dtype  # type: ignore[arg-type]
 
 
 def basic_getitem_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:

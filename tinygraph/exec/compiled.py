@@ -9,9 +9,11 @@ from ..core.node import Node
 from ..core.traverse import Fetches, ancestors
 from ..errors import FeedError
 from .feeds import check_feed, missing_feed, resolve_feeds
+from .threads import call_with_threads
 
 if TYPE_CHECKING:
     from ..core.graph import Graph
+    from .interpreter import Interpreter
     from .plan import Plan
 
 __all__ = ["CompiledGraph", "input_names"]
@@ -28,19 +30,25 @@ class CompiledGraph:
     25.0
     """
 
-    def __init__(self, graph: Graph, plan: Plan, input_names: Sequence[str]):
+    def __init__(self, graph: Graph, plan: Plan, input_names: Sequence[str],
+                 finite: Interpreter | None = None):
         self.graph = graph
+        self.finite = finite  # check_finite=True: this interpreter runs instead of the plan
         self.input_names = list(input_names)
         self.plan = plan
         self._input_nodes = {name: graph.nodes[name] for name in self.input_names}
         self.schedule = plan.order
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Under the BLAS thread count chosen for this plan (see threads.py).
+        return call_with_threads(self.plan, lambda: self._call(args, kwargs))
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         nodes = self._input_nodes
         if not args and len(kwargs) == len(nodes) and all(name in nodes for name in kwargs):
             # The usual call, every input by name: check each feed and run.
-            return self.plan({name: check_feed(nodes[name], value)
-                              for name, value in kwargs.items()})
+            return self._evaluate({name: check_feed(nodes[name], value)
+                                   for name, value in kwargs.items()})
         if len(args) > len(self.input_names):
             raise FeedError(f"compiled graph takes {len(self.input_names)} positional inputs "
                             f"({', '.join(self.input_names)}), got {len(args)}")
@@ -57,7 +65,10 @@ class CompiledGraph:
         if extra:
             raise FeedError(f"input(s) {sorted(extra)} are not inputs of this compiled graph; "
                             f"it takes {self.input_names}")
-        return self.plan(fed)
+        return self._evaluate(fed)
+
+    def _evaluate(self, fed: dict[str, Any]) -> Any:
+        return self.plan(fed) if self.finite is None else self.finite.run(fed)
 
     def __repr__(self) -> str:
         return (f"<CompiledGraph of '{self.graph.name}': inputs {self.input_names}, "

@@ -40,7 +40,7 @@ def check_feed(node: Node, value: Any) -> np.ndarray:
                 shape[1:] == want[1:] and want[0] is None  # the usual (batch, …) input
                 or all(d is None or d == s for d, s in zip(want, shape, strict=True)))):
             return value
-    want = f"shape {format_shape(node.shape)} {node.dtype}"
+    want = f"shape {format_shape(node.shape)} {node.dtype}"  # type: ignore[assignment]  # now the message
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:

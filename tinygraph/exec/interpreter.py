@@ -80,7 +80,7 @@ class Interpreter:
         self.order = ancestors(graph, self.fetches.nodes)
         self.dying = last_uses(self.order, {n.name for n in self.fetches.nodes})
 
-    def run_node(self, node: Node, args: list[np.ndarray]) -> np.ndarray:
+    def run_node(self, node: Node, args: list[np.ndarray]) -> Any:
         if node.op == "scan":
             return interpret_scan(node, args)
         return bind_forward(node.op, node.attrs, [n.dtype for n in node.inputs],
@@ -130,7 +130,7 @@ def interpret_scan(node: Node, args: Sequence[np.ndarray]) -> tuple:
     steps = scan_steps(node, xs)
     carry = list(args[:k])
     ys: list[list] = [[None] * steps for _ in range(ny)]
-    saved: list[list] = [[None] * steps for _ in range(k)]
+    saved: list[Any] = [[None] * steps for _ in range(k)]
     order = range(steps - 1, -1, -1) if a["reverse"] else range(steps)
     for t in order:
         feeds = dict(zip(a["inputs"], [*carry, *[x[t] for x in xs], *args[k + m:]], strict=True))

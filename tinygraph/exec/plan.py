@@ -151,7 +151,7 @@ class Plan:
         self.escaping = self._values_leaving_the_plan()
         self.stacks = stack_destinations(self.steps, self.escaping)
         self.viewed = self._values_seen_through_views()
-        self.fallback = fallback
+        self.fallback: Plan | Callable[[], Plan] | None = fallback
         self.fallback_reason: str | None = None  # why the last fallback happened, if one did
         self._failed_sizes: set[tuple] = set()  # input sizes the fast path failed on
         self.python_source: str | None = None  # the generated code, once made
@@ -231,15 +231,15 @@ class Plan:
             self._code = self._body.__code__
         return values
 
-    def _loop(self, inputs: list[np.ndarray], params: list[np.ndarray],
+    def _loop(self, inputs: list[np.ndarray], params: Sequence[np.ndarray | None],
               buffers: dict | None = None, sizes: list[int] | None = None) -> list[Any]:
         vals: list[Any] = [None] * len(self.order)
         for i, value in self.consts.items():
             vals[i] = value
         for (i, _), value in zip(self.inputs, inputs, strict=True):
             vals[i] = value
-        for (i, _), value in zip(self.params, params, strict=True):
-            vals[i] = value
+        for (i, _), param in zip(self.params, params, strict=True):
+            vals[i] = param
         for step in self.steps:
             try:
                 vals[step.out] = step.forward(*[vals[a] for a in step.args])

@@ -55,7 +55,7 @@ def stack_destinations(steps: list[Step], escaping: set[int]) -> dict[int, Stack
         if (node.op != "stack" or node.attrs.get("axis", 0) != 0 or len(args) < 2
                 or len(set(args)) != len(args) or claimed.intersection(args)):
             continue
-        makers = [producer.get(a) for a in args]
+        makers: list[Any] = [producer.get(a) for a in args]  # ints once None is ruled out
         if None in makers or not all(
             OPS[steps[m].node.op].elementwise and not steps[m].node.attrs
             and isinstance(steps[m].forward, np.ufunc)

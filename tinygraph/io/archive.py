@@ -143,7 +143,7 @@ class Archive:
 
     def _check_members(self) -> None:
         max_bytes, max_json_bytes, max_members = self.limits
-        infos = self.zip.infolist()
+        infos = self.zip.infolist()  # type: ignore[union-attr]  # opened by __enter__
         if len(infos) > max_members:
             raise self.fail(f"{len(infos)} members, more than the limit of {max_members}")
         total = arrays = 0
@@ -186,7 +186,7 @@ class Archive:
     def read(self, name: str) -> bytes:
         """A member's bytes: never more than its declared (and checked) size."""
         info = self.members[name]
-        with self.zip.open(info) as f:
+        with self.zip.open(info) as f:  # type: ignore[union-attr]  # opened by __enter__
             data = f.read(info.file_size)
             # Reading on to the end makes zipfile verify the CRC.
             if len(data) != info.file_size or f.read(1):
@@ -198,7 +198,7 @@ class Archive:
         """An ``arrays/<k>.npy`` member, its header checked against its size before the body
         is read: a 3x4 header in front of 128 MiB of zeros is refused after a few bytes."""
         info = self.members[name]
-        with self.zip.open(info) as f:
+        with self.zip.open(info) as f:  # type: ignore[union-attr]  # opened by __enter__
             head = f.read(min(info.file_size, _NPY_HEAD_BYTES))
             shape, dtype, offset = _npy_header(head, where)
             if offset + math.prod(shape) * dtype.itemsize != info.file_size:

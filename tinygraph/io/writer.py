@@ -112,8 +112,9 @@ def _encode_node(node: Node, encoder: ValueEncoder) -> dict[str, Any]:
     if node.dtype.name not in DTYPES:
         raise GraphError(f"{where}: dtype {node.dtype} cannot be saved; "
                          f"supported: {', '.join(DTYPES)}")
-    entry = {"name": node.name, "op": node.op, "inputs": [src.name for src in node.inputs],
-             "shape": list(node.shape), "dtype": node.dtype.name}
+    entry: dict[str, Any] = {"name": node.name, "op": node.op,
+                             "inputs": [src.name for src in node.inputs],
+                             "shape": list(node.shape), "dtype": node.dtype.name}
     for field, values in (("attrs", node.attrs), ("meta", node.meta)):
         entry[field] = {}
         for key, value in values.items():

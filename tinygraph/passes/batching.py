@@ -24,6 +24,8 @@ known only at run time differ (a ``(1, H)`` initial state next to a
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..core.shapes import ShapeMismatch, broadcast_shapes
 from .draft import Draft, Rec, freeze, is_shape_helper
 from .time_sums import MIN_GROUP, batch_sums, rows
@@ -72,7 +74,7 @@ def _in_time_order(draft: Draft, members: list[Rec], operand: int) -> list[Rec]:
     index = [_slice_index(draft, draft.recs[m.inputs[operand]]) for m in members]
     if None in index or len(set(index)) != len(index):
         return members
-    return [m for _, m in sorted(zip(index, members, strict=True), key=lambda p: p[0])]
+    return [m for _, m in sorted(zip(index, members, strict=True), key=lambda p: p[0])]  # type: ignore[arg-type, return-value]  # all known
 
 
 def _batch_group(draft: Draft, kind: str, members: list[Rec]) -> int:
@@ -154,7 +156,7 @@ def _signature(draft: Draft, user: Rec, piece: int, t: int, count: int, rank: in
     shape_like = is_shape_helper(user.op)
     if user.op not in _SLICEWISE and not (shape_like and user.inputs[0] == piece):
         return None
-    parts = []
+    parts: list[tuple[Any, ...]] = []
     for i in user.inputs:
         source = None if i == piece else _slice_source(draft, draft.recs[i], t, count)
         if i == piece:

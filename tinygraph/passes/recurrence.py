@@ -27,7 +27,7 @@ the result itself.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _fuse(draft: Draft, chain: list[int], steps: dict) -> None:
     first_prev, w, seq, k0, _ = steps[chain[0]]
     rows = [steps[act_id].row for act_id in chain]
     seq_rec = draft.recs[seq]
-    bias = _split_bias(draft, seq_rec, {steps[act_id].slice for act_id in chain})
+    bias: Any = _split_bias(draft, seq_rec, {steps[act_id].slice for act_id in chain})
     if bias is not None:
         seq, bias = bias
         seq_rec = draft.recs[seq]

@@ -44,13 +44,13 @@ def fuse_reverse_recurrences(draft: Draft) -> None:
     for dz_id, step in steps.items():
         later = steps.get(step.later) if step.later is not None else None
         if later is not None and later.family == step.family:
-            earlier[step.later] = None if step.later in earlier else dz_id
+            earlier[step.later] = None if step.later in earlier else dz_id  # type: ignore[index]  # not None: checked above
     for start, step in steps.items():
         if step.later is not None:
             continue
         chain = [start]
         while earlier.get(chain[-1]) is not None:
-            chain.append(earlier[chain[-1]])
+            chain.append(earlier[chain[-1]])  # type: ignore[arg-type]  # not None: the loop test
         likes = {like for dz_id in chain for like in steps[dz_id].likes}
         weights = {steps[dz_id].wt for dz_id in chain[1:]}
         if len(chain) >= 2 and len(likes) <= 1 and len(weights) == 1:

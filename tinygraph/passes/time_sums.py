@@ -60,8 +60,8 @@ def _term_key(draft: Draft, leaf: int) -> tuple | None:
                 return ("one_hot.T @ g", source.attrs["depth"], ids.shape, g.shape, rec.dtype)
             return ("a.T @ g", source.shape, g.shape, rec.dtype)
     if rec.op == "sum_to":
-        g, like = rec.inputs
-        return ("sum_to", like, draft.recs[g].shape, rec.dtype)
+        g, like = rec.inputs  # type: ignore[assignment]  # ids here, records above
+        return ("sum_to", like, draft.recs[g].shape, rec.dtype)  # type: ignore[index]
     return None
 
 

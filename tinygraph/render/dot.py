@@ -83,8 +83,8 @@ def draw(graph: Graph, fetches: Any = None, *, elide: Sequence[tuple[Any, str]] 
     # tighter limit while the stubs push the picture over max_nodes.
     limit = opts.max_nodes
     drawing = _draw(graph, fetches, elide, opts, limit)
-    while limit is not None and len(drawing.boxes) > opts.max_nodes and limit > 2:
-        limit = max(2, min(limit - 1, limit * opts.max_nodes // len(drawing.boxes)))
+    while limit is not None and len(drawing.boxes) > opts.max_nodes and limit > 2:  # type: ignore[operator]  # set with limit
+        limit = max(2, min(limit - 1, limit * opts.max_nodes // len(drawing.boxes)))  # type: ignore[operator]
         drawing = _draw(graph, fetches, elide, opts, limit)
     return drawing
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 import numpy as np
@@ -137,7 +137,7 @@ def base_name(node: Node) -> str:
     return node.name.rpartition(SCOPE_SEP)[2] or node.name
 
 
-def node_kind(node: Node, outputs: Mapping[Node, Any] | None = None) -> str:
+def node_kind(node: Node, outputs: Container[Node] | None = None) -> str:
     """The style kind of ``node``: output > gradient > input/param/const/op."""
     if outputs is not None and node in outputs:
         return "output"
@@ -163,7 +163,7 @@ def node_label(node: Node, opts: Options, value: Any = None, number: int | None 
     shape = format_shape(node.shape)
     dtype = "" if node.dtype == np.float64 else f" {node.dtype}"
     if node.op == "const" and node.value.size <= 4:
-        lines = (value_preview(node.value), f"const {shape}{dtype}")
+        lines: tuple[str, ...] = (value_preview(node.value), f"const {shape}{dtype}")
     elif node.kind != "op":
         lines = (base, f"{node.op} {shape}{dtype}")
     else:
