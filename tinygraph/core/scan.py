@@ -341,10 +341,16 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     body_outs = [body.node(n) for n in a["outputs"]]
     gy_t = [bwd.input(f"dy{j}", shape=body_outs[k + j].shape, dtype=body_outs[k + j].dtype)
             for j, _ in y_cots]
+    # The forward's per-step outputs, stored by it: the vjp rules read these values
+    # (tanh's 1 - y²) instead of recomputing them from the saved carries.
+    stored = [j for j in range(ny) if body_outs[k + j].op != "input"]
+    stored_t = [bwd.input(f"y{j}", shape=body_outs[k + j].shape, dtype=body_outs[k + j].dtype)
+                for j in stored]
     const_t = [bwd.input(f"const{j}", shape=p.shape, dtype=p.dtype)
                for j, p in enumerate(body_in[k + m:])]
     mapping = dict(zip(body_in, [*carry_t, *x_t, *const_t], strict=True))
     mapping = replay(body, bwd, mapping)
+    boundary = len(bwd)  # nodes from here on are the gradient's
     seeds = [(mapping[body_outs[i]], cot_in[i]) for i in range(k)]
     seeds += [(mapping[body_outs[k + j]], g) for (j, _), g in zip(y_cots, gy_t, strict=True)]
     targets = [*carry_t, *[x_t[j] for j in x_wanted], *[const_t[j] for j in const_wanted]]
@@ -356,14 +362,17 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     d_const = zeros[k + len(x_wanted):]
     new_acc = [acc + d for acc, d in zip(acc_in, d_const, strict=True)]
     carry_outs = [*d_carry, *new_acc]
-    battrs = {"body": bwd, "num_carry": len(carry_outs), "num_xs": k + m + len(gy_t),
+    reads = {mapping[body_outs[k + j]]: s for j, s in zip(stored, stored_t, strict=True)}
+    bwd = _reading_stored(bwd, reads, boundary)
+    battrs = {"body": bwd, "num_carry": len(carry_outs),
+              "num_xs": k + m + len(gy_t) + len(stored_t),
               "num_ys": len(d_x), "length": a["length"], "reverse": not a["reverse"],
               "inputs": tuple(n.name for n in bwd.inputs.values()),
               "outputs": tuple(n.name for n in [*carry_outs, *d_x, *cot_in, *acc_in])}
     start = [g if g is not None else graph.add_node("zeros_like", [f])
              for g, f in zip(gs[:k], finals, strict=True)]
     start += [graph.add_node("zeros_like", [consts[j]]) for j in const_wanted]
-    seq = [*saved, *xs, *[g for _, g in y_cots]]
+    seq = [*saved, *xs, *[g for _, g in y_cots], *[output_node(node, k + j) for j in stored]]
     back = graph.add_node("scan", [*start, *seq, *consts], battrs)
     parts = unpack_all(back)
     n_carry = len(carry_outs)
@@ -373,6 +382,24 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     gc = dict(zip(const_wanted, parts[k:n_carry], strict=True))
     grads += [gc.get(j) for j in range(len(consts))]
     return tuple(grads)
+
+
+def _reading_stored(bwd: Any, reads: dict, boundary: int) -> Any:
+    """A copy of ``bwd`` whose gradient nodes (index >= boundary) read the stored forward
+    values in ``reads`` (replayed node -> input holding its stored value) instead."""
+    new = type(bwd)(bwd.name)
+    made: dict[Any, Any] = {}
+    for node in bwd.nodes.values():
+        if node.op == "input":
+            made[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
+        elif node.op == "const":
+            made[node] = new.const(node.value, name=node.name, dtype=node.dtype)
+        else:
+            srcs = [reads.get(src, src) if node.index >= boundary else src
+                    for src in node.inputs]
+            made[node] = new.add_node(node.op, [made[src] for src in srcs], dict(node.attrs),
+                                      name=node.name)
+    return new
 
 
 SCAN = Op("scan", None, _no_kernel, _scan_infer, _scan_vjp,

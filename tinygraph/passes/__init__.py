@@ -58,6 +58,7 @@ from .reverse import fuse_reverse_recurrences
 from .reverse import unstack_rows as _unstack_rows
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
+from .tidy import tidy_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "reroll", "hoist",
            "sequence_view", "regrad",
@@ -194,7 +195,8 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # hoist and sink around the loop, one fused kernel for plain recurrences); the older
 # matchers still serve training graphs.
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, reassociate_pass, hoist_pass, accumulate_pass,
-                               sink_pass, contract_pass, recurrence_kernel_pass, _fold, _cse,
+                               sink_pass, contract_pass, tidy_pass, recurrence_kernel_pass,
+                               _fold, _cse,
                                _onehot_take, batch_pass, _bias_into_table, fuse_recurrences,
                                fuse_reverse_recurrences, _unstack_rows, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, fusion, CSE.")

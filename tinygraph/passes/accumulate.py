@@ -54,23 +54,30 @@ def _accumulate(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
     if not terms:
         return
     new_carry_outs = [inputs[i] if i in terms else outs[i] for i in range(k)]
-    ys = outs[k:k + ny] + [terms[i] for i in terms]
+    # A term that already is a per-step input (hoisted, computed for all steps outside)
+    # is summed outside directly; the others become per-step outputs of the loop.
+    position = {node: j for j, node in enumerate(inputs)}
+    m = a["num_xs"]
+    outside = {i: rec.inputs[position[t]] for i, t in terms.items()
+               if t in position and k <= position[t] < k + m}
+    looped = {i: t for i, t in terms.items() if i not in outside}
+    ys = outs[k:k + ny] + [looped[i] for i in looped]
     attrs = {**a, "num_ys": len(ys),
              "outputs": tuple(n.name for n in [*new_carry_outs, *ys, *inputs[:k]])}
     scan = draft.add("scan", list(rec.inputs), attrs, name=rec.name)
     steps = a["length"]
-    extra = {i: k + ny + j for j, i in enumerate(terms)}
+    extra = {i: k + ny + j for j, i in enumerate(looped)}
     for u in users:
         index = u.attrs["index"]
         if index < k and index in terms:
-            stacked = draft.add("unpack", [scan], {"index": extra[index],
-                                                   "shape": (steps, *terms[index].shape),
-                                                   "dtype": terms[index].dtype.name})
+            stacked = outside[index] if index in outside else draft.add(
+                "unpack", [scan], {"index": extra[index], "shape": (steps, *terms[index].shape),
+                                   "dtype": terms[index].dtype.name})
             total = draft.add("sum", [stacked], {"axis": 0, "keepdims": False},
                               name=f"{rec.name}/accumulated")
             draft.replace(u.id, draft.add("add", [rec.inputs[index], total], name=u.name))
         else:
-            new_index = index if index < k + ny else index + len(terms)
+            new_index = index if index < k + ny else index + len(looped)
             draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": new_index},
                                           name=u.name))
 

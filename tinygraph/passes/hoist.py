@@ -138,11 +138,11 @@ def _rebuild(draft: Draft, rec: Rec, kind: dict, hoisted: dict, outer: dict) -> 
     scan = draft.add("scan", [*rec.inputs[:k], *outer_xs, *outer_consts], attrs, name=rec.name)
     # Each old output: from the new scan, or (a per-step output computed without the carry)
     # the hoisted batched value itself.
-    old_unpacks = {draft.recs[u].attrs["index"]: u for u in draft.users[rec.id]
-                   if draft.recs[u].op == "unpack"}
+    old_unpacks = [u for u in draft.users[rec.id] if draft.recs[u].op == "unpack"]
     index_of_looped = {id(y): i for i, y in enumerate(looped_ys)}
-    for index, unpack in sorted(old_unpacks.items()):
+    for unpack in old_unpacks:  # every reader (two may read the same output)
         u = draft.recs[unpack]
+        index = u.attrs["index"]
         if index < k:
             new_index = index
         elif index < k + ny:

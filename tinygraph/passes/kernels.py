@@ -11,6 +11,9 @@ to scan bodies; any other body runs through the scan kernel.
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..core.op import OPS
 from ..core.recurrence import ACTIVATIONS
 from .draft import Draft, Rec
 
@@ -23,6 +26,71 @@ def recurrence_kernel_pass(draft: Draft) -> None:
     for rec in live:
         if rec.op == "scan" and not rec.attrs["reverse"]:
             _to_recurrence(draft, rec, live_ids)
+        elif rec.op == "scan":
+            _to_reverse_recurrence(draft, rec, live_ids)
+
+
+def _strip(node: Any) -> Any:
+    """Through reverse mode's shape helpers (``sum_to(x, like)`` is x when shapes agree)."""
+    while OPS[node.op].identity_when_shapes_agree if node.op in OPS else False:
+        node = node.inputs[0]
+    return node
+
+
+def _to_reverse_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+    """A backward loop ``c' = ((c + g_t) * d_t) @ Wt`` handing out ``dz_t = (c + g_t) * d_t``:
+    the ``reverse_recurrence`` op, ``dz_t = (g_t + dz_{t+1} @ Wt) * d_t``, from a zero carry."""
+    a = rec.attrs
+    body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
+    if k != 1 or ny < 1 or draft.recs[rec.inputs[0]].op != "zeros_like":
+        return
+    inputs = [body.node(n) for n in a["inputs"]]
+    outs = [body.node(n) for n in a["outputs"]]
+    carry_in, position = inputs[0], {n: i for i, n in enumerate(inputs)}
+    mm = _strip(outs[0])
+    if mm.op != "matmul":
+        return
+    dz, weight = _strip(mm.inputs[0]), mm.inputs[1]
+    if dz.op != "mul" or position.get(weight, 0) < k + m:
+        return
+    for total, slope in (dz.inputs, dz.inputs[::-1]):
+        if total.op == "add" and 1 <= position.get(slope, 0) < k + m:
+            break
+    else:
+        return
+    terms = [_strip(t) for t in total.inputs]
+    if carry_in not in terms:
+        return
+    g = total.inputs[1 - terms.index(carry_in)]
+    if not 1 <= position.get(g, 0) < k + m or any(_strip(y) is not dz for y in outs[1:1 + ny]):
+        return
+    if any(len(n.shape) != 2 for n in (g, slope, weight, carry_in)):
+        return
+    for y in outs[1:1 + ny]:  # shape helpers must read per-step values, like dz itself
+        if any(not k <= position.get(w.inputs[1], -1) < k + m for w in _wrappers(y, dz)):
+            return
+    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    if any(u.op != "unpack" or not 1 <= u.attrs["index"] < 1 + ny for u in users):
+        return  # the first step's carry or the saved carries are read: keep the scan
+    outer = {n: rec.inputs[i] for n, i in position.items()}
+    dz_all = draft.add("reverse_recurrence", [outer[g], outer[slope], outer[weight]],
+                       name=rec.name)
+    for u in users:
+        y = outs[u.attrs["index"]]
+        value = dz_all
+        for wrapper in _wrappers(y, dz):  # the same shape helpers, on all steps at once
+            value = draft.add(wrapper.op, [value, outer.get(wrapper.inputs[1], value)],
+                              name=f"{rec.name}/{wrapper.op}")
+        draft.replace(u.id, value)
+
+
+def _wrappers(y: Any, inner: Any) -> list:
+    """The shape helpers between ``inner`` and ``y``, innermost first."""
+    chain = []
+    while y is not inner:
+        chain.append(y)
+        y = y.inputs[0]
+    return chain[::-1]
 
 
 def _to_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:

@@ -1,0 +1,92 @@
+"""Tidying scans after the other passes: inputs nobody reads, carries that never change.
+
+Hoisting, sinking and accumulating leave scans with body inputs no body node
+reads (their values moved out of the loop) and carries whose new value is
+the old one (a sum moved after the loop). Both cost a slice or a copy per
+step for nothing; :func:`tidy_pass` drops them: an unread input leaves the
+scan, and a carry that never changes leaves it too, its final value being
+its initial one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .draft import Draft, Rec
+
+__all__ = ["tidy_pass"]
+
+
+def tidy_pass(draft: Draft) -> None:
+    live = draft.live()
+    live_ids = {r.id for r in live}
+    for rec in live:
+        if rec.op == "scan":
+            _tidy(draft, rec, live_ids)
+
+
+def _tidy(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+    a = rec.attrs
+    body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
+    inputs = [body.node(n) for n in a["inputs"]]
+    outs = [body.node(n) for n in a["outputs"]]
+    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    if any(u.op != "unpack" for u in users):
+        return
+    read_outputs = {u.attrs["index"] for u in users}
+    readers: dict[Any, int] = {}
+    for node in body.nodes.values():
+        for src in node.inputs:
+            readers[src] = readers.get(src, 0) + 1
+    # Carries that never change (and whose saved copies nobody reads) leave the loop.
+    fixed = [i for i in range(k) if outs[i] is inputs[i] and k + ny + i not in read_outputs
+             and readers.get(inputs[i], 0) == 0 and inputs[i] not in outs[k:k + ny]]
+    kept_carries = [i for i in range(k) if i not in fixed]
+    used_outputs = set(outs[:k]) | set(outs[k:k + ny])
+    dropped = [j for j in range(k, len(inputs))
+               if readers.get(inputs[j], 0) == 0 and inputs[j] not in used_outputs]
+    if not fixed and not dropped:
+        return
+    if not kept_carries:
+        return  # nothing would be carried: leave such a scan to the other passes
+    keep_in = [i for i in range(len(inputs)) if i not in fixed and i not in dropped]
+    new_k = len(kept_carries)
+    new_m = sum(1 for i in keep_in if k <= i < k + m)
+    outputs = ([outs[i] for i in kept_carries] + outs[k:k + ny]
+               + [outs[k + ny + i] for i in kept_carries])
+    new_body = _without(body, [inputs[i] for i in fixed] + [inputs[i] for i in dropped])
+    attrs = {**a, "body": new_body, "num_carry": new_k, "num_xs": new_m,
+             "inputs": tuple(inputs[i].name for i in keep_in),
+             "outputs": tuple(n.name for n in outputs)}
+    scan = draft.add("scan", [rec.inputs[i] for i in keep_in], attrs, name=rec.name)
+    new_index = {i: j for j, i in enumerate(kept_carries)}
+    for u in users:
+        index = u.attrs["index"]
+        if index < k:
+            if index in fixed:
+                draft.replace(u.id, rec.inputs[index])  # it never changed
+                continue
+            target = new_index[index]
+        elif index < k + ny:
+            target = new_k + (index - k)
+        else:
+            target = new_k + ny + new_index[index - k - ny]
+        draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": target},
+                                      name=u.name))
+
+
+def _without(body: Any, gone: list) -> Any:
+    """A copy of ``body`` without the input nodes ``gone`` (nothing reads them)."""
+    new = type(body)(body.name)
+    mapping: dict[Any, Any] = {}
+    for node in body.nodes.values():
+        if node in gone:
+            continue
+        if node.op == "input":
+            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
+        elif node.op == "const":
+            mapping[node] = new.const(node.value, name=node.name, dtype=node.dtype)
+        else:
+            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
+                                         dict(node.attrs), name=node.name)
+    return new
