@@ -34,12 +34,29 @@ __all__ = ["PRIMITIVES", "sigmoid_forward", "softmax_forward", "log_softmax_forw
            "check_ids"]
 
 
+def cannot_broadcast(x: Any, other: Any) -> bool:
+    """Does ``x op other`` provably have x's shape at run time (x is never broadcast)?
+
+    True when ``other`` has no more axes than x and each of its axes is a known 1 or a
+    known size equal to x's known size there. Then reverse mode needs no ``sum_to``
+    for x's gradient, and the optimizer never needs x's value just for its shape.
+    """
+    if len(other.shape) > len(x.shape):
+        return False
+    pairs = zip(reversed(x.shape), reversed(other.shape), strict=False)
+    return all(o == 1 or (o is not None and o == d) for d, o in pairs)
+
+
 def _binary_vjp(da: Callable, db: Callable) -> Callable:
     """A vjp for a broadcasting binary op from its two local derivatives ``d(g, a, b, y)``."""
     def vjp(node, g, needs=None):
         a, b = node.inputs
-        return wanted_grads(needs, lambda: unbroadcast(da(g, a, b, node), a),
-                      lambda: unbroadcast(db(g, a, b, node), b))
+
+        def reduced(grad, x, other):
+            return grad if cannot_broadcast(x, other) else unbroadcast(grad, x)
+
+        return wanted_grads(needs, lambda: reduced(da(g, a, b, node), a, b),
+                            lambda: reduced(db(g, a, b, node), b, a))
     return vjp
 
 
@@ -88,6 +105,9 @@ def _matmul_vjp(node, g, needs=None):
             gb = new_node("sum", gb, axis=-1, keepdims=False)
         return unbroadcast(gb, b)
 
+    if len(a.shape) == 2 and len(b.shape) == 2:  # no batch axes: the shapes come out exact
+        return wanted_grads(needs, lambda: new_node("matmul", g, swap(b)),
+                            lambda: new_node("matmul", swap(a), g))
     return wanted_grads(needs, lambda: unbroadcast(new_node("matmul", g2, swap(b2)), a), grad_b)
 
 

@@ -40,12 +40,15 @@ __all__ = ["REVERSE_RECURRENCE"]
 
 
 def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
-                     like: np.ndarray | None = None) -> np.ndarray:
-    rows = {g.shape[1:], d.shape[1:]} | (set() if like is None else {like.shape[1:]})
-    if len(rows) != 1 or g.shape[0] != d.shape[0]:
+                     *likes: np.ndarray) -> np.ndarray:
+    # ``likes`` stand for values whose shape the graph before fusion tested step by step
+    # (reverse mode's sum_to wrappers); fusing assumed no step broadcast a batch of 1
+    # against a batch of B. Steps and batch sizes must agree, else the plan runs the
+    # graph as built.
+    if g.shape != d.shape or any(like.shape[:2] != g.shape[:2] for like in likes):
         raise ValueError(f"reverse_recurrence: the steps of g {format_shape(g.shape)}, d "
-                         f"{format_shape(d.shape)} and like "
-                         f"{'none' if like is None else format_shape(like.shape)} differ")
+                         f"{format_shape(d.shape)} and the likes "
+                         f"{[format_shape(like.shape) for like in likes]} differ")
     dtype = np.result_type(g, d, wt)
     if not len(g):
         return np.empty(g.shape, dtype)
@@ -94,11 +97,11 @@ def _small_steps(g: np.ndarray, d: np.ndarray, wt: np.ndarray, dtype: np.dtype) 
 
 
 def _reverse_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
-    if len(specs) not in (3, 4):
-        raise ShapeMismatch(f"takes g, d, Wt and optionally like; got {len(specs)} inputs")
+    if len(specs) < 3:
+        raise ShapeMismatch(f"takes g, d, Wt and optionally likes; got {len(specs)} inputs")
     (g, dg), (d, dd), (wt, dw) = specs[:3]
-    if len(g) != 3 or len(d) != 3 or len(wt) != 2 or len(specs) == 4 and len(specs[3][0]) != 3:
-        raise ShapeMismatch("needs (T, B, H) g and d (and like), and an (H, H) Wt; got "
+    if len(g) != 3 or len(d) != 3 or len(wt) != 2 or any(len(s) < 2 for s, _ in specs[3:]):
+        raise ShapeMismatch("needs (T, B, H) g and d, an (H, H) Wt (and (T, B, …) likes); got "
                             + ", ".join(format_shape(s) for s, _ in specs))
     shape = broadcast_shapes(g, d)
     hidden = {x for x in (shape[2], wt[0], wt[1]) if x is not None}
@@ -112,7 +115,7 @@ def _reverse_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 
 def _reverse_vjp(node, h, needs=None):
     """The adjoint, built from primitives: forward in time, as the original ran."""
-    g, d, wt, *like = node.inputs
+    g, d, wt, *likes = node.inputs
     steps = node.shape[0]
     k: list[Any] = []  # adjoints of the sums g[t] + dz_{t+1} @ Wt
     grad_d: list[Any] = []
@@ -130,7 +133,7 @@ def _reverse_vjp(node, h, needs=None):
             total = h[t + 1] + k[t] @ wt.T
     return wanted_grads(needs, lambda: unbroadcast(new_node("stack", *k, axis=0), g),
                   lambda: unbroadcast(new_node("stack", *grad_d, axis=0), d),
-                  lambda: grad_wt, *([None] if like else []))
+                  lambda: grad_wt, *[None] * len(likes))
 
 
 REVERSE_RECURRENCE = Op("reverse_recurrence", None, _reverse_forward, _reverse_shape, _reverse_vjp,

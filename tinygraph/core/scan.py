@@ -346,6 +346,12 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     stored = [j for j in range(ny) if body_outs[k + j].op != "input"]
     stored_t = [bwd.input(f"y{j}", shape=body_outs[k + j].shape, dtype=body_outs[k + j].dtype)
                 for j in stored]
+    # New carries are stored too: step t's is the carry step t + 1 started from.
+    ys_nodes = {body_outs[k + j] for j in stored}
+    carried = [i for i in range(k) if body_outs[i].op != "input"
+               and body_outs[i] not in ys_nodes and not a["reverse"]]
+    carried_t = [bwd.input(f"next{i}", shape=body_outs[i].shape, dtype=body_outs[i].dtype)
+                 for i in carried]
     const_t = [bwd.input(f"const{j}", shape=p.shape, dtype=p.dtype)
                for j, p in enumerate(body_in[k + m:])]
     mapping = dict(zip(body_in, [*carry_t, *x_t, *const_t], strict=True))
@@ -363,16 +369,22 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     new_acc = [acc + d for acc, d in zip(acc_in, d_const, strict=True)]
     carry_outs = [*d_carry, *new_acc]
     reads = {mapping[body_outs[k + j]]: s for j, s in zip(stored, stored_t, strict=True)}
+    reads.update({mapping[body_outs[i]]: s for i, s in zip(carried, carried_t, strict=True)})
     bwd = _reading_stored(bwd, reads, boundary)
     battrs = {"body": bwd, "num_carry": len(carry_outs),
-              "num_xs": k + m + len(gy_t) + len(stored_t),
+              "num_xs": k + m + len(gy_t) + len(stored_t) + len(carried_t),
               "num_ys": len(d_x), "length": a["length"], "reverse": not a["reverse"],
               "inputs": tuple(n.name for n in bwd.inputs.values()),
               "outputs": tuple(n.name for n in [*carry_outs, *d_x, *cot_in, *acc_in])}
     start = [g if g is not None else graph.add_node("zeros_like", [f])
              for g, f in zip(gs[:k], finals, strict=True)]
     start += [graph.add_node("zeros_like", [consts[j]]) for j in const_wanted]
-    seq = [*saved, *xs, *[g for _, g in y_cots], *[output_node(node, k + j) for j in stored]]
+    nexts = [graph.add_node("concat", [graph.add_node("getitem", [saved[i]],
+                                                      {"index": ((1, None, None),)}),
+                                       graph.add_node("expand_dims", [finals[i]], {"axis": 0})],
+                            {"axis": 0}) for i in carried]
+    seq = [*saved, *xs, *[g for _, g in y_cots], *[output_node(node, k + j) for j in stored],
+           *nexts]
     back = graph.add_node("scan", [*start, *seq, *consts], battrs)
     parts = unpack_all(back)
     n_carry = len(carry_outs)

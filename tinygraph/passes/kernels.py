@@ -73,12 +73,21 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
     if any(u.op != "unpack" or not 1 <= u.attrs["index"] < 1 + ny for u in users):
         return  # the first step's carry or the saved carries are read: keep the scan
     outer = {n: rec.inputs[i] for n, i in position.items()}
-    dz_all = draft.add("reverse_recurrence", [outer[g], outer[slope], outer[weight]],
+    # Shape helpers between dz and an output whose like has dz's static shape change
+    # nothing unless a step broadcast a batch of 1 against B: they are dropped, and the
+    # kernel checks at run time that every per-step input has the same steps and batch
+    # (else the plan runs the graph as built). Their likes are recomputed forward values;
+    # the checked inputs are already there.
+    likes = [rec.inputs[i] for i in range(k, k + m)
+             if len(inputs[i].shape) >= 1 and len(draft.recs[rec.inputs[i]].shape) >= 2]
+    dz_all = draft.add("reverse_recurrence", [outer[g], outer[slope], outer[weight], *likes],
                        name=rec.name)
     for u in users:
         y = outs[u.attrs["index"]]
         value = dz_all
-        for wrapper in _wrappers(y, dz):  # the same shape helpers, on all steps at once
+        for wrapper in _wrappers(y, dz):
+            if wrapper.inputs[1].shape == dz.shape:
+                continue
             value = draft.add(wrapper.op, [value, outer.get(wrapper.inputs[1], value)],
                               name=f"{rec.name}/{wrapper.op}")
         draft.replace(u.id, value)
