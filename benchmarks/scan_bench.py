@@ -136,7 +136,7 @@ def gru_variants(steps: int, batch: int, inputs: int, hidden: int, backward: boo
         else:
             fetches = {"outputs": outputs, "states": states}
         fn = net.graph.compile(fetches, inputs=list(feeds))
-        out[name] = (lambda fn, feeds: lambda: fn(**feeds))(fn, feeds)
+        out[name] = lambda fn=fn, feeds=feeds: fn(**feeds)
     return out
 
 
@@ -172,8 +172,9 @@ def rolled_vs_unrolled(rounds: int, budget: float, problems: list[wl.Problem],
 # ---------------------------------------------------------- a million steps
 
 
-def long_cases(steps: int) -> dict[str, tuple]:
-    """name -> (compiled scan, numpy loop, xs, s0): two scans fetching only the last carry."""
+def long_cases(steps: int) -> list[tuple[Callable, dict[str, Callable], np.ndarray, np.ndarray]]:
+    """(numpy loop, {row name: compiled scan}, xs, s0) per loop; every scan fetches only the
+    last carry. The scans of one loop are measured interleaved with that one numpy loop."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((steps, 1, 8)) * 0.3
     S = np.zeros((1, 8))
@@ -198,15 +199,15 @@ def long_cases(steps: int) -> dict[str, tuple]:
             s = np.tanh(s @ W + X[t])
         return s
 
-    return {
-        "`rnn.scan(VanillaRNNCell(8, 8))`: `s = tanh(x_t @ U + s @ W + b)`":
-            (net.graph.compile(net.final_state, inputs=["xs", "s0"]), vanilla_loop, X, S),
-        "the same, compiled with `optimize=False`":
-            (net.graph.compile(net.final_state, inputs=["xs", "s0"], optimize=False),
-             vanilla_loop, X, S),
-        "`tg.scan(lambda s, x: (tg.tanh(s @ W + x), None), s0, xs)`":
-            (g.compile(last, inputs=["xs", "s0"]), bare_loop, X, S),
-    }
+    vanilla = net.graph.compile(net.final_state, inputs=["xs", "s0"])
+    plain = net.graph.compile(net.final_state, inputs=["xs", "s0"], optimize=False)
+    return [
+        (vanilla_loop, {
+            "`rnn.scan(VanillaRNNCell(8, 8))`: `s = tanh(x_t @ U + s @ W + b)`": vanilla,
+            "the same, compiled with `optimize=False`": plain}, X, S),
+        (bare_loop, {"`tg.scan(lambda s, x: (tg.tanh(s @ W + x), None), s0, xs)`":
+                     g.compile(last, inputs=["xs", "s0"])}, X, S),
+    ]
 
 
 def million(steps: int, rounds: int) -> str:
@@ -215,21 +216,24 @@ def million(steps: int, rounds: int) -> str:
     lines = [f"### {steps:,} steps, D = H = 8, batch 1, only the last carry fetched", "",
              "| scan | scan µs/step | numpy loop µs/step | scan / numpy: median (range) | "
              "scan's peak traced memory |", "|---|---:|---:|---:|---:|"]
-    for name, (fn, loop, X, S) in long_cases(steps).items():
-        fn(X[:10], S)  # compile the body's plan and its loop before measuring
-        np.testing.assert_allclose(fn(X, S), loop(), rtol=0, atol=1e-12)
-        times = interleaved({"numpy loop": loop, "scan": lambda fn=fn, X=X, S=S: fn(X, S)},
-                            rounds, 0.0, warm_up=False)  # the check above warmed both
-        tracemalloc.start()
-        fn(X, S)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        us = {k: statistics.median(v) / steps * 1e6 for k, v in times.items()}
-        lines.append(f"| {name} | {us['scan']:.2f} | {us['numpy loop']:.2f} | "
-                     f"{ratio_cell(times['scan'], times['numpy loop'])} | "
-                     f"{peak / 2**20:.2f} MiB ({peak / 1e6:.2f} MB) |")
+    for loop, scans, X, S in long_cases(steps):
+        want = loop()
+        for fn in scans.values():  # also compiles the body's plan and loop before measuring
+            np.testing.assert_allclose(fn(X, S), want, rtol=0, atol=1e-12)
+        variants = {"numpy loop": loop} | {name: (lambda fn=fn, X=X, S=S: fn(X, S))
+                                           for name, fn in scans.items()}
+        times = interleaved(variants, rounds, 0.0, warm_up=False)  # the checks warmed them
+        for name, fn in scans.items():
+            tracemalloc.start()
+            fn(X, S)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            us = {k: statistics.median(times[k]) / steps * 1e6 for k in ("numpy loop", name)}
+            lines.append(f"| {name} | {us[name]:.2f} | {us['numpy loop']:.2f} | "
+                         f"{ratio_cell(times[name], times['numpy loop'])} | "
+                         f"{peak / 2**20:.2f} MiB ({peak / 1e6:.2f} MB) |")
     lines.append(f"\n(the fed xs, {X.nbytes / 2**20:.1f} MiB, is allocated before tracing "
-                 f"starts; {len(times['scan'])} rounds per row)")
+                 f"starts; {rounds} rounds, each loop's scans interleaved with its numpy loop)")
     return "\n".join(lines)
 
 
@@ -244,7 +248,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="rounds per rolled/unrolled row")
-    parser.add_argument("--budget", type=float, default=4.0, help="seconds per row, at most")
+    parser.add_argument("--budget", type=float, default=3.0, help="seconds per row, at most")
     parser.add_argument("--million-rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10**6, help="steps of the long scan")
     parser.add_argument("--quick", action="store_true", help="W1 and 10^5 steps only")

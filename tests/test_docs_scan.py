@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-
 from markdown_pages import run_page
 
 ROOT = Path(__file__).resolve().parent.parent
