@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck docs api dist-check clean
+.PHONY: demo test bench bench-scan lint typecheck docs api dist-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/scan_bench.py
+
+# Its own process: it limits BLAS to one thread before numpy loads.
+bench-scan: $(STAMP)
+	$(PY) benchmarks/scan_bench.py
 
 docs: $(STAMP) api
 	$(PY) docs/make_render_figures.py

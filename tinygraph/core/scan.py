@@ -209,7 +209,9 @@ def output_specs(node: Node) -> list[tuple[tuple, np.dtype]]:
     if steps is None:
         first_x = node.inputs[k] if a["num_xs"] else None
         steps = None if first_x is None else first_x.shape[0]
-    specs = [(init.shape, init.dtype) for init in node.inputs[:k]]
+    # The body's carry inputs, not init: a size-1 axis of init may grow to the batch there.
+    specs = [(body.node(n).shape, init.dtype)
+             for n, init in zip(a["inputs"][:k], node.inputs[:k], strict=True)]
     specs += [((steps, *o.shape), o.dtype) for o in outs[k:k + ny]]
     specs += [((steps, *o.shape), o.dtype) for o in outs[k + ny:]]
     return specs
