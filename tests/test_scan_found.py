@@ -39,9 +39,6 @@ def test_the_gradient_for_a_size_one_init_that_broadcasts_to_the_batch_has_its_s
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.xfail(strict=True, reason="passes/hoist.py: when hoisting takes every per-step "
-                   "read of xs out of the loop and the scan has no length attr, the rebuilt "
-                   "scan has no sequence left and runs 0 steps (returns init)")
 def test_a_carry_that_does_not_read_xs_beside_an_output_that_only_reads_xs():
     # A step counter (or any carry that ignores xs) next to a per-step output that
     # depends on x alone: hoisting moves `x * 2` out of the loop.

@@ -119,6 +119,10 @@ def _rebuild(draft: Draft, rec: Rec, kind: dict, hoisted: dict, outer: dict) -> 
     for node in needed:
         (step_in if kind[node] == "step" else fixed_in).append(node)
     outer_xs, outer_consts = [], []
+    if not step_in and a["length"] is None and a["num_xs"]:
+        # Without a sequence the loop could not tell how many steps to run: keep the first
+        # one as an input nothing in the body reads.
+        step_in.append(body.node(a["inputs"][k]))
     for i, node in enumerate(step_in):
         mapping[node] = new.input(new._unique_name(f"x{i}"), shape=node.shape, dtype=node.dtype)
         outer_xs.append(hoisted[node].id if node in hoisted else outer[node])

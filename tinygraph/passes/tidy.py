@@ -45,6 +45,8 @@ def _tidy(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
     used_outputs = set(outs[:k]) | set(outs[k:k + ny])
     dropped = [j for j in range(k, len(inputs))
                if readers.get(inputs[j], 0) == 0 and inputs[j] not in used_outputs]
+    if a["length"] is None and m and all(j in dropped for j in range(k, k + m)):
+        dropped.remove(k)  # the first sequence stays: it tells the loop how many steps
     if not fixed and not dropped:
         return
     if not kept_carries:
