@@ -33,7 +33,7 @@ import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -271,11 +271,11 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.n
             raise GraphError(f"{where}: the header claims shape {shape} {dtype} but the member "
                              f"holds {info.file_size - offset} bytes of data")
         arr = np.empty(math.prod(shape), dtype=dtype)
-        view = memoryview(arr).cast("B")
+        view = arr.data.cast("B")  # memoryview(arr): numpy types __buffer__ from 3.12 only
         done = len(head) - offset
         view[:done] = head[offset:]
         while done < nbytes:
-            got = f.readinto(view[done:])
+            got = cast(io.BufferedIOBase, f).readinto(view[done:])  # a ZipExtFile
             if not got:
                 raise GraphError(f"{where}: the member is truncated")
             done += got

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import tinygraph as tg
-from tinygraph.core.options import check_number
+from tinygraph.core.options import NumberOptions, check_number
 
 from .cells import VanillaRNNCell
 from .gated_cells import GRUCell, LSTMCell
@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> None:
     """The numeric options and output folders, checked before anything is built or run."""
-    count = {"integer": True, "error": tg.GraphError}
+    count: NumberOptions = {"integer": True, "error": tg.GraphError}
     if args.command == "demo":
         if args.steps is not None:
             check_number("--steps", args.steps, 1, **count)

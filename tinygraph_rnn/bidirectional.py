@@ -35,7 +35,7 @@ import numpy as np
 import tinygraph as tg
 from tinygraph.core.shapes import format_shape
 
-from .cells import Cell
+from .cells import Cell, _TorchLayout
 from .lengths import check_lengths, mask_of
 from .stacked import _check_cells, torch_layer_arrays
 from .stepping import ParamTable, call_step, check_output, check_state, flat, structured
@@ -96,7 +96,7 @@ class Bidirectional:
         return BidirectionalNet(self, None, name)
 
     @classmethod
-    def from_torch(cls, cell_type: type, arrays: Mapping[str, Any],
+    def from_torch(cls, cell_type: type[_TorchLayout], arrays: Mapping[str, Any],
                    **kwargs: Any) -> Bidirectional:
         """The layers of ``torch.nn.RNN/GRU/LSTM(num_layers=k, bidirectional=True)``.
 
@@ -165,6 +165,8 @@ class BidirectionalNet:
         self.params: dict[str, tg.Node] = {}
         self._initial: list[tg.Node] = []
         initial, final = [], []
+        seq: tg.Node | list[tg.Node]  # one node (a scan per direction) or one per step
+        masks: tg.Node | list[tg.Node]
         if steps is None:
             seq, masks = self.inputs, self.mask
         else:
@@ -176,7 +178,7 @@ class BidirectionalNet:
         for k in range(len(model.forward_cells)):
             outs = []
             for prefix, cell in model.directions[2 * k:2 * k + 2]:
-                width = seq.shape[-1] if steps is None else seq[0].shape[-1]
+                width = seq.shape[-1] if isinstance(seq, tg.Node) else seq[0].shape[-1]
                 if width != cell.input_size:
                     raise tg.ShapeError(f"Bidirectional: layer {k} ({cell.name}) has input_size="
                                         f"{cell.input_size} but reads {width} features (both "

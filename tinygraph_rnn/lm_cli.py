@@ -29,7 +29,7 @@ from typing import Any
 
 import tinygraph as tg
 from tinygraph.core.arrays import format_bytes, machine_memory
-from tinygraph.core.options import check_number
+from tinygraph.core.options import NumberOptions, check_number
 
 from .lm import DEFAULT_CLIP, DEFAULT_LR, CharLM
 from .lm_build import CELLS
@@ -186,7 +186,7 @@ def check_output_path(option: str, path: str) -> Path:
 def check_train_args(args: argparse.Namespace) -> None:
     """Every ``train`` option that can be checked without the model; a GraphError if one is
     wrong, before any text is read or weights allocated."""
-    count = {"integer": True, "error": tg.GraphError}
+    count: NumberOptions = {"integer": True, "error": tg.GraphError}
     check_number("--steps", args.steps, 0, **count)
     check_number("--hidden", args.hidden, 1, **count)
     check_number("--seq-len", args.seq_len, 1, **count)

@@ -25,7 +25,7 @@ shows its first and last :data:`DEFAULT_WINDOW` steps around the ellipsis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import tinygraph as tg
@@ -179,7 +179,7 @@ def draw_forward(drawing: Drawing, net: Any, shown: list[int], opts: Any, params
                                      attrs={"constraint": "false"} if back else None)
                 elif src in prev:
                     p = prev.index(src)
-                    source = src.name
+                    source: Hashable = src.name  # or an ellipsis box's key (a tuple)
                     if t in after:
                         source = ("ellipsis", after[t][0], p) if p else ("ellipsis", after[t][0])
                     on_row = template(node) in plan.spines[p]

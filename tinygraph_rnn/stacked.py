@@ -35,7 +35,7 @@ import numpy as np
 
 import tinygraph as tg
 
-from .cells import Cell, ParamSpec
+from .cells import Cell, ParamSpec, _TorchLayout
 from .stepping import ParamTable, check_output, flat
 
 __all__ = ["Stacked", "torch_layer_arrays"]
@@ -129,7 +129,8 @@ class Stacked(Cell):
         return (new_parts[0] if len(new_parts) == 1 else tuple(new_parts)), x
 
     @classmethod
-    def from_torch(cls, cell_type: type, arrays: Mapping[str, Any], **kwargs: Any) -> Stacked:
+    def from_torch(cls, cell_type: type[_TorchLayout], arrays: Mapping[str, Any],
+                   **kwargs: Any) -> Stacked:
         """The stack of ``torch.nn.RNN/GRU/LSTM(num_layers=k)`` with its weights.
 
         Parameters
@@ -186,7 +187,7 @@ def torch_layer_arrays(owner: str, arrays: Mapping[str, Any],
     used: set[str] = set()
     found = []
     for suffix in directions:
-        layers = []
+        layers: list[tuple[Any, ...]] = []
         while f"weight_ih_l{len(layers)}{suffix}" in arrays:
             k = len(layers)
             names = [f"{w}_l{k}{suffix}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]

@@ -106,6 +106,12 @@ def read_svg(svg: str) -> Picture:
     return picture
 
 
+def _by_step(shapes: list[Shape]) -> list[Shape]:
+    """The shapes of some step, in step order (stable)."""
+    stepped = [(step, i, s) for i, s in enumerate(shapes) if (step := s.step()) is not None]
+    return [s for _, _, s in sorted(stepped)]
+
+
 def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> list[str]:
     """What is wrong with an unrolled picture (an empty list: nothing).
 
@@ -116,13 +122,14 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
         if pt * PX_PER_PT > MAX_PX:
             found.append(f"{side} {pt * PX_PER_PT:.0f} px > {MAX_PX} px")
     states = [n for n in pic.having("state") if "grad" not in n.classes]
-    parts = sorted({c for n in states for c in n.classes if c.startswith("state-")}) or [None]
+    parts: list[str | None] = [  # one row per state part; [None]: one row of any part
+        *sorted({c for n in states for c in n.classes if c.startswith("state-")})] or [None]
     state_y = [n.y for n in states]
     grads = pic.having("grad", "state")  # the BPTT view's row of ∂L/∂s_t
     for kind, nodes in (("state", states), ("gradient", grads)):
         for part in parts:
             row = [n for n in nodes if part is None or part in n.classes]
-            row = sorted((n for n in row if n.step() is not None), key=lambda n: n.step())
+            row = _by_step(row)
             if not row:
                 continue
             ys = [n.y for n in row]
@@ -133,7 +140,7 @@ def problems(pic: Picture, ellipses: int | None = None, tol: float = 1.0) -> lis
                     found.append(f"{kind} of step {b.step()} is not right of step {a.step()}")
     if grads and states and not min(n.y for n in grads) > max(state_y):
         found.append("the gradient row is not under the states")
-    clusters = sorted((c for c in pic.clusters if c.step() is not None), key=lambda c: c.step())
+    clusters = _by_step(pic.clusters)
     for a, b in zip(clusters, clusters[1:], strict=False):
         same_row = a.box[1] < b.box[3] and b.box[1] < a.box[3]
         if same_row and not a.box[2] <= b.box[0] + tol:

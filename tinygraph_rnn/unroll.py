@@ -37,7 +37,7 @@ arrays per step.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -58,6 +58,12 @@ __all__ = ["unroll", "Unrolled", "MAX_STEPS"]
 MAX_STEPS = 1_000_000
 
 
+@overload
+def unroll(cell: Cell, steps: int, name: str | None = None, ids: bool = False,
+           sequence: bool = False) -> Unrolled: ...
+@overload
+def unroll(cell: Bidirectional, steps: int, name: str | None = None, ids: bool = False,
+           sequence: bool = False) -> BidirectionalNet: ...
 def unroll(cell: Cell | Bidirectional, steps: int, name: str | None = None, ids: bool = False,
            sequence: bool = False) -> Unrolled | BidirectionalNet:
     """Build ``steps`` copies of ``cell``'s step into one graph.
@@ -282,7 +288,10 @@ class Unrolled:
             groups = [self.outputs] + [[flat(s)[i] for s in self.states] for i in range(parts)]
             inputs = None if self.sequence is not None else self.inputs
             view, name, nodes = tg.passes.sequence_view(self.graph, inputs, groups)
-            self._sequence_view = (view, name or self.sequence.name, nodes)
+            if name is None:  # inputs=None: the view keeps the graph's own sequence input
+                assert self.sequence is not None
+                name = self.sequence.name
+            self._sequence_view = (view, name, nodes)
         return self._sequence_view
 
     def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:

@@ -154,7 +154,8 @@ def bptt_drawing(net: Any, loss: Any = None, window: int | None = None, steps: A
         return (*outer(t), labels[t])
 
     def gap_lines(run: range) -> tuple[str, ...]:
-        lines = (f"… {len(run)} step{'s' * (len(run) != 1)} …", f"t={run[0]} … t={run[-1]}")
+        lines: tuple[str, ...] = (f"… {len(run)} step{'s' * (len(run) != 1)} …",
+                                  f"t={run[0]} … t={run[-1]}")
         if norms is not None:
             part = norms[run[0]:run[-1] + 1]
             lines += (f"‖∂L/∂s‖ {fmt(part.min())} … {fmt(part.max())}",)
@@ -173,7 +174,8 @@ def bptt_drawing(net: Any, loss: Any = None, window: int | None = None, steps: A
         # constraint): split into stubs it left steps out of order from 10 steps on.
         drawing.split_fanout(opts.max_fanout, keep=[n.name for n in graph.nodes.values()
                                                      if n.meta.get("grad") is True])
-    boxes = sum(1 for key in drawing.boxes if key[:1] != ("anchor",))
+    boxes = sum(1 for key in drawing.boxes
+                if not (isinstance(key, tuple) and key[:1] == ("anchor",)))
     if opts.max_nodes is not None and boxes > opts.max_nodes:
         raise tg.RenderError(f"view='bptt' of {len(shown)} steps needs {boxes} boxes > "
                              f"max_nodes={opts.max_nodes}: draw fewer steps (window=, steps=) "
@@ -258,13 +260,13 @@ def _draw_backward(drawing: Drawing, net: Any, loss: tg.Node, grads: list, shown
         elif node.op == "const":
             level[node] = None
         else:
-            below = [level[r] for r in readers.get(node, ()) if level.get(r) is not None]
+            below = [lr for r in readers.get(node, ()) if (lr := level.get(r)) is not None]
             level[node] = min(below) - 1 if below else None
-        if level[node] is not None:
-            rows.setdefault(level[node], []).append(node.name)
+        if (at := level[node]) is not None:
+            rows.setdefault(at, []).append(node.name)
 
     # A "…" on the gradient row for each run of hidden steps: the gradient passes it.
-    links = {}
+    links: dict[int | None, tuple[str, int]] = {}  # looked up by step (None: outside them)
     for run in gaps(shown, T):
         key = ("gradient gap", run[0])
         drawing.add_box(key, "link", ("…",), cluster=outer(run[0]))
@@ -307,10 +309,11 @@ def _draw_backward(drawing: Drawing, net: Any, loss: tg.Node, grads: list, shown
     for node in on_row:  # the gradient entering a run of hidden steps enters its "…"
         if node in drawn or step.get(node) not in links:
             continue
+        t = step[node]
+        assert t is not None  # links are keyed by the hidden steps
         for src in node.inputs:
             if src in drawn and src in on_row:
-                look = "cut" if step[src] is not None and step[src] >= first > step[node] \
-                    else "bptt"
+                look = "cut" if (s := step[src]) is not None and s >= first > t else "bptt"
                 attrs = {**EDGE_LOOKS[look], **({"xlabel": "cut"} if look == "cut" else {})}
                 drawing.add_edge(src.name, links[step[node]], count=False, attrs=attrs,
                                  reverse=True)

@@ -67,6 +67,7 @@ def compact_drawing(net: Any, window: int | None = None, **kwargs: Any) -> Drawi
         drawing.add_box(node.name, "initial", (node.name, "initial state"))
         rows[0].append(node.name)
     runs = {run[-1] + 1: run for run in gaps(shown, T)}
+    shared: dict[tg.Node, None]  # an ordered set
     cell, shared = _cell_name(net), {}
 
     prev: list[Any] = [n.name for n in initial]

@@ -21,13 +21,23 @@ tinygraph.errors.GraphError: steps must be an int in [1, 10000000], got 10000000
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from ..errors import GraphError
 
-__all__ = ["check_number"]
+__all__ = ["NumberOptions", "check_number"]
+
+
+class NumberOptions(TypedDict, total=False):
+    """Keyword options of `check_number`, for callers that share them (``**options``)."""
+
+    low_open: bool
+    high_open: bool
+    integer: bool
+    error: type[GraphError]
+    hint: str
 
 
 def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,

@@ -92,8 +92,8 @@ class ScanKernel:
         head = order[:2]
         outs = []
         for t in head:
-            outs.append(self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params, fast))
-            outs[-1] = (list(outs[-1]), list(carry))
+            step = self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params, fast)
+            outs.append((list(step), list(carry)))
             carry = list(outs[-1][0][:k])
         ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
               for j in range(ny)]

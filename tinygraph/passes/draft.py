@@ -204,6 +204,7 @@ class Draft:
         for rec in self.live():
             node_name = rec.name if rec.name not in graph.nodes else graph._unique_name(rec.name)
             if rec.op == "param":
+                assert rec.source is not None  # params are only copied from the original graph
                 # Share the live array: in-place updates of the original show through.
                 node = graph._insert(node_name, "param", (), {}, rec.shape, rec.dtype, rec.meta)
                 node._value = rec.source.graph.param_source(rec.source)._value

@@ -115,7 +115,8 @@ def _rebuild(draft: Draft, rec: Rec, kind: dict, hoisted: dict, outer: dict) -> 
     carry_inputs = [body.node(n) for n in a["inputs"][:k]]
     for node in carry_inputs:
         mapping[node] = new.input(new._unique_name(node.name), shape=node.shape, dtype=node.dtype)
-    step_in, fixed_in = [], []
+    step_in: list[Any] = []
+    fixed_in: list[Any] = []
     for node in needed:
         (step_in if kind[node] == "step" else fixed_in).append(node)
     outer_xs, outer_consts = [], []

@@ -72,8 +72,9 @@ class _Plan:
 
 
 def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int) -> _Plan | None:
-    templates = [r.meta.get("template") for r in steps[0]]
-    if None in templates or len(set(templates)) != len(templates):
+    found = [r.meta.get("template") for r in steps[0]]
+    templates: list[str] = [name for name in found if name is not None]
+    if len(templates) != len(found) or len(set(templates)) != len(templates):
         return None
     step_of_id: dict[int, int] = {}
     by_template: list[dict[str, Rec]] = []
@@ -162,6 +163,7 @@ def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int
     if all(st == t - 1 for t, st in enumerate(steps) if t) and steps[0] is None \
             and len(set(names[1:])) == 1:
         carried, init = names[1], sources[0]
+        assert carried is not None  # a record in a step has a template (checked by the caller)
         if plan.carries.setdefault(carried, init) != init:
             return None  # two readers disagree about the carry's initial value
         return ("carry", carried)

@@ -41,6 +41,7 @@ def sequence_view(graph: Graph, inputs: Sequence[Node] | None,
     seq_name = None
     for t, node in enumerate(inputs or ()):
         if t == 0:
+            assert inputs is not None  # this loop runs over inputs
             taken = {rec.name for rec in draft.recs.values()}
             seq_name = name
             while seq_name in taken:

@@ -168,8 +168,8 @@ def _sink(draft: Draft, rec: Rec) -> None:
         lead = () if i < k else steps if a["length"] is not None else (None,)
         shape = node.shape if i < k else (*lead, *node.shape)
         if i < k:
-            shape = draft.recs[_unpack_of(draft, rec, i)].shape if _unpack_of(draft, rec, i) \
-                is not None else node.shape
+            shape = draft.recs[old].shape if (old := _unpack_of(draft, rec, i)) is not None \
+                else node.shape
         unpacked.append(draft.add("unpack", [scan], {"index": i, "shape": shape,
                                                      "dtype": node.dtype.name}))
     outer_of: dict[Any, _Value] = {}
@@ -197,7 +197,9 @@ def _sink(draft: Draft, rec: Rec) -> None:
         if not any(flags):
             out = emit(node.op, *args, **node.attrs)
         else:
-            out = OPS[node.op].batch(emit, node, args, flags)
+            rule = OPS[node.op].batch
+            assert rule is not None  # the tail holds only ops with a batch rule (above)
+            out = rule(emit, node, args, flags)
         if out is None:
             return  # a rule declined: the new scan stays unused, the old one as it was
         outer_of[node] = out

@@ -88,7 +88,9 @@ def _one_round(draft: Draft) -> bool:
             return _Value(draft, draft.add(name, [x.id for x in xs], attrs,
                                            name=f"vectorized/{name}"))
 
-        out = OPS[op].batch(emit, _Shaped(first), args, flags)
+        rule = OPS[op].batch
+        assert rule is not None  # only ops with a batch rule were grouped (above)
+        out = rule(emit, _Shaped(first), args, flags)
         if out is None:
             continue
         for t, member in members.items():
@@ -122,8 +124,8 @@ def _sum_rows(draft: Draft) -> None:
                 stack.extend(part.inputs)
             else:
                 terms.append(rid)
-        found = [_row(draft.recs[t]) for t in terms]
-        if len(terms) < 2 or None in found:
+        found = [row for t in terms if (row := _row(draft.recs[t])) is not None]
+        if len(terms) < 2 or len(found) != len(terms):
             continue
         arrays = {a for a, _ in found}
         steps = sorted(t for _, t in found)
