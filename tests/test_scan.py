@@ -363,3 +363,26 @@ def test_a_long_forward_and_backward_equals_numpy_bptt():
         carry = dz @ W.value.T
     for a, r in zip(got, (gU, gW, gb), strict=True):
         np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_carries_that_feed_each_other_survive_the_optimizer(optimize):
+    # (a, b) -> (b, a + b): b is both a sum of carries and the next a; (p, q) -> (q, p)
+    # swaps; r never changes. The passes must not mistake any of them for an accumulator
+    # or a constant.
+    g = tg.Graph()
+    xs = g.input("xs", shape=(None,))
+    init = (g.const(0.0), g.const(1.0), g.const(2.0), g.const(3.0), g.const(5.0))
+
+    def step(c, x):
+        a, b, p, q, r = c
+        return (b, a + b, q, p, r), a * x + r
+
+    final, ys = tg.scan(step, init, xs)
+    got = g.run([*final, ys], {"xs": np.arange(1.0, 8.0)}, optimize=optimize)
+    a, b, p, q, r, want = 0.0, 1.0, 2.0, 3.0, 5.0, []
+    for x in np.arange(1.0, 8.0):
+        want.append(a * x + r)
+        a, b, p, q = b, a + b, q, p
+    np.testing.assert_allclose(got[:5], [a, b, p, q, r], rtol=0, atol=0)
+    np.testing.assert_allclose(got[5], want, rtol=0, atol=1e-12)

@@ -45,6 +45,8 @@ def _accumulate(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
         cin, cout = inputs[i], outs[i]
         if cout.op != "add" or readers.get(cin, 0) != 1 or cin not in cout.inputs:
             continue
+        if cin in outs[:k + ny]:  # the carry also leaves the step (another carry, an output)
+            continue
         term = cout.inputs[1] if cout.inputs[0] is cin else cout.inputs[0]
         if term is cin or k + ny + i in read or term.shape != cin.shape:
             continue

@@ -40,7 +40,8 @@ def _tidy(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
             readers[src] = readers.get(src, 0) + 1
     # Carries that never change (and whose saved copies nobody reads) leave the loop.
     fixed = [i for i in range(k) if outs[i] is inputs[i] and k + ny + i not in read_outputs
-             and readers.get(inputs[i], 0) == 0 and inputs[i] not in outs[k:k + ny]]
+             and readers.get(inputs[i], 0) == 0 and inputs[i] not in outs[k:k + ny]
+             and inputs[i] not in [outs[j] for j in range(k) if j != i]]
     kept_carries = [i for i in range(k) if i not in fixed]
     used_outputs = set(outs[:k]) | set(outs[k:k + ny])
     dropped = [j for j in range(k, len(inputs))
