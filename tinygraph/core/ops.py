@@ -29,7 +29,7 @@ from .prim_shape import SHAPE
 from .primitives import PRIMITIVES
 from .recurrence import RECURRENCE
 from .reverse_recurrence import REVERSE_RECURRENCE
-from .scan import SCAN, UNPACK
+from .scan_rules import SCAN, UNPACK
 from .shape_rules import DtypeMismatch
 
 __all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
