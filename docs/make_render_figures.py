@@ -8,6 +8,7 @@ the same on every machine, with or without a system Graphviz:
 * ``render_values.svg``    the same graph after a run: statistics and run order;
 * ``render_collapsed.svg`` a 12-step vanilla RNN with each step collapsed to a box;
 * ``render_window.svg``    a 200-step vanilla RNN: first 2 steps, "…", last 2;
+* ``render_scan.svg``      a vanilla RNN rolled by ``rnn.scan``: one cluster, one back edge;
 * ``render_hostile.svg``   names with quotes, backslashes, ``<…>``, ``{a|b}``, ``:``.
 """
 
@@ -53,6 +54,9 @@ def main(out: Path = FIGURES) -> list[Path]:
     long_net = rnn.unroll(cell, steps=200, name="vanilla_rnn_200")
     paths.append(long_net.render(out / "render_window.svg", view="unrolled", window=2,
                                  engine="wasm"))
+
+    scanned = rnn.scan(cell, name="vanilla_rnn_scan")
+    paths.append(scanned.render(out / "render_scan.svg", engine="wasm"))
 
     h = tg.Graph('names "that break" other tools')
     with h.scope("<lambda>"):

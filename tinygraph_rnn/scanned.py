@@ -199,11 +199,30 @@ class Scanned:
         return arr, arr.ndim == 3
 
     def to_dot(self, **options: Any):
-        """The rolled picture: the scan node with its body (pure: writes nothing)."""
+        """The rolled picture (pure: writes nothing): the cell once, its state looping back.
+
+        The scan node is a cluster of class ``scan`` labelled ``scan × T
+        steps`` holding the cell's body; each state part is fed by its
+        initial value and by a back edge (class ``recurrent``) from its new
+        value; the params are drawn outside, feeding the body. See
+        :mod:`tinygraph.render.scans`; ``options`` as for
+        :func:`tinygraph.render.to_dot`. Displays in Jupyter with no system
+        Graphviz (as does the net itself).
+
+        >>> import tinygraph_rnn as rnn
+        >>> net = rnn.scan(rnn.GRUCell(input_size=2, hidden_size=3, seed=0))
+        >>> src = net.to_dot().source
+        >>> 'class="scan"' in src, src.count('class="recurrent"')
+        (True, 1)
+        """
         return self.graph.to_dot(**options)
 
     def render(self, path: Any, **options: Any) -> str:
-        """Draw the rolled picture to ``path`` (format from the suffix); returns the path."""
+        """Draw the rolled picture (:meth:`to_dot`) to ``path``; returns the path.
+
+        The format comes from the suffix (svg, png, pdf, dot); ``options`` as
+        for :func:`tinygraph.render.render` (``engine=``, ``timeout=`` too).
+        """
         return self.graph.render(path, **options)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

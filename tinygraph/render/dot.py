@@ -60,6 +60,7 @@ from .nodes import (
     scope_path,
     title_of,
 )
+from .scans import ScanFrame, add_scan, scan_edges, source_key, visible
 
 __all__ = ["to_dot", "render", "render_svg", "render_source", "draw", "options", "Options",
            "scope_path", "node_label", "node_kind", "node_values", "title_of", "flatten_nodes",
@@ -95,6 +96,8 @@ def _draw(graph: Graph, fetches: Any, elide: Sequence[tuple[Any, str]], opts: Op
     number = {node: i + 1 for i, node in enumerate(nodes)}  # schedule order = index order
     if opts.hide_params:
         nodes = [n for n in nodes if n.op != "param"]
+    pinned = flatten_nodes(graph, [f for f in (fetches, opts.outputs) if f is not None])
+    nodes = visible(nodes, pinned)  # a scan's saved carries, unless something reads them
     outputs = _outputs(graph, nodes, fetches, opts)
     values = node_values(graph, opts)
     title = title_of(opts, graph.name)
@@ -109,6 +112,8 @@ def _draw(graph: Graph, fetches: Any, elide: Sequence[tuple[Any, str]], opts: Op
 
     keys: dict[Node, Hashable] = {}
     members: dict[tuple[str, ...], int] = {}
+    expanded: dict[Node, ScanFrame] = {}  # scans drawn rolled, as a cluster of their body
+    frames: list[ScanFrame] = []
     for node in nodes:
         path = scope_path(node)
         if depth and len(path) >= depth:
@@ -116,6 +121,10 @@ def _draw(graph: Graph, fetches: Any, elide: Sequence[tuple[Any, str]], opts: Op
             keys[node] = ("scope", box)
             members[box] = members.get(box, 0) + 1
             drawing.add_box(keys[node], "scope", (), cluster=box[:-1])
+        elif node.op == "scan":
+            drawn = add_scan(drawing, node, path, keys, opts)
+            expanded[node] = drawn[0]
+            frames += drawn
         else:
             keys[node] = node.name
             label = node_label(node, opts, values.get(node),
@@ -125,9 +134,13 @@ def _draw(graph: Graph, fetches: Any, elide: Sequence[tuple[Any, str]], opts: Op
     for box, count in members.items():
         drawing.boxes[("scope", box)].lines = (box[-1], f"{count} node{'s' * (count != 1)}")
     for node in nodes:
+        if node in expanded:
+            continue  # its inputs feed boxes of its body (scan_edges)
         for src in node.inputs:
-            if src in keys and keys[src] != keys[node]:
-                drawing.add_edge(keys[src], keys[node])
+            key, label = source_key(src, keys, expanded, node)
+            if key is not None and key != keys[node]:
+                drawing.add_edge(key, keys[node], label=label)
+    back_sources = scan_edges(drawing, frames)
     for i, (group, text) in enumerate(groups):
         drawing.elide([keys[n] for n in group if n in keys], ("ellipsis", i), text)
 
@@ -139,7 +152,7 @@ def _draw(graph: Graph, fetches: Any, elide: Sequence[tuple[Any, str]], opts: Op
                              f"the middle {len(hidden)} are elided")
         drawing.elide(hidden, ("ellipsis", "max_nodes"), f"… {len(hidden)} more …")
     if opts.max_fanout is not None:
-        drawing.split_fanout(opts.max_fanout)
+        drawing.split_fanout(opts.max_fanout, keep=back_sources)
     return drawing
 
 

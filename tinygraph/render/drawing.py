@@ -35,7 +35,7 @@ from typing import Any
 from .digraph import Digraph
 from .text import escape, quote
 
-__all__ = ["STYLES", "EDGE_STYLES", "RANKDIRS", "Box", "Drawing"]
+__all__ = ["STYLES", "EDGE_STYLES", "SCAN_CLUSTER_STYLE", "RANKDIRS", "Box", "Drawing"]
 
 # One table of looks, keyed by what a box stands for.
 STYLES: dict[str, dict[str, str]] = {
@@ -67,6 +67,9 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
     "invisible": {"style": "invis"},
 }
 CLUSTER_STYLE = {"style": "rounded,dashed", "color": "#999999", "fontcolor": "#333333"}
+# A scan's body (tinygraph.render.scans): a solid frame, so it reads as one loop, not a scope.
+SCAN_CLUSTER_STYLE = {"style": "rounded,filled", "color": "#4a4a8a", "fillcolor": "#f7f7fc",
+                      "fontcolor": "#4a4a8a", "penwidth": "1.5"}
 GRAPH_STYLE = {"node": {"fontname": "Helvetica", "fontsize": "12"},
                "edge": {"fontname": "Helvetica", "fontsize": "10", "color": "#444444"}}
 RANKDIRS = ("TB", "LR", "BT", "RL")
@@ -89,7 +92,7 @@ class Box:
 
     kind: str
     lines: tuple[str, ...]
-    cluster: tuple[str, ...] = ()
+    cluster: tuple[Hashable, ...] = ()  # scope names, or any hashable with a cluster_labels entry
     ref: str | None = None  # the short name a stub of this box shows (default: first line)
     classes: str = ""  # extra SVG classes after the kind (e.g. "state step-3")
     attrs: dict[str, str] | None = None  # extra DOT attributes over the kind's style
@@ -113,7 +116,8 @@ class Drawing:
     ``label_limit`` cuts long label lines in the middle. ``ranks`` lists
     groups of box keys drawn on one row (``{rank=same}``), ``cluster_attrs``
     extra attributes per cluster path (a ``class`` among them is copied into
-    the SVG), ``graph_attrs`` extra graph attributes.
+    the SVG), ``cluster_labels`` the label lines of a cluster (default: the
+    last element of its path), ``graph_attrs`` extra graph attributes.
     """
 
     title: str | None = None
@@ -123,7 +127,8 @@ class Drawing:
     boxes: dict[Hashable, Box] = field(default_factory=dict)
     edges: dict[tuple[Hashable, Hashable], _Edge] = field(default_factory=dict)
     ranks: list[list[Hashable]] = field(default_factory=list)
-    cluster_attrs: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
+    cluster_attrs: dict[tuple[Hashable, ...], dict[str, str]] = field(default_factory=dict)
+    cluster_labels: dict[tuple[Hashable, ...], tuple[str, ...]] = field(default_factory=dict)
     graph_attrs: dict[str, str] = field(default_factory=dict)
     in_order: bool = False  # top-level boxes and clusters written in the order added
 
@@ -226,9 +231,9 @@ class Drawing:
         body += [f"\t{kind} [{_attr_list(None, attrs)}]\n" for kind, attrs in GRAPH_STYLE.items()]
 
         # Clusters: ids in order of first use; each keeps its node lines and children.
-        cluster_ids: dict[tuple[str, ...], str] = {}
-        members: dict[tuple[str, ...], list[str]] = {(): []}
-        children: dict[tuple[str, ...], list[tuple[str, ...]]] = {(): []}
+        cluster_ids: dict[tuple[Hashable, ...], str] = {}
+        members: dict[tuple[Hashable, ...], list[str]] = {(): []}
+        children: dict[tuple[Hashable, ...], list[tuple[Hashable, ...]]] = {(): []}
         ids: dict[Hashable, str] = {}
         for key, box in self.boxes.items():
             for depth in range(1, len(box.cluster) + 1):
@@ -248,7 +253,7 @@ class Drawing:
         # Graphviz's first left-to-right order follows it (an ellipsis between two
         # steps stays there); else the top-level boxes first.
         top: list[tuple[str, Any]] = []
-        seen_top: set[tuple[str, ...]] = set()
+        seen_top: set[tuple[Hashable, ...]] = set()
         root_lines = iter(members[()])
         for box in self.boxes.values():
             if not box.cluster and not self.in_order:
@@ -270,7 +275,7 @@ class Drawing:
             if action == "close":
                 body.append(f"{indent}}}\n")
                 continue
-            attrs = _attr_list(_label([path[-1]], 60),
+            attrs = _attr_list(_label(self.cluster_labels.get(path, (path[-1],)), 60),
                                {**CLUSTER_STYLE, **self.cluster_attrs.get(path, {})})
             body.append(f"{indent}subgraph {cluster_ids[path]} {{\n")
             body.append(f"{indent}\tgraph [{attrs}]\n")
