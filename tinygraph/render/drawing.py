@@ -133,7 +133,7 @@ class Drawing:
     in_order: bool = False  # top-level boxes and clusters written in the order added
 
     def add_box(self, key: Hashable, kind: str, lines: Iterable[str],
-                cluster: Iterable[str] = (), ref: str | None = None, classes: str = "",
+                cluster: Iterable[Hashable] = (), ref: str | None = None, classes: str = "",
                 attrs: dict[str, str] | None = None) -> None:
         """Add a box with label ``lines`` (user text, escaped later); a key is added once."""
         if kind not in STYLES:
