@@ -60,7 +60,7 @@ def result_shape(forward: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
     """The shape ``forward(*args)`` will have (elementwise ufunc, matmul or stack)."""
     if forward is stack_into:
         return (len(args), *np.shape(args[0]))
-    if forward is np.matmul or forward is stacked_matmul:
+    if forward is np.matmul or forward is stacked_matmul or forward is np.dot:
         a, b = args
         if a.ndim == 2 and b.ndim == 2:
             return (a.shape[0], b.shape[1])

@@ -72,7 +72,9 @@ def generate(plan: Plan, sizes: list[int]) -> tuple[Callable, str, dict[int, int
             lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
         elif target is None and _bufferable(plan, position, sizes[position]):
             backed.add(out)
-            names[f"f{out}"] = (step.forward if step.forward is stacked_matmul
+            # np.dot and the stacked matmul take out= themselves (np.dot of two matrices
+            # is about twice as fast as the np.matmul ufunc writing into a buffer).
+            names[f"f{out}"] = (step.forward if step.forward in (stacked_matmul, np.dot)
                                 else _BUFFERED_FORWARD.get(step.node.op, step.forward))
             lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
                          f"{', '.join(f'v{a}' for a in args)})")
