@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/scan_bench.py
+	$(PY) benchmarks/general.py
 
 # Its own process: it limits BLAS to one thread before numpy loads.
 bench-scan: $(STAMP)

@@ -1,0 +1,153 @@
+"""The general optimizer, measured the way users write code (issue 17's rows).
+
+Every row is a ratio to a plain numpy loop of the same maths (or hand-written
+BPTT), timed side by side in one process: interleaved rounds, medians, BLAS
+limited to one thread (threadpoolctl). Graphs are written as users write them:
+``rnn.unroll`` and ``net.run``, a loss summed per step or on stacked logits,
+``tg.grad`` of it, ``g.compile`` once.
+
+    python benchmarks/general.py            # prints a markdown table
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import tinygraph as tg
+import tinygraph_rnn as rnn
+
+sys.path.insert(0, str(Path(__file__).parent))
+import workloads as wl  # noqa: E402
+
+ROUNDS = 5
+
+
+def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict:
+    """Interleaved rounds (every variant once per round), the median of each."""
+    for f in variants.values():
+        f()
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, f in variants.items():
+            start = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - start)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def numpy_gru(X, p, H):
+    h, out = np.zeros((X.shape[1], H)), []
+    for x in X:
+        gi, gh = x @ p["W_ih"] + p["b_ih"], h @ p["W_hh"] + p["b_hh"]
+        r, z = _sigmoid(gi[:, :H] + gh[:, :H]), _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        h = (1 - z) * n + z * h
+        out.append(h)
+    return out
+
+
+def numpy_lstm(X, p, H):
+    h = c = np.zeros((X.shape[1], H))
+    out = []
+    for x in X:
+        g = x @ p["W_ih"] + p["b_ih"] + h @ p["W_hh"] + p["b_hh"]
+        i, f, o = _sigmoid(g[:, :H]), _sigmoid(g[:, H:2 * H]), _sigmoid(g[:, 3 * H:])
+        c = f * c + i * np.tanh(g[:, 2 * H:3 * H])
+        h = o * np.tanh(c)
+        out.append(h)
+    return out
+
+
+def numpy_mgu(X, p):
+    h, out = np.zeros((X.shape[1], p["U_f"].shape[0])), []
+    for x in X:
+        f = _sigmoid(x @ p["W_f"] + h @ p["U_f"] + p["b_f"])
+        h = (1 - f) * h + f * np.tanh(x @ p["W_h"] + (f * h) @ p["U_h"] + p["b_h"])
+        out.append(h)
+    return out
+
+
+def vanilla_rows() -> list[tuple[str, float, str]]:
+    rows = []
+    for p in wl.PROBLEMS:
+        xs, targets, P = p.data()
+        P = wl.aligned(P)
+        net = wl.tinygraph_net(p, P, "optimized")
+        forward = median_times({"numpy loop": lambda: wl.numpy_loop(p, xs, targets, P)(),
+                                "net.run": lambda net=net: net.run(xs)})
+        rows.append((f"vanilla {p.name} forward, `net.run` on a default unroll",
+                     forward["net.run"] / forward["numpy loop"], "numpy loop"))
+        per_step, stacked = _training(p, xs, targets, P, True), _training(p, xs, targets, P,
+                                                                           False)
+        bptt = wl.numpy_bptt(p, xs, targets, P)
+        times = median_times({"bptt": bptt, "per-step": per_step, "stacked": stacked})
+        rows.append((f"vanilla {p.name} forward+backward, loss per step",
+                     times["per-step"] / times["bptt"], "numpy BPTT"))
+        rows.append((f"vanilla {p.name} forward+backward, loss on stacked logits",
+                     times["stacked"] / times["bptt"], "numpy BPTT"))
+    return rows
+
+
+def _training(p, xs, targets, P, per_step: bool):
+    net = wl.tinygraph_net(p, P, "optimized")
+    if per_step:
+        tgt = net.graph.input("targets", shape=(p.steps, None), dtype="int64")
+        loss = tg.cross_entropy(net.logits[0], tgt[0])
+        for t in range(1, p.steps):
+            loss = loss + tg.cross_entropy(net.logits[t], tgt[t])
+        loss = loss / float(p.steps)
+    else:
+        loss = wl.tinygraph_loss(p, net)
+    grads = tg.grad(loss, [net.params[k] for k in "UWbVc"])
+    feeds = wl.tinygraph_feeds(p, net, xs)
+    feeds["targets"] = targets
+    fn = net.graph.compile([loss, *grads], inputs=list(feeds))
+    return lambda: fn(**feeds)
+
+
+def gated_rows() -> list[tuple[str, float, str]]:
+    rng = np.random.default_rng(0)
+    T, B, D = 100, 32, 64
+    X = rng.normal(size=(T, B, D))
+    rows = []
+    for name, cell, ref in [
+        ("GRU", rnn.GRUCell(input_size=D, hidden_size=256, seed=0), numpy_gru),
+        ("LSTM", rnn.LSTMCell(input_size=D, hidden_size=256, seed=0), numpy_lstm),
+    ]:
+        net = rnn.unroll(cell, T)
+        p = {k: v.value for k, v in net.params.items()}
+        times = median_times({"numpy": lambda ref=ref, p=p: ref(X, p, 256),
+                              "net.run": lambda net=net: net.run(X)})
+        rows.append((f"{name} (T=100, B=32, D=64, H=256) forward",
+                     times["net.run"] / times["numpy"], "numpy loop"))
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from test_scan import MinimalGatedUnit  # the docs' custom cell
+
+    net = rnn.unroll(MinimalGatedUnit(input_size=D, hidden_size=128, seed=0), T)
+    p = {k: v.value for k, v in net.params.items()}
+    times = median_times({"numpy": lambda: numpy_mgu(X, p), "net.run": lambda: net.run(X)})
+    rows.append(("MinimalGatedUnit (T=100, B=32, D=64, H=128) forward",
+                 times["net.run"] / times["numpy"], "numpy loop"))
+    return rows
+
+
+def table() -> str:
+    with threadpool_limits(1):
+        rows = vanilla_rows() + gated_rows()
+    lines = ["| written as a user would | tinygraph / reference | reference |", "|---|---:|---|"]
+    lines += [f"| {name} | {ratio:.2f} | {ref} |" for name, ratio, ref in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())
