@@ -83,8 +83,8 @@ def vanilla_rows() -> list[tuple[str, float, str]]:
         xs, targets, P = p.data()
         P = wl.aligned(P)
         net = wl.tinygraph_net(p, P, "optimized")
-        forward = median_times({"numpy loop": lambda: wl.numpy_loop(p, xs, targets, P)(),
-                                "net.run": lambda net=net: net.run(xs)})
+        forward = median_times({"numpy loop": wl.numpy_loop(p, xs, targets, P),
+                                "net.run": lambda net=net, xs=xs: net.run(xs)})
         rows.append((f"vanilla {p.name} forward, `net.run` on a default unroll",
                      forward["net.run"] / forward["numpy loop"], "numpy loop"))
         per_step, stacked = _training(p, xs, targets, P, True), _training(p, xs, targets, P,

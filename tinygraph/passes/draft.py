@@ -144,10 +144,12 @@ class Draft:
     def _release(self, rec_id: int) -> None:
         """Forget a record nobody reads, and then whatever only it read."""
         stack = [rec_id]
+        released: set[int] = set()  # each record lets go of its inputs once (diamonds!)
         while stack:
             dead = stack.pop()
-            if self.users[dead] or dead in self.root_set:
+            if dead in released or self.users[dead] or dead in self.root_set:
                 continue
+            released.add(dead)
             for src in set(self.recs[dead].inputs):
                 self.users[src].pop(dead, None)
                 stack.append(src)

@@ -39,8 +39,10 @@ def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
     ys = list(dict.fromkeys(n.meta["grad_y"] for n in grads))
     forward = [n for n in nodes if not n.meta.get("grad")]
     try:
-        roots = forward + [graph.node(y) for y in ys]
-    except Exception:  # noqa: BLE001 - a renamed or missing y: optimize as built
+        # The wrt nodes too: a param the loss does not read still gets its (zero) gradient.
+        roots = (forward + [graph.node(y) for y in ys]
+                 + [graph.node(n.meta["grad_of"]) for n in grads])
+    except Exception:  # noqa: BLE001 - a renamed or missing node: optimize as built
         return None
     draft = Draft(graph, roots)
     if any(rec.meta.get("grad") for rec in draft.live()):

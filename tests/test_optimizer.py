@@ -1,0 +1,104 @@
+"""The general optimizer on whole unrolled nets: one graph whatever T, values unchanged.
+
+After optimizing, a short and a long unroll of the same cell must have the
+same number of nodes (the steps rerolled into one scan; per-step losses and
+heads vectorized), apart from the T per-step input leaves the graph itself
+declares. Values are checked against the interpreter by tests/conftest.py on
+every ``g.run``; here also against hand-written numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_random_cells import RandomCell, random_recipe
+from test_scan import MinimalGatedUnit
+
+import tinygraph as tg
+import tinygraph_rnn as rnn
+from tinygraph import compiler
+
+CELLS = {
+    "vanilla": lambda: rnn.VanillaRNNCell(input_size=3, hidden_size=4, output_size=5, seed=0),
+    "gru": lambda: rnn.GRUCell(input_size=3, hidden_size=4, seed=0),
+    "lstm": lambda: rnn.LSTMCell(input_size=3, hidden_size=4, seed=0),
+    "mgu": lambda: MinimalGatedUnit(input_size=3, hidden_size=4, seed=0),
+    **{f"random{seed}": (lambda seed=seed: RandomCell(random_recipe(seed), input_size=3,
+                                                      hidden_size=4, seed=seed))
+       for seed in (0, 2, 4, 7)},
+}
+
+
+def _optimized_sizes(make, steps: int) -> tuple[int, int, bool]:
+    cell = make()
+    net = rnn.unroll(cell, steps)
+    view, seq, stacked = net._view()  # what net.run evaluates
+    forward = compiler.make_plan(view, stacked, [seq])
+    g = net.graph
+    targets = g.input("targets", shape=(steps, None), dtype="int64")
+    loss = tg.cross_entropy(net.logits[0], targets[0])  # written per step, as users do
+    for t in range(1, steps):
+        loss = loss + tg.cross_entropy(net.logits[t], targets[t])
+    grads = tg.grad(loss, list(net.params.values()))
+    training = compiler.make_plan(g, [loss, *grads], [n.name for n in net.inputs] + ["targets"])
+    inner = sum(1 for n in training.graph.nodes.values() if n.op != "input")
+    looped = any(n.op in ("scan", "recurrence", "reverse_recurrence")
+                 for n in training.graph.nodes.values())
+    return len(forward.graph), inner, looped
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_short_and_long_unrolls_optimize_to_the_same_graph(kind):
+    short, long = _optimized_sizes(CELLS[kind], 5), _optimized_sizes(CELLS[kind], 40)
+    assert short[:2] == long[:2], f"{kind}: {short} vs {long}"
+    assert short[2] and long[2]
+
+
+def test_a_per_step_loss_trains_like_the_stacked_loss():
+    cell = CELLS["vanilla"]()
+    steps, rng = 7, np.random.default_rng(3)
+    xs, ys = rng.normal(size=(steps, 2, 3)), rng.integers(0, 5, size=(steps, 2))
+    results = []
+    for per_step in (True, False):
+        net = rnn.unroll(cell, steps)
+        g = net.graph
+        targets = g.input("targets", shape=(steps, None), dtype="int64")
+        if per_step:
+            loss = tg.cross_entropy(net.logits[0], targets[0])
+            for t in range(1, steps):
+                loss = loss + tg.cross_entropy(net.logits[t], targets[t])
+            loss = loss / float(steps)
+        else:
+            loss = tg.cross_entropy(tg.stack(net.logits), targets)
+        grads = tg.grad(loss, [net.params[k] for k in ("U", "W", "b", "V", "c")])
+        feeds = {node: xs[t] for t, node in enumerate(net.inputs)}
+        feeds["targets"] = ys
+        results.append(g.run([loss, *grads], feeds))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    # and both equal a hand-written numpy forward + BPTT
+    p = {k: v for k, v in cell.params.items()}
+    s, states, loss, probs = np.zeros((2, 4)), [np.zeros((2, 4))], 0.0, []
+    for t in range(steps):
+        s = np.tanh(xs[t] @ p["U"] + s @ p["W"] + p["b"])
+        z = s @ p["V"] + p["c"]
+        e = np.exp(z - z.max(-1, keepdims=True))
+        probs.append(e / e.sum(-1, keepdims=True))
+        states.append(s)
+        loss -= np.log(probs[-1][np.arange(2), ys[t]]).sum()
+    grads = {k: np.zeros_like(v) for k, v in p.items()}
+    carry = np.zeros((2, 4))
+    for t in reversed(range(steps)):
+        do = probs[t].copy()
+        do[np.arange(2), ys[t]] -= 1.0
+        do /= steps * 2
+        grads["V"] += states[t + 1].T @ do
+        grads["c"] += do.sum(0)
+        dz = (do @ p["V"].T + carry) * (1 - states[t + 1] ** 2)
+        grads["U"] += xs[t].T @ dz
+        grads["W"] += states[t].T @ dz
+        grads["b"] += dz.sum(0)
+        carry = dz @ p["W"].T
+    np.testing.assert_allclose(results[0][0], loss / (steps * 2), rtol=1e-12)
+    for got, k in zip(results[0][1:], ("U", "W", "b", "V", "c"), strict=True):
+        np.testing.assert_allclose(got, grads[k], rtol=1e-10, atol=1e-13)
