@@ -28,7 +28,7 @@ from .reroll import reroll_pass
 from .reverse import unstack_rows
 from .vectorize import vectorize_pass
 
-__all__ = ["regrad"]
+__all__ = ["regrad", "expose_residuals"]
 
 
 def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
@@ -52,6 +52,7 @@ def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
         return None
     unstack_rows(draft)  # stack(ys[0], …, ys[T-1]) -> ys: a stacked loss reads ys itself
     vectorize_pass(draft)  # per-step losses and heads -> one op on the stacked outputs
+    expose_residuals(draft)  # the backward reads stored values instead of recomputing them
     rebuilt, built_roots = draft.build()
     by_name = dict(zip([n.name for n in roots], built_roots, strict=True))
     new_grads: dict[str, Any] = {}
@@ -72,3 +73,39 @@ def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
                                      else rebuilt.add_node("zeros_like", [target]))
     result = [new_grads[n.name] if n.name in new_grads else by_name[n.name] for n in nodes]
     return rebuilt, result
+
+
+def expose_residuals(draft: Draft) -> None:
+    """Every scan's body values as per-step outputs, so its vjp reads them stored.
+
+    The vjp of a scan reads the forward's stored per-step outputs instead of
+    replaying the body (:mod:`tinygraph.core.scan_rules`); handing out every
+    value it may need (JAX's residuals) leaves nothing to recompute. A plan
+    stores only the outputs something reads, so unread ones cost nothing.
+    """
+    live = draft.live()
+    live_ids = {r.id for r in live}
+    for rec in live:
+        if rec.op != "scan":
+            continue
+        a = rec.attrs
+        body, k, ny = a["body"], a["num_carry"], a["num_ys"]
+        outs = [body.node(n) for n in a["outputs"]]
+        present = set(outs[:k + ny])
+        extra = [n for n in body.nodes.values()
+                 if n.op not in ("input", "const", "param") and n not in present
+                 and len(n.shape) >= 1 and n.dtype.kind == "f"]
+        if not extra:
+            continue
+        users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+        if any(u.op != "unpack" for u in users):
+            continue
+        outputs = [*outs[:k + ny], *extra, *outs[k + ny:]]
+        scan = draft.add("scan", list(rec.inputs),
+                         {**a, "num_ys": ny + len(extra),
+                          "outputs": tuple(n.name for n in outputs)}, name=rec.name)
+        for u in users:
+            index = u.attrs["index"]
+            moved = index if index < k + ny else index + len(extra)
+            draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": moved},
+                                          name=u.name))
