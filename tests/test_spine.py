@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from test_scan import MinimalGatedUnit  # the custom cell of docs/rnn.md
 
 import tinygraph as tg
 import tinygraph_rnn as rnn
@@ -26,21 +27,6 @@ from tinygraph_rnn.views import render_view
 
 SVG = "{http://www.w3.org/2000/svg}"
 
-
-class MinimalGatedUnit(rnn.Cell):  # docs/rnn.md
-    def declare(self):
-        D, H = self.input_size, self.hidden_size  # noqa: N806
-        specs = {}
-        for gate in ("f", "h"):
-            specs[f"W_{gate}"] = rnn.ParamSpec((D, H))
-            specs[f"U_{gate}"] = rnn.ParamSpec((H, H))
-            specs[f"b_{gate}"] = rnn.ParamSpec((H,), init="zeros")
-        return specs
-
-    def step(self, x, h, p):
-        f = tg.sigmoid(x @ p["W_f"] + h @ p["U_f"] + p["b_f"], name="f")
-        candidate = tg.tanh(x @ p["W_h"] + (f * h) @ p["U_h"] + p["b_h"], name="candidate")
-        return (tg.add((1.0 - f) * h, f * candidate, name="h"),) * 2
 
 
 CELLS = {

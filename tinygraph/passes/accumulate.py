@@ -20,14 +20,12 @@ __all__ = ["accumulate_pass", "contract_pass"]
 
 
 def accumulate_pass(draft: Draft) -> None:
-    live = draft.live()
-    live_ids = {r.id for r in live}
-    for rec in live:
+    for rec in draft.live():
         if rec.op == "scan":
-            _accumulate(draft, rec, live_ids)
+            _accumulate(draft, rec)
 
 
-def _accumulate(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+def _accumulate(draft: Draft, rec: Rec) -> None:
     a = rec.attrs
     body, k, ny = a["body"], a["num_carry"], a["num_ys"]
     inputs = [body.node(n) for n in a["inputs"]]
@@ -36,7 +34,7 @@ def _accumulate(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
     for node in body.nodes.values():
         for src in node.inputs:
             readers[src] = readers.get(src, 0) + 1
-    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    users = draft.readers(rec.id)
     if any(u.op != "unpack" for u in users):
         return
     read = {u.attrs["index"] for u in users}

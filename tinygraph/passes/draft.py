@@ -26,7 +26,7 @@ from ..core.node import Node
 from ..core.op import OPS, infer
 from ..core.traverse import ancestors
 
-__all__ = ["Rec", "Draft", "freeze", "is_shape_helper"]
+__all__ = ["Rec", "Draft", "Value", "freeze", "is_shape_helper"]
 
 
 @dataclass
@@ -43,6 +43,14 @@ class Rec:
     key: tuple
     meta: dict[str, Any] = field(default_factory=dict)
     source: Node | None = None  # the original node, for leaves
+
+
+class Value:
+    """A draft record seen as an argument of a batch rule (``.id``, ``.shape``, ``.dtype``)."""
+
+    def __init__(self, draft: Draft, rec_id: int):
+        rec = draft.recs[rec_id]
+        self.id, self.shape, self.dtype = rec_id, rec.shape, rec.dtype
 
 
 class Draft:
@@ -68,6 +76,7 @@ class Draft:
         self._sub = 0
         self._edits = 0  # bumped by every change; live() reuses its order until then
         self._live: tuple[int, list[Rec]] = (-1, [])
+        self._live_ids: tuple[int, set[int]] = (-1, set())
 
     # ------------------------------------------------------------ editing
     def add(self, op: str, inputs: list[int], attrs: dict[str, Any] | None = None,
@@ -153,6 +162,13 @@ class Draft:
             for src in set(self.recs[dead].inputs):
                 self.users[src].pop(dead, None)
                 stack.append(src)
+
+    def readers(self, rec_id: int) -> list[Rec]:
+        """The live records reading ``rec_id`` (``users`` may still hold dead ones)."""
+        if self._live_ids[0] != self._edits:
+            self._live_ids = (self._edits, {r.id for r in self.live()})
+        live = self._live_ids[1]
+        return [self.recs[u] for u in self.users[rec_id] if u in live]
 
     def live(self) -> list[Rec]:
         """The records the roots need, inputs before users (depth-first, deterministic).

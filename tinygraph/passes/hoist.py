@@ -21,17 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.op import OPS
-from .draft import Draft, Rec
+from .draft import Draft, Rec, Value
 
 __all__ = ["hoist_pass"]
-
-
-class _Value:
-    """A draft record seen as an argument of a batch rule."""
-
-    def __init__(self, draft: Draft, rec_id: int):
-        rec = draft.recs[rec_id]
-        self.id, self.shape, self.dtype = rec_id, rec.shape, rec.dtype
 
 
 def hoist_pass(draft: Draft) -> None:
@@ -50,20 +42,20 @@ def _hoist(draft: Draft, rec: Rec) -> None:
     kind: dict[Any, str] = {}  # body node -> "carry" | "step" (batched) | "fixed" (invariant)
     for i, node in enumerate(inputs):
         kind[node] = "carry" if i < k else "step" if i < k + m else "fixed"
-    hoisted: dict[Any, _Value] = {}  # body node -> its outer value (batched if "step")
+    hoisted: dict[Any, Value] = {}  # body node -> its outer value (batched if "step")
 
-    def emit(op: str, *args: _Value, **attrs: Any) -> _Value:
-        return _Value(draft, draft.add(op, [v.id for v in args], attrs, name=f"hoisted/{op}"))
+    def emit(op: str, *args: Value, **attrs: Any) -> Value:
+        return Value(draft, draft.add(op, [v.id for v in args], attrs, name=f"hoisted/{op}"))
 
-    def value_of(node: Any) -> _Value:
-        return hoisted[node] if node in hoisted else _Value(draft, outer[node])
+    def value_of(node: Any) -> Value:
+        return hoisted[node] if node in hoisted else Value(draft, outer[node])
 
     for node in body.nodes.values():
         if node.op in ("input", "param"):
             continue
         if node.op == "const":
             kind[node] = "fixed"
-            hoisted[node] = _Value(draft, draft.add_const(node.value, name="hoisted/const"))
+            hoisted[node] = Value(draft, draft.add_const(node.value, name="hoisted/const"))
             continue
         kinds = [kind.get(src, "carry") for src in node.inputs]
         if "carry" in kinds or OPS[node.op].outputs is not None or node.op == "unpack":

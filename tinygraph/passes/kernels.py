@@ -21,13 +21,11 @@ __all__ = ["recurrence_kernel_pass"]
 
 
 def recurrence_kernel_pass(draft: Draft) -> None:
-    live = draft.live()
-    live_ids = {rec.id for rec in live}
-    for rec in live:
+    for rec in draft.live():
         if rec.op == "scan" and not rec.attrs["reverse"]:
-            _to_recurrence(draft, rec, live_ids)
+            _to_recurrence(draft, rec)
         elif rec.op == "scan":
-            _to_reverse_recurrence(draft, rec, live_ids)
+            _to_reverse_recurrence(draft, rec)
 
 
 def _strip(node: Any) -> Any:
@@ -37,7 +35,7 @@ def _strip(node: Any) -> Any:
     return node
 
 
-def _to_reverse_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     """A backward loop ``c' = ((c + g_t) * d_t) @ Wt`` handing out ``dz_t = (c + g_t) * d_t``:
     the ``reverse_recurrence`` op, ``dz_t = (g_t + dz_{t+1} @ Wt) * d_t``, from a zero carry."""
     a = rec.attrs
@@ -69,7 +67,7 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
     for y in outs[1:1 + ny]:  # shape helpers must read per-step values, like dz itself
         if any(not k <= position.get(w.inputs[1], -1) < k + m for w in _wrappers(y, dz)):
             return
-    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    users = draft.readers(rec.id)
     if any(u.op != "unpack" or not 1 <= u.attrs["index"] < 1 + ny for u in users):
         return  # the first step's carry or the saved carries are read: keep the scan
     outer = {n: rec.inputs[i] for n, i in position.items()}
@@ -102,7 +100,7 @@ def _wrappers(y: Any, inner: Any) -> list:
     return chain[::-1]
 
 
-def _to_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+def _to_recurrence(draft: Draft, rec: Rec) -> None:
     a = rec.attrs
     body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
     if k != 1 or m < 1:
@@ -126,7 +124,7 @@ def _to_recurrence(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
         return
     if len(weight.shape) != 2 or len(seq.shape) != 2 or len(carry_in.shape) != 2:
         return
-    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    users = draft.readers(rec.id)
     if any(u.op != "unpack" or u.attrs["index"] >= 1 + ny for u in users):
         return  # the saved carries are read (a gradient): keep the scan
     if not any(u.attrs["index"] >= 1 for u in users):

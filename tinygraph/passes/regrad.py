@@ -83,9 +83,7 @@ def expose_residuals(draft: Draft) -> None:
     value it may need (JAX's residuals) leaves nothing to recompute. A plan
     stores only the outputs something reads, so unread ones cost nothing.
     """
-    live = draft.live()
-    live_ids = {r.id for r in live}
-    for rec in live:
+    for rec in draft.live():
         if rec.op != "scan":
             continue
         a = rec.attrs
@@ -97,7 +95,7 @@ def expose_residuals(draft: Draft) -> None:
                  and len(n.shape) >= 1 and n.dtype.kind == "f"]
         if not extra:
             continue
-        users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+        users = draft.readers(rec.id)
         if any(u.op != "unpack" for u in users):
             continue
         outputs = [*outs[:k + ny], *extra, *outs[k + ny:]]

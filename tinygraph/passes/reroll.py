@@ -122,16 +122,13 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int) -> _Plan | Non
         plan.wiring.append(wiring)
     # Outputs: step values read from outside the steps (or fetched); reads from two or
     # more steps later would be a skip connection the body cannot carry.
-    live_ids = {r.id for r in draft.live()}
     for name in templates:
         if by_template[0][name].op in ("input", "param", "const"):
             continue  # a leaf stays as it is: readers outside keep reading it
         for t in range(count):
             rec = by_template[t][name]
-            for user in draft.users[rec.id]:
-                if user not in live_ids:
-                    continue
-                later = step_of_id.get(user)
+            for reader in draft.readers(rec.id):
+                later = step_of_id.get(reader.id)
                 if later is None:
                     if name not in plan.outputs:
                         plan.outputs.append(name)

@@ -18,8 +18,7 @@ from typing import Any
 
 from ..core.op import OPS
 from ..core.traverse import ancestors
-from .draft import Draft, Rec
-from .hoist import _Value
+from .draft import Draft, Rec, Value
 
 __all__ = ["sink_pass", "reassociate_pass"]
 
@@ -162,35 +161,33 @@ def _sink(draft: Draft, rec: Rec) -> None:
     outputs = tuple(n.name for n in [*carry_outs, *new_ys, *carry_in])
     attrs = {**a, "num_ys": len(new_ys), "outputs": outputs, "body": prune(body, outputs)}
     scan = draft.add("scan", list(rec.inputs), attrs, name=rec.name)
-    steps = (rec.attrs["length"],)
+    final_shapes = {u.attrs["index"]: u.shape for u in draft.readers(rec.id)
+                    if u.op == "unpack" and u.attrs["index"] < k}
     unpacked = []
     for i, node in enumerate([*carry_outs, *new_ys, *carry_in]):
-        lead = () if i < k else steps if a["length"] is not None else (None,)
-        shape = node.shape if i < k else (*lead, *node.shape)
-        if i < k:
-            shape = draft.recs[old].shape if (old := _unpack_of(draft, rec, i)) is not None \
-                else node.shape
+        # final carries keep the shape their readers saw; stacks lead with the steps
+        shape = final_shapes.get(i, node.shape) if i < k else (a["length"], *node.shape)
         unpacked.append(draft.add("unpack", [scan], {"index": i, "shape": shape,
                                                      "dtype": node.dtype.name}))
-    outer_of: dict[Any, _Value] = {}
+    outer_of: dict[Any, Value] = {}
     for i, node in enumerate(inputs):
         if i < k:
-            outer_of[node] = _Value(draft, unpacked[k + len(new_ys) + i])  # saved carries
+            outer_of[node] = Value(draft, unpacked[k + len(new_ys) + i])  # saved carries
         else:
-            outer_of[node] = _Value(draft, rec.inputs[i])
+            outer_of[node] = Value(draft, rec.inputs[i])
     for j, node in enumerate(new_ys):
-        outer_of.setdefault(node, _Value(draft, unpacked[k + j]))
+        outer_of.setdefault(node, Value(draft, unpacked[k + j]))
     batched_of = {node: (i < k + m) for i, node in enumerate(inputs)}
     batched_of.update({node: True for node in new_ys})
 
-    def emit(op: str, *args: _Value, **kw: Any) -> _Value:
-        return _Value(draft, draft.add(op, [v.id for v in args], kw, name=f"sunk/{op}"))
+    def emit(op: str, *args: Value, **kw: Any) -> Value:
+        return Value(draft, draft.add(op, [v.id for v in args], kw, name=f"sunk/{op}"))
 
     for node in tail:
         args, flags = [], []
         for src in node.inputs:
             if src.op == "const":
-                outer_of.setdefault(src, _Value(draft, draft.add_const(src.value)))
+                outer_of.setdefault(src, Value(draft, draft.add_const(src.value)))
                 batched_of.setdefault(src, False)
             args.append(outer_of[src])
             flags.append(batched_of[src])
@@ -204,8 +201,7 @@ def _sink(draft: Draft, rec: Rec) -> None:
             return  # a rule declined: the new scan stays unused, the old one as it was
         outer_of[node] = out
         batched_of[node] = any(flags)
-    live_ids = {r.id for r in draft.live()}
-    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    users = draft.readers(rec.id)
     if any(u.op != "unpack" for u in users) or any(
             ys[u.attrs["index"] - k] in tail_set and not batched_of[ys[u.attrs["index"] - k]]
             for u in users if k <= u.attrs["index"] < k + ny):
@@ -220,9 +216,3 @@ def _sink(draft: Draft, rec: Rec) -> None:
                           else unpacked[k + new_ys.index(y)])
         else:
             draft.replace(u.id, unpacked[k + len(new_ys) + index - k - ny])
-
-def _unpack_of(draft: Draft, rec: Rec, index: int) -> int | None:
-    for u in draft.users[rec.id]:
-        if draft.recs[u].op == "unpack" and draft.recs[u].attrs["index"] == index:
-            return u
-    return None

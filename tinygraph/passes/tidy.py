@@ -18,19 +18,17 @@ __all__ = ["tidy_pass"]
 
 
 def tidy_pass(draft: Draft) -> None:
-    live = draft.live()
-    live_ids = {r.id for r in live}
-    for rec in live:
+    for rec in draft.live():
         if rec.op == "scan":
-            _tidy(draft, rec, live_ids)
+            _tidy(draft, rec)
 
 
-def _tidy(draft: Draft, rec: Rec, live_ids: set[int]) -> None:
+def _tidy(draft: Draft, rec: Rec) -> None:
     a = rec.attrs
     body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
     inputs = [body.node(n) for n in a["inputs"]]
     outs = [body.node(n) for n in a["outputs"]]
-    users = [draft.recs[u] for u in draft.users[rec.id] if u in live_ids]
+    users = draft.readers(rec.id)
     if any(u.op != "unpack" for u in users):
         return
     read_outputs = {u.attrs["index"] for u in users}

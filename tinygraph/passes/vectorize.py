@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.op import OPS
-from .draft import Draft, Rec, freeze
-from .hoist import _Value
+from .draft import Draft, Rec, Value, freeze
 
 __all__ = ["vectorize_pass"]
 
@@ -81,11 +80,11 @@ def _one_round(draft: Draft) -> bool:
         if sorted(members) != list(range(count)) or any(lengths[a] != count for a in arrays):
             continue
         first = draft.recs[members[0]]
-        args = [_Value(draft, a) for _, a in signature]
+        args = [Value(draft, a) for _, a in signature]
         flags = [kind == "row" for kind, _ in signature]
 
-        def emit(name: str, *xs: _Value, **attrs: Any) -> _Value:
-            return _Value(draft, draft.add(name, [x.id for x in xs], attrs,
+        def emit(name: str, *xs: Value, **attrs: Any) -> Value:
+            return Value(draft, draft.add(name, [x.id for x in xs], attrs,
                                            name=f"vectorized/{name}"))
 
         rule = OPS[op].batch
@@ -110,8 +109,7 @@ class _Shaped:
 def _sum_rows(draft: Draft) -> None:
     """An add tree whose terms are rows 0 … T-1 of one array -> ``sum(array, axis=0)``."""
     live = draft.live()
-    live_ids = {rec.id for rec in live}
-    users = {rec.id: [u for u in draft.users[rec.id] if u in live_ids] for rec in live}
+    users = {rec.id: draft.readers(rec.id) for rec in live}
     for rec in live:
         if rec.op != "add" or rec.id not in draft.recs:
             continue
