@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
 from .primitives import sigmoid_forward
 from .shape_rules import DtypeMismatch, Spec
@@ -68,6 +69,8 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
         a, b = a + b, None  # small steps: one add over all of them beats one per step
     states = np.empty(a.shape, dtype)
     z = np.empty(step, dtype)
+    if len(a) >= LOOP_WEIGHT_MIN_STEPS:
+        w = loop_weight(w)
     dot, add = np.dot, np.add
     prev = s0
     # Iterating an array yields its rows as views, at C speed.

@@ -89,6 +89,15 @@ def bind(node: Node) -> Callable:
     return bind_forward(node.op, node.attrs, [n.dtype for n in node.inputs], node.dtype)
 
 
+def _fresh_scan_output(node: Node) -> bool:
+    """A scan's stacked per-step output: an array its kernel allocates on every run.
+
+    (A final carry may be the init, a captured value or a row of a sequence.)
+    """
+    return (node.op == "unpack" and node.inputs[0].op == "scan"
+            and node.attrs["index"] >= node.inputs[0].attrs["num_carry"])
+
+
 class Plan:
     """``fetches`` of ``graph`` compiled for the inputs named in ``fed``.
 
@@ -211,8 +220,9 @@ class Plan:
         """
         leaving = set(self.fetch_slots)
         for step in reversed(self.steps):
-            if step.out in leaving and not OPS[step.node.op].fresh:
-                leaving.update(step.args)
+            if step.out not in leaving or OPS[step.node.op].fresh or _fresh_scan_output(step.node):
+                continue
+            leaving.update(step.args)
         return leaving
 
     def _values_seen_through_views(self) -> set[int]:

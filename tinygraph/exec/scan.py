@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
 from ..core.node import Node
 from ..errors import EvaluationError, FeedError, GraphError
 
@@ -64,6 +65,7 @@ class ScanKernel:
                          fed=a["inputs"])
         position = {name: i for i, name in enumerate(a["inputs"])}
         self.arg_of_input = [position[n.name] for _, n in self.plan.inputs]
+        self.weights = self._loop_weights(a["inputs"])
         everything = set(range(2 * self.k + self.ny))
         self.needed = everything if needed is None else set(needed) | set(range(self.k))
         self._loop: Any = None
@@ -78,8 +80,28 @@ class ScanKernel:
         except Exception:  # noqa: BLE001 - rerun the plain way: its error names the node
             return self._run(args, steps, fast=False)
 
+    def _loop_weights(self, names: Sequence[str]) -> list[int]:
+        """The captured values (argument positions) the body reads only as ``rows @ w``.
+
+        They are handed to the loop column-major (:func:`~tinygraph.core.arrays.loop_weight`):
+        one copy per run, a faster product on every step.
+        """
+        readers: dict[str, list[tuple[Node, int]]] = {}
+        for step in self.plan.steps:
+            for slot, src in enumerate(step.node.inputs):
+                readers.setdefault(src.name, []).append((step.node, slot))
+        start = self.k + self.m
+        return [j for j in range(start, len(names))
+                if readers.get(names[j]) and all(
+                    node.op == "matmul" and slot == 1 and len(node.inputs[1].shape) == 2
+                    for node, slot in readers[names[j]])]
+
     def _run(self, args: Sequence[np.ndarray], steps: int, fast: bool) -> tuple:
         k, m, ny = self.k, self.m, self.ny
+        if steps >= LOOP_WEIGHT_MIN_STEPS and self.weights:
+            args = list(args)
+            for j in self.weights:
+                args[j] = loop_weight(args[j])
         carry = list(args[:k])
         xs = args[k:k + m]
         plan = self.plan
