@@ -187,9 +187,90 @@ def torch_rows() -> list[tuple[str, float, str]]:
     return rows
 
 
+def mgu_torch_row(torch) -> tuple[str, float, str]:
+    """The MinimalGatedUnit (docs/rnn.md) forward+backward against the same cell as a
+    PyTorch eager loop (autograd through T steps of its equations), linear head and
+    per-step mean cross-entropy."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from test_scan import MinimalGatedUnit  # the docs' custom cell
+
+    T, B, D, H, V = 100, 32, 64, 128, 64
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(T, B, D)), rng.integers(0, V, (T, B))
+    net = rnn.unroll(MinimalGatedUnit(input_size=D, hidden_size=H, seed=0), T)
+    g = net.graph
+    V_out = g.param("V_out", rng.normal(size=(H, V)) / np.sqrt(H))
+    c_out = g.param("c_out", np.zeros(V))
+    targets = g.input("targets", shape=(T, None), dtype="int64")
+    loss = tg.cross_entropy(net.outputs[0] @ V_out + c_out, targets[0])
+    for t in range(1, T):
+        loss = loss + tg.cross_entropy(net.outputs[t] @ V_out + c_out, targets[t])
+    loss = loss / float(T)
+    params = [*net.params.values(), V_out, c_out]
+    fn = g.compile([loss, *tg.grad(loss, params)], inputs=[*net.inputs, targets])
+    feeds = {n.name: X[t] for t, n in enumerate(net.inputs)} | {"targets": Y}
+    tp = {n.name: torch.tensor(n.value, requires_grad=True) for n in params}
+    xt, yt = torch.tensor(X), torch.tensor(Y)
+
+    def torch_step():
+        for p in tp.values():
+            p.grad = None
+        h, total = torch.zeros(B, H, dtype=torch.float64), 0.0
+        for t in range(T):
+            f = torch.sigmoid(xt[t] @ tp["W_f"] + h @ tp["U_f"] + tp["b_f"])
+            cand = torch.tanh(xt[t] @ tp["W_h"] + (f * h) @ tp["U_h"] + tp["b_h"])
+            h = (1 - f) * h + f * cand
+            total = total + torch.nn.functional.cross_entropy(h @ tp["V_out"] + tp["c_out"],
+                                                              yt[t])
+        (total / T).backward()
+
+    times = median_times({"torch": torch_step, "tinygraph": lambda: fn(**feeds)})
+    return ("MinimalGatedUnit (T=100, B=32, D=64, H=128) forward+backward, loss per step",
+            times["tinygraph"] / times["torch"], "PyTorch eager loop")
+
+
+def charlm_row(torch, steps: int = 20) -> tuple[str, float, str]:
+    """A ``CharLM`` training step (the demo's sizes: H=64, 25 steps, 32 streams) against
+    the same model in PyTorch: ``nn.RNN`` on one-hot inputs, ``nn.Linear``, mean
+    cross-entropy, ``clip_grad_norm_``, ``Adam``, one thread, float64."""
+    from tinygraph_rnn.lm_cli import DEMO_SIZES
+    from tinygraph_rnn.vocab import load_corpus
+
+    lm = rnn.CharLM.from_text(load_corpus(), seed=0, **DEMO_SIZES)
+    V, H, k, B = len(lm.vocab), DEMO_SIZES["hidden_size"], lm.seq_len, lm.batch_size
+    windows = [lm.data.window(i, k, B) for i in range(steps)]
+    model, head = torch.nn.RNN(V, H).double(), torch.nn.Linear(H, V).double()
+    params = [*model.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=0.01)
+    eye = torch.eye(V, dtype=torch.float64)
+    state = [torch.zeros(1, B, H, dtype=torch.float64)]
+
+    def torch_train():
+        for x, y in windows:
+            opt.zero_grad()
+            out, h = model(eye[torch.from_numpy(x)], state[0])
+            loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V),
+                                                     torch.from_numpy(y).reshape(-1))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            state[0] = h.detach()
+
+    times = median_times({"torch": torch_train,
+                          "tinygraph": lambda: lm.train(steps, verbose=False)})
+    return ("`CharLM` training step (H=64, 25 steps, batch 32, Adam, clipping)",
+            times["tinygraph"] / times["torch"], "PyTorch nn.RNN + Linear + Adam")
+
+
 def table() -> str:
     with threadpool_limits(1):
         rows = vanilla_rows() + gated_rows() + torch_rows()
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        if torch is not None:
+            rows += [mgu_torch_row(torch), charlm_row(torch)]
     lines = ["| written as a user would | tinygraph / reference | reference |", "|---|---:|---|"]
     lines += [f"| {name} | {ratio:.2f} | {ref} |" for name, ratio, ref in rows]
     return "\n".join(lines)

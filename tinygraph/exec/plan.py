@@ -44,6 +44,7 @@ from ..core.op import LEAF_OPS, OPS, bind_forward
 from ..core.shape_rules_numpy import to_numpy_index
 from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
+from .allocator import tune_allocator
 from .buffers import stacked_matmul
 from .codegen import generate
 from .feeds import missing_feed
@@ -119,6 +120,7 @@ class Plan:
     @gc_paused()
     def __init__(self, graph: Graph, fetches: Any, fed: Sequence[str] = (),
                  fallback: Callable[[], Plan] | None = None):
+        tune_allocator()  # once per process: freed temporaries stay mapped (allocator.py)
         self.graph = graph
         self.fetches = Fetches(graph, fetches)
         roots = self.fetches.nodes
