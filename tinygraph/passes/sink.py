@@ -134,14 +134,18 @@ def _sink(draft: Draft, rec: Rec) -> None:
             stack.extend(node.inputs)
     for_ys = set(ancestors(body, ys))
     # Sinkable: feeds no carry, some output needs it, has a batch rule, and reads only
-    # inputs, consts, loop values or other sinkable nodes. Outputs that are not sinkable
-    # stay outputs of the loop (with what they need).
+    # inputs, consts, loop values on the carry path or other sinkable nodes — or is a
+    # matmul, which may read any loop value: ``x_tᵀ dz_t`` then runs as one product on
+    # the stacks instead of T small ones (elementwise work stays in the loop, where its
+    # values are in cache). The loop values read become per-step outputs; outputs
+    # that are not sinkable stay in the loop (with what they need).
     tail, sinkable = [], set()
     for n in body.nodes.values():
         if (n in for_ys and n not in on_path and n.op not in ("input", "const")
                 and OPS[n.op].batch is not None
-                and all(src in sinkable or src in on_path or src.op in ("input", "const")
-                        for src in n.inputs)):
+                and (n.op == "matmul" or all(
+                    src in sinkable or src in on_path or src.op in ("input", "const")
+                    for src in n.inputs))):
             tail.append(n)
             sinkable.add(n)
     if not any(y in sinkable for y in ys):
