@@ -223,7 +223,11 @@ def mgu_torch_row(torch) -> tuple[str, float, str]:
             total = total + torch.nn.functional.cross_entropy(h @ tp["V_out"] + tp["c_out"],
                                                               yt[t])
         (total / T).backward()
+        return float(total.detach()) / T
 
+    ours, theirs = float(fn(**feeds)[0]), torch_step()
+    if abs(ours - theirs) > 1e-10:  # the same maths, else the timing compares nothing
+        raise AssertionError(f"MGU losses differ: tinygraph {ours!r}, torch {theirs!r}")
     times = median_times({"torch": torch_step, "tinygraph": lambda: fn(**feeds)})
     return ("MinimalGatedUnit (T=100, B=32, D=64, H=128) forward+backward, loss per step",
             times["tinygraph"] / times["torch"], "PyTorch eager loop")
