@@ -512,3 +512,35 @@ def test_comparisons_that_only_pick_and_stop_gradient_do_not_raise():
     unrelated = tg.sum(g.input("z", shape=(2,)))  # y does not depend on x at all: zeros
     np.testing.assert_array_equal(g.run(tg.grad(unrelated, x), {"x": xs, "z": np.ones(2)}),
                                   np.zeros(3))
+
+
+def _slice_sum_grads(pieces, join):
+    """d/dx of sum_k sum(x[:, lo_k:hi_k] * w_k) through backprop; the node and its value."""
+    from tinygraph.core.backprop import backprop
+
+    g = tg.Graph()
+    x = g.input("x", shape=(2, 6))
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(2, hi - lo)) for lo, hi in pieces]
+    loss = None
+    for (lo, hi), w in zip(pieces, weights, strict=True):
+        term = tg.sum(x[:, lo:hi] * g.const(w))
+        loss = term if loss is None else loss + term
+    (gx,) = backprop(g, [(loss, g.const(1.0))], [x], join_slices=join)
+    expected = np.zeros((2, 6))
+    for (lo, hi), w in zip(pieces, weights, strict=True):
+        expected[:, lo:hi] += w
+    return gx, g.run(gx, {"x": np.ones((2, 6))}), expected
+
+
+def test_adjoints_of_slices_that_tile_an_array_are_one_concat():
+    gx, value, expected = _slice_sum_grads([(0, 2), (2, 4), (2, 4), (4, 6)], join=True)
+    assert gx.op == "concat"
+    np.testing.assert_array_equal(value, expected)
+
+
+def test_slices_that_leave_a_gap_or_are_not_asked_to_join_stay_sums():
+    for pieces, join in [([(0, 2), (3, 6)], True), ([(0, 3), (3, 6)], False)]:
+        gx, value, expected = _slice_sum_grads(pieces, join)
+        assert gx.op == "add"
+        np.testing.assert_array_equal(value, expected)

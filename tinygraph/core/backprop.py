@@ -38,12 +38,15 @@ __all__ = ["backprop"]
 
 
 def backprop(graph: Graph, seeds: Sequence[tuple[Node, Node]],
-             targets: Sequence[Node]) -> list[Node | None]:
+             targets: Sequence[Node], join_slices: bool = False) -> list[Node | None]:
     """Nodes computing, for each target, the sum over ``seeds`` ``(out, cot)`` of ``cot · ∂out``.
 
     Returns one node per target, or ``None`` for a target no seeded output
     depends on. Raises :class:`~tinygraph.GraphError` naming the node when
-    an op on the way has no vjp rule.
+    an op on the way has no vjp rule. ``join_slices``: adjoints of slices
+    that tile an array are joined by one ``concat`` (see :func:`_sum_of`);
+    the getitem adjoints it replaces stay in the graph, unused, so this is
+    for graphs users do not see (a scan's backward body).
     """
     order = ancestors(graph, [out for out, _ in seeds])
     # Forward mark: which nodes lie downstream of some target (only they need cotangents).
@@ -68,9 +71,7 @@ def backprop(graph: Graph, seeds: Sequence[tuple[Node, Node]],
             count = OPS[node.op].outputs(node)  # type: ignore[misc]  # multi-output ops define outputs
             total = [by_output.get(i) for i in range(count)]
         else:
-            total = parts[0]  # type: ignore[index]  # parts is set when by_output is None
-            for part in parts[1:]:  # type: ignore[index]
-                total = graph.add_node("add", [total, part])
+            total = _sum_of(graph, parts, join_slices)  # type: ignore[arg-type]  # parts is set
             totals[node.index] = total
         if node.op in LEAF_OPS:
             continue
@@ -102,3 +103,61 @@ def _push(node: Node, total: object, needs: tuple[bool, ...],
     for src, want, part in zip(node.inputs, needs, outs, strict=True):
         if want and part is not None:
             pending.setdefault(src.index, []).append(part)
+
+
+def _sum_of(graph: Graph, parts: list[Node], join_slices: bool) -> Node:
+    """The parts added in order — or, when they are the adjoints of slices that tile one
+    array along one axis (a GRU's ``gh[:, :H]``, ``gh[:, H:2H]``, ``gh[:, 2H:]``), one
+    ``concat`` of them: no zero-filled arrays of the whole shape and no adds of them.
+    Equal slices are added first; the values are the same (the zeros added nothing)."""
+    tiles = _tiles(parts) if join_slices else None
+    if tiles is None:
+        total = parts[0]
+        for part in parts[1:]:
+            total = graph.add_node("add", [total, part])
+        return total
+    axis, groups = tiles
+    pieces = []
+    for group in groups:
+        piece = group[0].inputs[0]
+        for part in group[1:]:
+            piece = graph.add_node("add", [piece, part.inputs[0]])
+        pieces.append(piece)
+    return graph.add_node("concat", pieces, {"axis": axis})
+
+
+def _tiles(parts: list[Node]) -> tuple[int, list[list[Node]]] | None:
+    """(axis, parts grouped by slice in slice order) if ``parts`` tile their array, else None."""
+    if len(parts) < 2 or any(p.op != "getitem_grad" for p in parts):
+        return None
+    like = parts[0].inputs[1]
+    if any(p.inputs[1] is not like or p.inputs[0].dtype != p.dtype for p in parts):
+        return None
+    spans: dict[tuple[int, int], list[Node]] = {}
+    axes = set()
+    for part in parts:
+        index = part.attrs["index"]
+        if len(index) != len(like.shape) or any(not isinstance(i, tuple) for i in index):
+            return None
+        cut = [k for k, (start, stop, step) in enumerate(index)
+               if (start, stop, step) != (None, None, None)]
+        if len(cut) != 1:
+            return None
+        k = cut[0]
+        start, stop, step = index[k]
+        size = like.shape[k]
+        if size is None or step not in (None, 1):
+            return None
+        span = (0 if start is None else start, size if stop is None else stop)
+        if not 0 <= span[0] < span[1] <= size:
+            return None
+        axes.add(k)
+        spans.setdefault(span, []).append(part)
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    order = sorted(spans)
+    edges = [0, *[end for _, end in order]]
+    if [start for start, _ in order] != edges[:-1] or edges[-1] != like.shape[axis]:
+        return None
+    return axis, [spans[span] for span in order]

@@ -87,7 +87,7 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     seeds = [(mapping[body_outs[i]], cot_in[i]) for i in range(k)]
     seeds += [(mapping[body_outs[k + j]], g) for (j, _), g in zip(y_cots, gy_t, strict=True)]
     targets = [*carry_t, *[x_t[j] for j in x_wanted], *[const_t[j] for j in const_wanted]]
-    found = backprop(bwd, seeds, targets)
+    found = backprop(bwd, seeds, targets, join_slices=True)
     zeros = [f if f is not None else bwd.add_node("zeros_like", [t])
              for f, t in zip(found, targets, strict=True)]
     d_carry = zeros[:k]
