@@ -287,7 +287,7 @@ def test_a_malformed_body_is_refused_on_load(edit):
     start = time.perf_counter()
     with pytest.raises(tg.FormatError):
         tg.load(_tampered(edit))
-    assert time.perf_counter() - start < 0.5  # refused before any work: well under 0.5 s even on a busy machine
+    assert time.perf_counter() - start < 0.5  # refused before any work, even on a busy machine
 
 
 def test_bad_steps_raise_graph_errors_naming_the_scan():
