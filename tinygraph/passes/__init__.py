@@ -58,7 +58,7 @@ from .reverse import fuse_reverse_recurrences
 from .reverse import unstack_rows as _unstack_rows
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
-from .tidy import tidy_pass
+from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "reroll", "hoist",
            "sequence_view", "regrad",
@@ -194,8 +194,11 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # The general mechanism first (reroll into scan before CSE merges the steps' equal consts,
 # hoist and sink around the loop, one fused kernel for plain recurrences); the older
 # matchers still serve training graphs.
-OPTIMIZE_PASSES: list[Pass] = [reroll_pass, reassociate_pass, hoist_pass, accumulate_pass,
-                               sink_pass, contract_pass, tidy_pass, recurrence_kernel_pass,
+# The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
+# forward outputs unread, and without them the forward body regroups and hoists further.
+_LOOP_PASSES: list[Pass] = [unread_outputs_pass, reassociate_pass, hoist_pass, accumulate_pass,
+                            sink_pass, contract_pass, tidy_pass, saved_carries_pass]
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
                                _fold, _cse,
                                _onehot_take, batch_pass, _bias_into_table, fuse_recurrences,
                                fuse_reverse_recurrences, _unstack_rows, _cse]

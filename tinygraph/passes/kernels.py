@@ -16,16 +16,21 @@ from typing import Any
 from ..core.op import OPS
 from ..core.recurrence import ACTIVATIONS
 from .draft import Draft, Rec
+from .tidy import unread_outputs_pass
 
 __all__ = ["recurrence_kernel_pass"]
 
 
 def recurrence_kernel_pass(draft: Draft) -> None:
+    # Backward loops first: the fused one no longer reads the forward values it only
+    # checked shapes against, and a forward scan freed of those outputs may fuse too.
+    for rec in draft.live():
+        if rec.op == "scan" and rec.attrs["reverse"]:
+            _to_reverse_recurrence(draft, rec)
+    unread_outputs_pass(draft)
     for rec in draft.live():
         if rec.op == "scan" and not rec.attrs["reverse"]:
             _to_recurrence(draft, rec)
-        elif rec.op == "scan":
-            _to_reverse_recurrence(draft, rec)
 
 
 def _strip(node: Any) -> Any:
@@ -76,8 +81,11 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     # kernel checks at run time that every per-step input has the same steps and batch
     # (else the plan runs the graph as built). Their likes are recomputed forward values;
     # the checked inputs are already there.
+    # A forward scan's stored output is allocated in the shape its first two steps
+    # broadcast to, so it cannot show a batch broadcast: it is no like worth reading.
     likes = [rec.inputs[i] for i in range(k, k + m)
-             if len(inputs[i].shape) >= 1 and len(draft.recs[rec.inputs[i]].shape) >= 2]
+             if len(inputs[i].shape) >= 1 and len(draft.recs[rec.inputs[i]].shape) >= 2
+             and not _stored_by_a_scan(draft, rec.inputs[i])]
     dz_all = draft.add("reverse_recurrence", [outer[g], outer[slope], outer[weight], *likes],
                        name=rec.name)
     for u in users:
@@ -89,6 +97,14 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
             value = draft.add(wrapper.op, [value, outer.get(wrapper.inputs[1], value)],
                               name=f"{rec.name}/{wrapper.op}")
         draft.replace(u.id, value)
+
+
+def _stored_by_a_scan(draft: Draft, value: int) -> bool:
+    rec = draft.recs[value]
+    if rec.op != "unpack":
+        return False
+    scan = draft.recs[rec.inputs[0]]
+    return scan.op == "scan" and rec.attrs["index"] >= scan.attrs["num_carry"]
 
 
 def _wrappers(y: Any, inner: Any) -> list:

@@ -1,4 +1,4 @@
-"""Tidying scans after the other passes: inputs nobody reads, carries that never change.
+"""Tidying scans: per-step outputs nobody reads, inputs nobody reads, carries that never change.
 
 Hoisting, sinking and accumulating leave scans with body inputs no body node
 reads (their values moved out of the loop) and carries whose new value is
@@ -6,6 +6,11 @@ the old one (a sum moved after the loop). Both cost a slice or a copy per
 step for nothing; :func:`tidy_pass` drops them: an unread input leaves the
 scan, and a carry that never changes leaves it too, its final value being
 its initial one.
+
+:func:`unread_outputs_pass` runs first: training stores every body value as a
+per-step output (:func:`tinygraph.passes.regrad`), and the backward reads only
+some of them. The others leave the scan, so the body's sums can be regrouped
+and hoisted (a stored value is a fixed point of the body those passes keep).
 """
 
 from __future__ import annotations
@@ -13,8 +18,76 @@ from __future__ import annotations
 from typing import Any
 
 from .draft import Draft, Rec
+from .sink import prune
 
-__all__ = ["tidy_pass"]
+__all__ = ["tidy_pass", "unread_outputs_pass", "saved_carries_pass"]
+
+
+def saved_carries_pass(draft: Draft) -> None:
+    """Saved carries rebuilt from the stacked new carries: ``[init, c_0, …, c_{T-2}]``.
+
+    When a carry's new value is also a per-step output (a cell's state), the
+    loop need not copy the old carry every step: the saved carries are the
+    initial one followed by all stacked new ones but the last. One copy after
+    the loop instead of one per step, and a loop that stores nothing extra.
+    """
+    for rec in draft.live():
+        if rec.op == "scan":
+            _saved_from_outputs(draft, rec)
+
+
+def _saved_from_outputs(draft: Draft, rec: Rec) -> None:
+    a = rec.attrs
+    k, ny = a["num_carry"], a["num_ys"]
+    outs = a["outputs"]
+    users = draft.readers(rec.id)
+    if any(u.op != "unpack" for u in users):
+        return
+    stacked_by_index = {u.attrs["index"]: u for u in users}
+    for u in users:
+        i = u.attrs["index"] - k - ny
+        if i < 0 or outs[i] not in outs[k:k + ny]:
+            continue
+        j = k + outs[k:k + ny].index(outs[i])
+        stacked = stacked_by_index.get(j)
+        if stacked is None:
+            stacked = draft.recs[draft.add("unpack", [rec.id], {
+                "index": j, "shape": u.shape, "dtype": u.dtype.name}, name=f"{rec.name}.out{j}")]
+            stacked_by_index[j] = stacked
+        first = draft.add("getitem", [stacked.id], {"index": (0,)}, name=f"{u.name}/first")
+        init = draft.add("broadcast_to", [rec.inputs[i], first], name=f"{u.name}/init")
+        head = draft.add("expand_dims", [init], {"axis": 0}, name=f"{u.name}/head")
+        rest = draft.add("getitem", [stacked.id], {"index": ((None, -1, None),)},
+                         name=f"{u.name}/rest")
+        draft.replace(u.id, draft.add("concat", [head, rest], {"axis": 0}, name=u.name))
+
+
+def unread_outputs_pass(draft: Draft) -> None:
+    for rec in draft.live():
+        if rec.op == "scan":
+            _drop_unread_outputs(draft, rec)
+
+
+def _drop_unread_outputs(draft: Draft, rec: Rec) -> None:
+    a = rec.attrs
+    k, ny = a["num_carry"], a["num_ys"]
+    users = draft.readers(rec.id)
+    if any(u.op != "unpack" for u in users):
+        return
+    read = {u.attrs["index"] for u in users}
+    kept = [j for j in range(ny) if k + j in read]
+    if len(kept) == ny:
+        return
+    names = a["outputs"]
+    outputs = (*names[:k], *[names[k + j] for j in kept], *names[k + ny:])
+    attrs = {**a, "num_ys": len(kept), "outputs": outputs, "body": prune(a["body"], outputs)}
+    scan = draft.add("scan", list(rec.inputs), attrs, name=rec.name)
+    new_y = {k + j: k + i for i, j in enumerate(kept)}
+    for u in users:
+        index = u.attrs["index"]
+        target = index if index < k else new_y.get(index, index - (ny - len(kept)))
+        draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": target},
+                                      name=u.name))
 
 
 def tidy_pass(draft: Draft) -> None:
