@@ -71,3 +71,27 @@ def test_a_cell_of_your_own_and_mistakes():
         rnn.CharLM.from_text(TEXT, cell=Peephole(input_size=3, hidden_size=4), **TINY)
     with pytest.raises(tg.GraphError, match="'gru'"):
         rnn.CharLM.from_text(TEXT, cell="transformer", **TINY)
+
+
+def test_a_checkpoint_with_one_hot_inputs_still_trains_and_samples_the_same(tmp_path, monkeypatch):
+    """Models were built with one-hot step inputs before they took ids: such a checkpoint
+    loads, trains to the same losses and samples the same text as an ids model."""
+    from tinygraph_rnn import lm_build
+
+    text = "the cat sat on the mat. " * 30
+    built_with_ids = lm_build.unroll
+
+    def one_hot_unroll(cell, steps, name=None, ids=False):
+        return built_with_ids(cell, steps, name=name)
+
+    monkeypatch.setattr(lm_build, "unroll", one_hot_unroll)
+    old = rnn.CharLM.from_text(text, hidden_size=8, seq_len=5, batch_size=2, seed=3)
+    monkeypatch.undo()
+    assert old.graph.nodes[old._h["inputs"][0].name].shape == (None, len(old.vocab))
+    old.save(tmp_path / "old.tgz")
+    loaded = rnn.CharLM.load(tmp_path / "old.tgz")
+    new = rnn.CharLM.from_text(text, hidden_size=8, seq_len=5, batch_size=2, seed=3)
+    assert new._h["inputs"][0].dtype.kind == "i"
+    np.testing.assert_allclose(loaded.train(6, verbose=False), new.train(6, verbose=False),
+                               rtol=0, atol=1e-12)
+    assert loaded.sample("the", 20, seed=1) == new.sample("the", 20, seed=1)

@@ -97,6 +97,8 @@ class CharLM:
         self._state = self._zero_state(self.batch_size)
         self._optimizer: tg.optim.Adam | None = None
         self._eye = np.eye(len(self.vocab))
+        # Graphs built here take ids; checkpoints from before take one-hot rows.
+        self._ids = handles["inputs"][0].dtype.kind in "iu"
         inputs = [*handles["inputs"], *handles["initial_state"], handles["targets"]]
         # Compiled once, run every step: the plans read the live params at call time.
         self._train_fn = graph.compile([handles["loss"], *handles["final_state"],
@@ -104,6 +106,10 @@ class CharLM:
         self._eval_fn = graph.compile([handles["loss"], *handles["final_state"]], inputs=inputs)
         self._step_fn = graph.compile([handles["first_logits"], *handles["first_state"]],
                                       inputs=[handles["inputs"][0], *handles["initial_state"]])
+
+    def _encode(self, ids: np.ndarray) -> np.ndarray:
+        """What the step inputs take for these ids: the ids, or their one-hot rows."""
+        return ids if self._ids else self._eye[ids]
 
     def _zero_state(self, rows: int) -> list[np.ndarray]:
         """Zeros for each state part (the LSTM has two), ``rows`` streams."""
@@ -262,7 +268,7 @@ class CharLM:
             self._window = 0
             self._state = self._zero_state(self.batch_size)
         x, y = self.data.window(self._window, self.seq_len, self.batch_size)
-        loss, state, grads = self._run(gradients, *self._eye[x], *self._state, y)
+        loss, state, grads = self._run(gradients, *self._encode(x), *self._state, y)
         tg.optim.clip_grad_norm(grads, clip, error_if_nonfinite=True)
         adam_step_or_undo(self._optimizer, self.params, grads, lr)
         # Only a step that fully succeeded is recorded: params, Adam, history agree.
@@ -287,7 +293,7 @@ class CharLM:
         state = self._zero_state(1)
         total, count = 0.0, 0
         for x, y in self.data.val_windows(self.seq_len):
-            loss, state, _ = self._run(self._eval_fn, *self._eye[x], *state, y)
+            loss, state, _ = self._run(self._eval_fn, *self._encode(x), *state, y)
             total += float(loss) * y.size
             count += y.size
         return total / count
@@ -325,12 +331,12 @@ class CharLM:
         state = self._zero_state(1)
         logits = None
         for i in ids:
-            logits, state, _ = self._run(self._step_fn, self._eye[i][None], *state)
+            logits, state, _ = self._run(self._step_fn, self._encode(np.array([i])), *state)
         out = list(ids)
         for _ in range(int(length)):
             nxt = draw(logits[0], temperature, rng)  # type: ignore[index]  # set by the first step
             out.append(nxt)
-            logits, state, _ = self._run(self._step_fn, self._eye[nxt][None], *state)
+            logits, state, _ = self._run(self._step_fn, self._encode(np.array([nxt])), *state)
         return self.vocab.decode(out)
 
     # ----------------------------------------------------------- checkpoints

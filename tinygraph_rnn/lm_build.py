@@ -54,7 +54,9 @@ def _parts(state: Any) -> list:
 
 def build_graph(cell: Cell, vocab_size: int, seq_len: int, seed: int) -> tuple[tg.Graph, dict]:
     """The unrolled net, its loss and gradients; the handles CharLM keeps into the graph."""
-    net = unroll(cell, steps=seq_len, name="char_lm")
+    # Ids, not one-hot rows: the optimizer turns one_hot(ids) @ U into a row lookup and
+    # its gradient into a scatter-add (two (T*B, V) x (V, H) products fewer per step).
+    net = unroll(cell, steps=seq_len, name="char_lm", ids=True)
     g = net.graph
     logits = net.logits
     # A readout unless the cell has its own output layer (logits before a softmax) of width V.

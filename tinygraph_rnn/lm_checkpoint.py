@@ -59,8 +59,10 @@ def check_checkpoint(graph: tg.Graph, info: dict[str, Any], where: str) -> None:
     seq_len, hidden, size = sizes["seq_len"], sizes["hidden_size"], len(vocab)
     expect = [
         ("inputs", len(handles["inputs"]) == seq_len, f"{seq_len} step inputs"),
-        ("inputs", all(n.op == "input" and n.shape == (None, size) for n in handles["inputs"]),
-         f"input nodes of shape (?, {size})"),
+        ("inputs", all(n.op == "input" and (n.shape == (None,) and n.dtype.kind == "i"
+                                            or n.shape == (None, size) and n.dtype.kind == "f")
+                       for n in handles["inputs"]),
+         f"int input nodes of shape (?,) or one-hot inputs of shape (?, {size})"),
         ("initial_state", all(n.op == "input" and n.shape[1:] == (hidden,)
                               for n in handles["initial_state"]), f"inputs of width {hidden}"),
         ("targets", handles["targets"].op == "input" and handles["targets"].dtype.kind == "i"

@@ -14,7 +14,7 @@ import numpy as np
 from . import shape_rules_numpy as nrules
 from .node import build
 from .op import Op, new_node, select, wanted_grads
-from .primitives import check_ids, log_softmax_forward, softmax_forward
+from .primitives import check_ids, softmax_forward
 
 __all__ = ["LOSS"]
 
@@ -40,15 +40,23 @@ def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
                            ignore_index: int | None = None,
                            label_smoothing: float = 0.0) -> np.ndarray:
     targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
-    logp = log_softmax_forward(logits, axis=-1)
-    rows = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    if label_smoothing:
+    # log p = z - lse with z = logits - max: the NLL of a row is lse - z[target], so the
+    # (N, C) log-probabilities are never formed; exp runs in place on z (one temporary).
+    z = logits - logits.max(axis=-1, keepdims=True)
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)
+    picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
+    mean_z = z.mean(axis=-1) if label_smoothing else None
+    np.exp(z, out=z)
+    lse = np.log(z.sum(axis=-1))
+    rows = lse - picked
+    if mean_z is not None:
         # PyTorch's form: (1 - eps) * NLL + eps * the mean NLL over all classes.
-        rows = (1 - label_smoothing) * rows - label_smoothing * logp.mean(axis=-1)
+        rows = (1 - label_smoothing) * rows - label_smoothing * (mean_z - lse)
     if mask is not None:
         rows = rows * mask
     with np.errstate(invalid="ignore"):
-        return np.asarray(rows.sum() / _kept(mask, targets.size), dtype=logp.dtype)
+        return np.asarray(rows.sum() / _kept(mask, targets.size), dtype=z.dtype)
 
 
 def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.ndarray,
@@ -64,7 +72,11 @@ def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.n
     if mask is not None:
         p *= mask[..., None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return p * (g / _kept(mask, targets.size))
+        scale = g / _kept(mask, targets.size)
+        if np.ndim(scale) == 0 and np.result_type(p, scale) == p.dtype:
+            p *= scale  # in place: p is this call's own array
+            return p
+        return p * scale
 
 
 def _cross_entropy_grad_vjp(node, gg, needs=None):
