@@ -83,12 +83,21 @@ def _accumulate(draft: Draft, rec: Rec) -> None:
 
 
 def contract_pass(draft: Draft) -> None:
-    """``sum(matmul(transpose(A), B), axis=0)`` over stacked A, B -> one flat matmul."""
+    """``sum(matmul(transpose(A), B), axis=0)`` over stacked A, B -> one flat matmul.
+
+    Also through ``sum_to(…, like)`` onto a matrix: a linear head's weight
+    gradient over all steps, ``Σ_t s_tᵀ g_t``.
+    """
     for rec in draft.live():
-        if rec.op != "sum" or rec.attrs.get("axis") not in (0, (0,)) or rec.attrs.get("keepdims"):
+        if rec.op == "sum_to":  # reverse mode's sum back to a matrix param: over axis 0
+            like = draft.recs[rec.inputs[1]]
+            if len(like.shape) != 2 or None in like.shape or like.shape != rec.shape:
+                continue
+        elif (rec.op != "sum" or rec.attrs.get("axis") not in (0, (0,))
+              or rec.attrs.get("keepdims")):
             continue
         mm = draft.recs[rec.inputs[0]]
-        if mm.op != "matmul" or len(mm.shape) != 3:
+        if mm.op != "matmul" or len(mm.shape) != 3 or mm.shape[1:] != rec.shape:
             continue
         left, right = (draft.recs[i] for i in mm.inputs)
         if left.op != "transpose" or left.attrs.get("axes") != (0, 2, 1):
