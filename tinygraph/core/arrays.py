@@ -57,8 +57,10 @@ def loop_weight(w: np.ndarray) -> np.ndarray:
     "transposed B" kernel) markedly faster than by the same matrix in C order.
     Measured here, one thread: (32, 256) @ (256, 768) takes 236 µs against 330
     µs, (8, 256) @ (256, 256) 28 against 60 µs, (1, 128) @ (128, 128) 1.4
-    against 1.6 µs. A loop over time pays the copy once (about one product's
-    time) and saves on every step; only matrices of floats are touched.
+    against 1.6 µs (but one row alone is a matrix-vector product, where the
+    copy does not pay: callers skip it then). A loop over time pays the copy
+    once (about one product's time) and saves on every step; only matrices of
+    floats are touched.
 
     >>> import numpy as np
     >>> w = loop_weight(np.arange(6.0).reshape(2, 3))

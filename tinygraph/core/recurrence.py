@@ -69,7 +69,7 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
         a, b = a + b, None  # small steps: one add over all of them beats one per step
     states = np.empty(a.shape, dtype)
     z = np.empty(step, dtype)
-    if len(a) >= LOOP_WEIGHT_MIN_STEPS:
+    if len(a) >= LOOP_WEIGHT_MIN_STEPS and np.prod(step[:-1]) > 1:  # a row: gemv, no gain
         w = loop_weight(w)
     dot, add = np.dot, np.add
     prev = s0

@@ -58,7 +58,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
         return _small_steps(g, d, wt, dtype)
     dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dz.dtype)
-    if len(g) >= LOOP_WEIGHT_MIN_STEPS:
+    if len(g) >= LOOP_WEIGHT_MIN_STEPS and np.prod(g.shape[1:-1]) > 1:  # a row: gemv, no gain
         wt = loop_weight(wt)
     dot, add, mul = np.dot, np.add, np.multiply
     mul(g[-1], d[-1], dz[-1])

@@ -98,7 +98,8 @@ class ScanKernel:
 
     def _run(self, args: Sequence[np.ndarray], steps: int, fast: bool) -> tuple:
         k, m, ny = self.k, self.m, self.ny
-        if steps >= LOOP_WEIGHT_MIN_STEPS and self.weights:
+        rows = int(np.prod(np.shape(args[0])[:-1])) if self.k else 0
+        if steps >= LOOP_WEIGHT_MIN_STEPS and self.weights and rows > 1:  # one row: gemv
             args = list(args)
             for j in self.weights:
                 args[j] = loop_weight(args[j])
