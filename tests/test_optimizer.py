@@ -102,3 +102,34 @@ def test_a_per_step_loss_trains_like_the_stacked_loss():
     np.testing.assert_allclose(results[0][0], loss / (steps * 2), rtol=1e-12)
     for got, k in zip(results[0][1:], ("U", "W", "b", "V", "c"), strict=True):
         np.testing.assert_allclose(got, grads[k], rtol=1e-10, atol=1e-13)
+
+
+def _training_plan(kind: str, steps: int = 6):
+    net = rnn.unroll(CELLS[kind](), steps)
+    g = net.graph
+    targets = g.input("targets", shape=(steps, None), dtype="int64")
+    loss = tg.cross_entropy(net.logits[0], targets[0])
+    for t in range(1, steps):
+        loss = loss + tg.cross_entropy(net.logits[t], targets[t])
+    grads = tg.grad(loss, list(net.params.values()))
+    return compiler.make_plan(g, [loss, *grads], [n.name for n in net.inputs] + ["targets"])
+
+
+def test_vanilla_training_runs_both_loops_on_the_fused_kernels():
+    # The forward stores only what the backward reads; its saved carries are rebuilt from
+    # the states, so no scan is left: one recurrence forward, one reverse_recurrence back.
+    ops = [n.op for n in _training_plan("vanilla").graph.nodes.values()]
+    assert ops.count("recurrence") == 1 and ops.count("reverse_recurrence") == 1
+    assert "scan" not in ops
+
+
+def test_gated_backward_loops_join_gate_adjoints_and_leave_weight_sums_outside():
+    for kind in ("gru", "lstm"):
+        graph = _training_plan(kind).graph
+        backward = [n for n in graph.nodes.values() if n.op == "scan" and n.attrs["reverse"]]
+        assert len(backward) == 1, kind
+        body_ops = [n.op for n in backward[0].attrs["body"].nodes.values()]
+        assert "concat" in body_ops and "getitem_grad" not in body_ops, kind
+        # Σ_t x_tᵀ dz_t and Σ_t h_{t-1}ᵀ dz_t: matmuls after the loop, one per weight;
+        # the only matmul left in the loop carries the gradient back through W_hh.
+        assert body_ops.count("matmul") == 1, kind
