@@ -167,8 +167,8 @@ def test_params_of_optimized_plans_follow_updates_and_assignments():
 
 
 def test_batched_plan_is_right_when_runtime_sizes_differ():
-    # The (1, H) default initial state next to a batch of 3: the fused recurrences
-    # broadcast it as the graph does (and where a batched step could not, the plan
+    # The (1, H) default initial state next to a batch of 3: the forward scan and the
+    # backward kernel broadcast it as the graph does (and where a batched step could not, the plan
     # would run the graph as built: test_scheduler checks that fallback).
     g, outs, states, feeds, ref_o, ref_s = vanilla_rnn(batch=3)
     targets = g.input("targets", shape=(6, None), dtype="int64")
@@ -182,7 +182,7 @@ def test_batched_plan_is_right_when_runtime_sizes_differ():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     plan = next(iter(g._plans.values()))
     assert plan.fallback is not None and plan.fallback_reason is None
-    assert {"recurrence", "reverse_recurrence"} <= {n.op for n in plan.graph.nodes.values()}
+    assert {"scan", "reverse_recurrence"} <= {n.op for n in plan.graph.nodes.values()}
     again = g.run([loss, *grads], feeds)
     for a, b in zip(again, slow, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
@@ -210,10 +210,14 @@ def test_batched_backward_matches_interpreter_and_finite_differences():
     W.value = base
     np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-9)
     ops = [n.op for n in plan.graph.nodes.values()]
-    # dW = Σ_t s_{t-1}^T dz_t became one matmul: per-step matmuls are only the recurrences.
-    assert ops.count("matmul") <= 2 * len(outs) + 4
-    # … over the forward's stack of states shifted by one step, not over a copy of it.
-    assert any(n.name.endswith("/a_rest") for n in plan.graph.nodes.values())
+    # dW = Σ_t s_{t-1}^T dz_t became one matmul, as did every per-step product: the
+    # plan of a longer unroll has exactly as many.
+    g9, outs9, _, feeds9, _, _ = vanilla_rnn(steps=9, batch=2)
+    targets9 = g9.input("targets", shape=(9, None), dtype="int64")
+    (gW9,) = tg.grad(tg.cross_entropy(tg.stack([o.inputs[0] for o in outs9]), targets9),
+                     [g9.params["W"]])
+    ops9 = [n.op for n in g9.compile(gW9, inputs=[*feeds9, "targets"]).plan.graph.nodes.values()]
+    assert ops.count("matmul") == ops9.count("matmul") and "scan" in ops
 
 
 def test_passes_are_deterministic():

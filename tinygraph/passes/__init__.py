@@ -55,10 +55,11 @@ from .recurrence import fuse_recurrences
 from .regrad import regrad
 from .reroll import reroll_pass
 from .reverse import fuse_reverse_recurrences
-from .reverse import unstack_rows as _unstack_rows
+from .rows import unstack_rows as _unstack_rows
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 from .tidy import tidy_pass
+from .vectorize import vectorize_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "reroll", "hoist",
            "sequence_view", "regrad",
@@ -191,12 +192,11 @@ unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (
 reroll = _public([reroll_pass], "T copies of a step -> one ``scan`` node (proved isomorphic).")
 hoist = _public([reassociate_pass, hoist_pass, sink_pass],
                 "Carry-free work of every scan body out of its loop, batched over steps.")
-# The general mechanism first (reroll into scan before CSE merges the steps' equal consts,
-# hoist and sink around the loop, one fused kernel for plain recurrences); the older
-# matchers still serve training graphs.
-OPTIMIZE_PASSES: list[Pass] = [reroll_pass, reassociate_pass, hoist_pass, accumulate_pass,
+# Reroll into scan first (before CSE merges the steps' equal consts); stacks of its rows
+# read the stacked outputs; per-step work outside the loop vectorizes; hoist and sink
+# around the loop; one fused kernel for plain recurrences; then the local rewrites.
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, vectorize_pass,
+                               reassociate_pass, hoist_pass, accumulate_pass,
                                sink_pass, contract_pass, tidy_pass, recurrence_kernel_pass,
-                               _fold, _cse,
-                               _onehot_take, batch_pass, _bias_into_table, fuse_recurrences,
-                               fuse_reverse_recurrences, _unstack_rows, _cse]
+                               _fold, _cse, _onehot_take, _bias_into_table, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, fusion, CSE.")

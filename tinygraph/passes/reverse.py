@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .draft import Draft, Rec
+from .rows import unstack_rows
 
 __all__ = ["fuse_reverse_recurrences", "unstack_rows"]
 
@@ -154,54 +155,3 @@ def _rows(draft: Draft, seq: int, rows: list[int]) -> int:
                          name=rec.name + "/window")
     picks = draft.add_const(np.array(rows, dtype=np.int64), name=rec.name + "/order")
     return draft.add("take", [seq, picks], {"axis": 0}, name=rec.name + "/in_order")
-
-
-def unstack_rows(draft: Draft) -> None:
-    """``stack(X[0], …, X[T-1])`` -> ``X``, also through ``sum_to(…, like)`` wrappers:
-    a stack of ``sum_to(X[t], L[t])`` is ``sum_to(X, L)`` (each row is reduced to its
-    like's shape either way). After the fusions, reverse mode's stacks of per-step
-    gradients are stacks of rows of the fused results. Rows or ranges read from a
-    stack are first read from its parts, so a stack whose head is special (the
-    initial state's) still yields its tail."""
-    for rec in draft.live():
-        if rec.op != "stack" or rec.attrs.get("axis", 0) != 0:
-            continue
-        for user in [draft.recs[u] for u in draft.users[rec.id]]:
-            index = user.attrs.get("index") if user.op == "getitem" else None
-            if index is None or len(index) != 1:
-                continue
-            if isinstance(index[0], int):
-                draft.replace(user.id, rec.inputs[index[0]])
-                continue
-            picked = rec.inputs[slice(*index[0])]
-            if len(picked) >= 2:
-                draft.replace(user.id, draft.add("stack", picked, {"axis": 0},
-                                                 name=user.name + "/parts"))
-    for rec in draft.live():
-        if rec.op == "stack" and rec.attrs.get("axis", 0) == 0 and len(rec.inputs) >= 2:
-            whole = _stack_of_rows(draft, [draft.recs[i] for i in rec.inputs])
-            if whole is not None and whole != rec.id:
-                draft.replace(rec.id, whole)
-
-
-def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
-    """A node equal to ``stack(parts)`` built from whole arrays, if there is one."""
-    first = parts[0]
-    if first.op == "getitem":
-        source, start = first.inputs[0], first.attrs["index"][0]
-        if not isinstance(start, int) or start < 0 or not all(
-                p.op == "getitem" and p.inputs[0] == source and p.attrs["index"] == (start + t,)
-                for t, p in enumerate(parts)):
-            return None
-        if start == 0 and draft.recs[source].shape[:1] == (len(parts),):
-            return source
-        return draft.add("getitem", [source], {"index": ((start, start + len(parts), 1),)},
-                         name=first.name + "/rows")
-    if first.op == "sum_to" and all(p.op == "sum_to" for p in parts):
-        values = _stack_of_rows(draft, [draft.recs[p.inputs[0]] for p in parts])
-        likes = _stack_of_rows(draft, [draft.recs[p.inputs[1]] for p in parts])
-        if values is None or likes is None or \
-                len(draft.recs[values].shape) != len(draft.recs[likes].shape):
-            return None
-        return draft.add("sum_to", [values, likes], name=first.name + "/rows")
-    return None

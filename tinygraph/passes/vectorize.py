@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core.op import OPS
 from .draft import Draft, Rec, Value, freeze
+from .rows import unstack_rows
 
 __all__ = ["vectorize_pass"]
 
@@ -40,6 +41,7 @@ def vectorize_pass(draft: Draft) -> None:
         if not _one_round(draft):
             break
     _sum_rows(draft)
+    unstack_rows(draft)  # a stack of the rows of one vectorized op is that op
 
 
 def _one_round(draft: Draft) -> bool:
