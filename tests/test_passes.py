@@ -317,3 +317,45 @@ def test_rows_of_a_stack_are_never_overwritten_in_place():
         np.testing.assert_allclose(stacked, np.tanh(np.stack(values)), rtol=1e-15)
         np.testing.assert_allclose(got_y, 4 * np.tanh(values[0]), rtol=1e-15)
     assert "stack_buffer(" in fn.plan.python_source
+
+
+def test_an_operand_narrower_than_the_result_is_not_written_in_place():
+    # keep = 1 - m is (B, 1) and dies at keep * h, a (B, H) result: writing that into
+    # keep's array would fail on every call and send the plan to the graph as built.
+    g = tg.Graph()
+    m = g.input("m", shape=(None, 1))
+    h = tg.tanh(g.input("x", shape=(None, 4)))
+    y = (1.0 - m) * h
+    fn = g.compile(y, inputs=["m", "x"])
+    mv, xv = RNG.random((3, 1)), RNG.standard_normal((3, 4))
+    for _ in range(2):  # the second call runs the generated code
+        np.testing.assert_allclose(fn(mv, xv), (1 - mv) * np.tanh(xv), rtol=1e-15)
+    assert fn.plan.fallback_reason is None
+
+
+def test_one_step_is_not_vectorized_onto_a_stack_of_one():
+    # A one-step net fed one (1, B, D) sequence reads its row xs[0]: one row is no
+    # loop, and lifting every node onto a stack of one would add a copy per node.
+    import tinygraph_rnn as rnn
+
+    net = rnn.unroll(rnn.VanillaRNNCell(3, 4, 2, seed=0), steps=1, sequence=True)
+    out = net.outputs[0]
+    loss = tg.sum(out * out)
+    grads = tg.grad(loss, [net.params["U"], net.params["W"]])
+    og, roots = passes.rewrite(net.graph, [loss, *grads], passes.OPTIMIZE_PASSES)
+    assert "expand_dims" not in _ops(og) and len(og) <= len(net.graph)
+    feeds = {net.sequence.name: RNG.standard_normal((1, 2, 3))}
+    for got, want in zip(og.run(roots, feeds), net.graph.run([loss, *grads], feeds,
+                                                             optimize=False), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_per_step_consts_of_equal_value_vectorize_as_one():
+    # Each step builds its own const 1.0 in 1 - m[t]: the T subs are still one op.
+    g = tg.Graph()
+    M = g.input("M", shape=(5, None, 1))
+    keeps = [1.0 - M[t] for t in range(5)]
+    og, (root,) = passes.rewrite(g, [tg.stack(keeps)], passes.OPTIMIZE_PASSES)
+    assert _ops(og).count("sub") == 1 and "stack" not in _ops(og)
+    mv = RNG.random((5, 2, 1))
+    np.testing.assert_allclose(og.run(root, {"M": mv}), 1 - mv, rtol=1e-15)

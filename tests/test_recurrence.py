@@ -1,4 +1,4 @@
-"""The fused recurrence: the pass that makes it and the op's kernel.
+"""The fused recurrence: the loops the optimizer runs in it, and the op's kernels.
 
 Every value is compared with a numpy loop written here from the equations
 ``s_t = act(x_t @ U + s_{t-1} @ W + b)``, never with the code under test.
