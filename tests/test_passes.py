@@ -77,25 +77,7 @@ def test_optimized_rnn_equals_numpy_and_batches_projections(onehot):
         assert "one_hot" not in _ops(og) and _ops(og).count("take") == 1
 
 
-def test_dependent_matmuls_are_not_merged():
-    # s_t @ W feeds s_{t+1} @ W: merging them would need s_{t+1} before s_t.
-    g = tg.Graph()
-    W = g.param("W", RNG.standard_normal((3, 3)) * 0.3)
-    s = g.input("s", shape=(2, 3))
-    chain = [s]
-    for _ in range(4):
-        chain.append(tg.tanh(chain[-1] @ W))
-    og = passes.batch_over_time(g, [chain[-1]])
-    og.validate()
-    assert _ops(og).count("matmul") == 4
-    value = RNG.standard_normal((2, 3))
-    want = value
-    for _ in range(4):
-        want = np.tanh(want @ W.value)
-    np.testing.assert_allclose(og.run(chain[-1].name, {"s": value}), want, rtol=1e-14)
-
-
-def test_independence_is_read_from_the_graph_not_from_names():
+def test_steps_are_proved_on_the_graph_not_read_from_names():
     # Same names pattern as an unroll, but step 1's input depends on step 0's product.
     g = tg.Graph()
     U = g.param("U", RNG.standard_normal((3, 3)))
@@ -103,8 +85,9 @@ def test_independence_is_read_from_the_graph_not_from_names():
         a = g.input("x", shape=(2, 3)) @ U
     with g.scope("t=1"):
         b = tg.tanh(a) @ U
-    og = passes.batch_over_time(g, [b])
-    assert _ops(og).count("matmul") == 2
+    og = passes.optimize(g, [b])
+    og.validate()
+    assert _ops(og).count("matmul") == 2 and "scan" not in _ops(og)
     x = RNG.standard_normal((2, 3))
     np.testing.assert_allclose(og.run(b.name, {"t=0/x": x}),
                                np.tanh(x @ U.value) @ U.value, rtol=1e-14)
@@ -167,9 +150,10 @@ def test_params_of_optimized_plans_follow_updates_and_assignments():
 
 
 def test_batched_plan_is_right_when_runtime_sizes_differ():
-    # The (1, H) default initial state next to a batch of 3: the fused recurrences
-    # broadcast it as the graph does (and where a batched step could not, the plan
-    # would run the graph as built: test_scheduler checks that fallback).
+    # The (1, H) default initial state next to a batch of 3: the forward and backward
+    # kernels (and the saved states rebuilt from the forward's) broadcast it as the graph
+    # does (where a batched step could not, the plan would run the graph as built:
+    # test_scheduler checks that fallback).
     g, outs, states, feeds, ref_o, ref_s = vanilla_rnn(batch=3)
     targets = g.input("targets", shape=(6, None), dtype="int64")
     logits = [o.inputs[0] for o in outs]
@@ -210,10 +194,14 @@ def test_batched_backward_matches_interpreter_and_finite_differences():
     W.value = base
     np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-9)
     ops = [n.op for n in plan.graph.nodes.values()]
-    # dW = Σ_t s_{t-1}^T dz_t became one matmul: per-step matmuls are only the recurrences.
-    assert ops.count("matmul") <= 2 * len(outs) + 4
-    # … over the forward's stack of states shifted by one step, not over a copy of it.
-    assert any(n.name.endswith("/a_rest") for n in plan.graph.nodes.values())
+    # dW = Σ_t s_{t-1}^T dz_t became one matmul, as did every per-step product: the
+    # plan of a longer unroll has exactly as many.
+    g9, outs9, _, feeds9, _, _ = vanilla_rnn(steps=9, batch=2)
+    targets9 = g9.input("targets", shape=(9, None), dtype="int64")
+    (gW9,) = tg.grad(tg.cross_entropy(tg.stack([o.inputs[0] for o in outs9]), targets9),
+                     [g9.params["W"]])
+    ops9 = [n.op for n in g9.compile(gW9, inputs=[*feeds9, "targets"]).plan.graph.nodes.values()]
+    assert ops.count("matmul") == ops9.count("matmul") and "recurrence" in ops
 
 
 def test_passes_are_deterministic():
@@ -330,3 +318,45 @@ def test_rows_of_a_stack_are_never_overwritten_in_place():
         np.testing.assert_allclose(stacked, np.tanh(np.stack(values)), rtol=1e-15)
         np.testing.assert_allclose(got_y, 4 * np.tanh(values[0]), rtol=1e-15)
     assert "stack_buffer(" in fn.plan.python_source
+
+
+def test_an_operand_narrower_than_the_result_is_not_written_in_place():
+    # keep = 1 - m is (B, 1) and dies at keep * h, a (B, H) result: writing that into
+    # keep's array would fail on every call and send the plan to the graph as built.
+    g = tg.Graph()
+    m = g.input("m", shape=(None, 1))
+    h = tg.tanh(g.input("x", shape=(None, 4)))
+    y = (1.0 - m) * h
+    fn = g.compile(y, inputs=["m", "x"])
+    mv, xv = RNG.random((3, 1)), RNG.standard_normal((3, 4))
+    for _ in range(2):  # the second call runs the generated code
+        np.testing.assert_allclose(fn(mv, xv), (1 - mv) * np.tanh(xv), rtol=1e-15)
+    assert fn.plan.fallback_reason is None
+
+
+def test_one_step_is_not_vectorized_onto_a_stack_of_one():
+    # A one-step net fed one (1, B, D) sequence reads its row xs[0]: one row is no
+    # loop, and lifting every node onto a stack of one would add a copy per node.
+    import tinygraph_rnn as rnn
+
+    net = rnn.unroll(rnn.VanillaRNNCell(3, 4, 2, seed=0), steps=1, sequence=True)
+    out = net.outputs[0]
+    loss = tg.sum(out * out)
+    grads = tg.grad(loss, [net.params["U"], net.params["W"]])
+    og, roots = passes.rewrite(net.graph, [loss, *grads], passes.OPTIMIZE_PASSES)
+    assert "expand_dims" not in _ops(og) and len(og) <= len(net.graph)
+    feeds = {net.sequence.name: RNG.standard_normal((1, 2, 3))}
+    for got, want in zip(og.run(roots, feeds), net.graph.run([loss, *grads], feeds,
+                                                             optimize=False), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_per_step_consts_of_equal_value_vectorize_as_one():
+    # Each step builds its own const 1.0 in 1 - m[t]: the T subs are still one op.
+    g = tg.Graph()
+    M = g.input("M", shape=(5, None, 1))
+    keeps = [1.0 - M[t] for t in range(5)]
+    og, (root,) = passes.rewrite(g, [tg.stack(keeps)], passes.OPTIMIZE_PASSES)
+    assert _ops(og).count("sub") == 1 and "stack" not in _ops(og)
+    mv = RNG.random((5, 2, 1))
+    np.testing.assert_allclose(og.run(root, {"M": mv}), 1 - mv, rtol=1e-15)

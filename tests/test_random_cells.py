@@ -99,8 +99,8 @@ def test_random_cell_forward_and_gradients(seed):
     values = g.run(grads, feeds)  # conftest: optimized == interpreter to 1e-12
     plan = g._plans[next(reversed(g._plans))]
     assert plan.fallback is not None and plan.fallback_reason is None  # the batched path itself ran
-    # over time: rerolled into a scan (or fused), or batched by the older matchers
-    assert any(n.meta.get("batched") or n.op in ("scan", "recurrence", "reverse_recurrence")
+    # over time: rerolled into a scan (or its fused kernels)
+    assert any(n.op in ("scan", "recurrence", "reverse_recurrence")
                for n in plan.graph.nodes.values())
     gW2 = values[list(net.params).index("W2")]
     eps, base = 1e-6, W2.value.copy()

@@ -1,4 +1,4 @@
-"""The fused recurrence: the pass that makes it and the op's kernel.
+"""The fused recurrence: the loops the optimizer runs in it, and the op's kernels.
 
 Every value is compared with a numpy loop written here from the equations
 ``s_t = act(x_t @ U + s_{t-1} @ W + b)``, never with the code under test.
@@ -11,7 +11,7 @@ import pytest
 
 import tinygraph as tg
 from tinygraph import passes
-from tinygraph.passes.reverse import unstack_rows
+from tinygraph.passes.rows import unstack_rows
 
 RNG = np.random.default_rng(7)
 
@@ -64,24 +64,43 @@ def feeds_for(xs, x, s0=None):
 
 
 @pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
-# The kernel's three ways: 2 calls per step, b folded into the matmul (small steps);
-# 3 calls with b added to the whole sequence first (80 x 2); 4 calls, b added per step
-# (64 x 40 values per step).
 @pytest.mark.parametrize(("hidden", "batch"), [(4, 1), (4, 3), (80, 2), (64, 40)])
 def test_fused_states_equal_a_numpy_loop(act, hidden, batch):
+    # Rerolled into a scan, x_t @ U + b hoisted out of it, the loop left is one kernel.
     steps = 7
     g, xs, states, _, (U, W, b) = chain(steps, hidden, act)
     fetch = tg.stack(states)
     optimized = passes.optimize(g, [fetch])
     optimized.validate()
-    fused = [n for n in optimized.nodes.values() if n.op == "recurrence"]
-    assert len(fused) == 1 and fused[0].inputs[3].name == "b"  # the bias goes in the kernel
-    assert "tanh" not in [n.op for n in optimized.nodes.values()]  # no step left unfused
+    ops = [n.op for n in optimized.nodes.values()]
+    assert ops.count("recurrence") == 1 and act not in ops  # no step left unfused
     x = RNG.standard_normal((steps, batch, 3))
     s0 = RNG.standard_normal((batch, hidden)) * 0.5
     want = numpy_states(x, s0, U, W, b, act)
     got = g.run(fetch, feeds_for(xs, x, s0))
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    # (x U + b) + s W instead of numpy's (x U + s W) + b: equal up to rounding near zero.
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+# The kernel's three ways with a bias input: 2 calls per step, b folded into the matmul
+# (small steps); 3 calls with b added to the whole sequence first (80 x 2); 4 calls,
+# b added per step (64 x 40 values per step).
+@pytest.mark.parametrize(("hidden", "batch"), [(4, 1), (4, 3), (80, 2), (64, 40)])
+def test_the_kernel_with_a_bias_equals_a_numpy_loop(act, hidden, batch):
+    steps = 7
+    a = RNG.standard_normal((steps, batch, hidden))
+    W = RNG.standard_normal((hidden, hidden)) * 0.5
+    b = RNG.standard_normal(hidden) * 0.1
+    s0 = RNG.standard_normal((batch, hidden)) * 0.5
+    g = tg.Graph()
+    A, S0 = g.input("a", shape=(steps, None, hidden)), g.input("s0", shape=(None, hidden))
+    S = g.add_node("recurrence", [A, g.param("W", W), S0, g.param("b", b)],
+                   {"activation": act})
+    want = numpy_states(a, s0, np.eye(hidden), W, b, act)
+    for optimize in (True, False):
+        got = g.run(S, {"a": a, "s0": s0}, optimize=optimize)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
 def test_a_one_row_initial_state_broadcasts_against_the_batch():
@@ -129,11 +148,9 @@ def test_a_chain_may_read_any_rows_of_the_sequence(rows, picked_by):
     np.testing.assert_allclose(g.run(fetch, {"a": av, "s0": s0}), want, rtol=1e-12)
 
 
-def test_a_fetched_intermediate_keeps_its_step_unfused():
+def test_a_fetched_intermediate_keeps_its_value():
     g, xs, states, _, (U, W, b) = chain(4, 3)
     pre = states[1].inputs[0]  # the sum inside tanh at step 1: fetched, so it must exist
-    optimized = passes.optimize(g, [tg.stack(states), pre])
-    assert [n.op for n in optimized.nodes.values()].count("tanh") >= 1
     x = RNG.standard_normal((4, 1, 3))
     got = g.run([tg.stack(states), pre], feeds_for(xs, x))
     want = numpy_states(x, np.zeros((1, 3)), U, W, b)
@@ -182,23 +199,24 @@ def test_the_op_checks_its_inputs_when_built():
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_an_unrolled_graph_and_its_gradients_still_fuse_the_forward(batch):
+def test_an_unrolled_graph_and_its_gradients_run_as_two_loops(batch):
     # Reverse mode reads the per-step products and sums only for their shapes
-    # (sum_to(g, like=...)); that must not keep the forward steps unfused, and the
+    # (sum_to(g, like=...)); the plan still runs the forward as one recurrence op and
+    # the backward chain dz_t = (g_t + dz_{t+1} @ W.T) * (1 - s_t**2) as one op, and the
     # gradients, with a (1, H) initial state broadcast against the batch, stay right.
     steps, hidden = 5, 3
     g, xs, states, _, (U, W, b) = chain(steps, hidden)
     loss = tg.sum(tg.stack(states) * tg.stack(states))
     params = [g.params[k] for k in ("U", "W", "b")]
     grads = tg.grad(loss, params)
-    optimized = passes.optimize(g, [loss, *grads])
-    ops = [n.op for n in optimized.nodes.values()]
-    assert ops.count("recurrence") == 1 and "tanh" not in ops
-    # ... and the backward chain dz_t = (g_t + dz_{t+1} @ W.T) * (1 - s_t**2) is one op too
-    assert ops.count("reverse_recurrence") == 1 and ops.count("mul") <= 2
     x = RNG.standard_normal((steps, batch, 3))
     feeds = feeds_for(xs, x)
-    got = g.run(grads, feeds)
+    fn = g.compile(grads, inputs=list(feeds))
+    ops = [n.op for n in fn.plan.graph.nodes.values()]
+    assert ops.count("recurrence") == 1 and ops.count("reverse_recurrence") == 1
+    assert "scan" not in ops
+    assert "tanh" not in ops and ops.count("matmul") <= 4  # nothing per step outside
+    got = fn(**feeds)
     for param, value in zip(params, got, strict=True):
         numeric = central_differences(lambda: g.run(loss, feeds, optimize=False), param)
         np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)

@@ -61,8 +61,7 @@ _META_VERSION = 1
 class CharLM:
     """A character-level RNN language model over one text.
 
-    Build one with :meth:`from_text` (or :meth:`load` a checkpoint); the
-    constructor takes an already-built graph and is internal.
+    Build one with :meth:`from_text` or :meth:`load` (the constructor is internal).
 
     Attributes
     ----------
@@ -96,9 +95,9 @@ class CharLM:
         self._window = 0
         self._state = self._zero_state(self.batch_size)
         self._optimizer: tg.optim.Adam | None = None
-        self._eye = np.eye(len(self.vocab))
-        # Graphs built here take ids; checkpoints from before take one-hot rows.
-        self._ids = handles["inputs"][0].dtype.kind in "iu"
+        # Step inputs take ids (graphs built here) or one-hot rows (older checkpoints).
+        ids = handles["inputs"][0].dtype.kind in "iu"
+        self._encode: Any = np.asarray if ids else np.eye(len(self.vocab)).__getitem__
         inputs = [*handles["inputs"], *handles["initial_state"], handles["targets"]]
         # Compiled once, run every step: the plans read the live params at call time.
         self._train_fn = graph.compile([handles["loss"], *handles["final_state"],
@@ -106,10 +105,6 @@ class CharLM:
         self._eval_fn = graph.compile([handles["loss"], *handles["final_state"]], inputs=inputs)
         self._step_fn = graph.compile([handles["first_logits"], *handles["first_state"]],
                                       inputs=[handles["inputs"][0], *handles["initial_state"]])
-
-    def _encode(self, ids: np.ndarray) -> np.ndarray:
-        """What the step inputs take for these ids: the ids, or their one-hot rows."""
-        return ids if self._ids else self._eye[ids]
 
     def _zero_state(self, rows: int) -> list[np.ndarray]:
         """Zeros for each state part (the LSTM has two), ``rows`` streams."""

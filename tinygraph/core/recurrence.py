@@ -1,7 +1,8 @@
 """The ``recurrence`` op: ``s_t = act(s_{t-1} @ W + a[t] (+ b))`` for every step, as one op.
 
-The optimizer's :mod:`tinygraph.passes.recurrence` puts it in place of the
-per-step nodes of an unrolled vanilla cell. Its kernel runs the steps in a
+The optimizer's kernel rule (:mod:`tinygraph.passes.kernels`) puts it in place
+of a scan whose body is exactly that step (a vanilla cell's loop, once its
+input projection is hoisted). Its kernel runs the steps in a
 tight loop over preallocated rows, every numpy call writing in place:
 
 - three calls per step (``np.dot(s, W, z)``, add, activation), a fourth for

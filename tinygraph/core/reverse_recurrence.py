@@ -4,16 +4,18 @@ Reverse mode through an unrolled vanilla cell gives, for every step t from
 the last to the first, ``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` — ``g[t]``
 the gradient arriving at state t from the output layer, ``d[t]`` the
 activation's slope (``1 - s_t**2`` for tanh), ``Wt`` the transposed
-recurrent weight. After batching, ``g`` and ``d`` are whole ``(T, B, H)``
-arrays, but each step is still five or six nodes. The optimizer's
-:mod:`tinygraph.passes.reverse` puts this op in their place; its kernel
-runs the steps over preallocated rows with three in-place numpy calls each.
+recurrent weight. Once the forward is a scan, its gradient is a reverse scan
+whose body is that step, with ``g`` and ``d`` whole ``(T, B, H)`` arrays
+computed outside the loop; the optimizer's kernel rule
+(:mod:`tinygraph.passes.kernels`) puts this op in place of such a loop. Its
+kernel runs the steps over preallocated rows with three in-place numpy calls
+each, where the generic scan would run a generated body per step.
 
 An optional fourth input only lends its shape: reverse mode wraps values in
 ``sum_to(x, like)``, which changes nothing when x already has like's shape.
 The kernel checks at run time that the likes' rows have the shape of the
 rows of ``g`` and ``d`` (and raises otherwise, so a plan falls back to the
-unfused graph).
+graph as built).
 
 >>> import numpy as np, tinygraph as tg
 >>> g = tg.Graph()

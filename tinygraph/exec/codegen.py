@@ -97,7 +97,10 @@ def _reusable(plan: Plan, position: int) -> int | None:
     """A dead input slot this ufunc step can write its result into, if any.
 
     The value must die at this step, come from an op that returns a new
-    array (a view could alias a live value), and have the result's dtype.
+    array (a view could alias a live value), and have the result's dtype and
+    no known size that differs from the result's: a ``(B, 1)`` operand of a
+    ``(B, H)`` result would make numpy refuse the ``out=`` on every call, and
+    the plan fall back to the graph as built.
     """
     step = plan.steps[position]
     node = step.node
@@ -108,6 +111,8 @@ def _reusable(plan: Plan, position: int) -> int | None:
         if (a in step.frees and source.op in OPS and OPS[source.op].fresh
                 and source.dtype == node.dtype
                 and len(source.shape) == len(node.shape) >= 1  # 0-d results are scalars
+                and all(d is None or r is None or d == r
+                        for d, r in zip(source.shape, node.shape, strict=True))
                 and a not in plan.viewed):
             return a
     return None

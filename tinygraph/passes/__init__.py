@@ -9,22 +9,20 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
 - :func:`cse`: merge nodes computing the same op on the same inputs.
 - :func:`fold_constants`: evaluate ops whose inputs are all consts.
 - :func:`onehot_to_take`: ``one_hot(ids, n) @ M`` -> ``take(M, ids)``.
-- :func:`batch_over_time`: matmuls (and takes) sharing one weight whose other
-  operands do not depend on one another — ``x_t @ U`` of every step, and
-  ``s_t @ V`` once the states exist — become one large matmul on the stacked
-  operands; per-step ops applied to its slices with time-invariant other
-  operands (``+ c``, ``softmax``) move into the batch, and a ``stack`` of
-  all the slices becomes the batched value itself. Independence is proven on
-  the graph (no operand has a member of the group among its ancestors), not
-  read from names.
-- :func:`bias_into_table`: ``take(M, ids) + b`` -> ``take(M + b, ids)`` (after
-  batching: one bias add on the small table instead of on every step's rows).
-- :func:`fuse_recurrence`: chains ``s_t = act(a[t] + s_{t-1} @ W)`` -> one
-  ``recurrence`` node (:mod:`tinygraph.passes.recurrence`).
-- :func:`fuse_reverse_recurrence`: reverse mode's chains
-  ``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` -> one ``reverse_recurrence`` node.
+- :func:`bias_into_table`: ``take(M, ids) + b`` -> ``take(M + b, ids)`` (one bias
+  add on the small table instead of on every looked-up row).
 - :func:`unstack_rows`: a stack of the rows of one array -> that array.
-- :func:`optimize`: all of the above, in that order.
+- :func:`reroll`: the T proved-identical steps of an unrolled loop -> one ``scan``
+  (steps proposed by :mod:`tinygraph.passes.steps`, proved by
+  :mod:`tinygraph.passes.reroll`).
+- :func:`hoist`: the carry-free work of every scan body out of its loop, batched
+  over the steps through each op's batch rule (:mod:`tinygraph.core.batch_rules`);
+  per-step heads sink after the loop onto the stacked values.
+- :func:`regrad`: ``tg.grad`` results rebuilt on the rerolled forward, so the
+  backward is a reverse scan (plans call it before :func:`optimize`'s passes).
+- :func:`optimize`: reroll, vectorize what reads the loop's rows, hoist, sink,
+  accumulate gradient sums, tidy the loops, the ``recurrence`` kernel rule
+  (:mod:`tinygraph.passes.kernels`), then folding, CSE and the two lookups.
 
 >>> import numpy as np, tinygraph as tg
 >>> g = tg.Graph()
@@ -47,23 +45,19 @@ from ..core.node import Node
 from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
-from .batching import batch_pass
 from .draft import Draft, freeze
 from .hoist import hoist_pass
 from .kernels import recurrence_kernel_pass
-from .recurrence import fuse_recurrences
 from .regrad import regrad
 from .reroll import reroll_pass
-from .reverse import fuse_reverse_recurrences
-from .reverse import unstack_rows as _unstack_rows
+from .rows import unstack_rows as _unstack_rows
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
+from .vectorize import vectorize_pass
 
-__all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "batch_over_time", "reroll", "hoist",
-           "sequence_view", "regrad",
-           "bias_into_table", "fuse_recurrence", "fuse_reverse_recurrence", "unstack_rows",
-           "optimize", "rewrite"]
+__all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "bias_into_table", "unstack_rows",
+           "reroll", "hoist", "sequence_view", "regrad", "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -180,26 +174,19 @@ cull = _public([], "Drop the nodes ``fetches`` do not need.")
 cse = _public([_cse], "Merge nodes that compute the same op on the same inputs.")
 fold_constants = _public([_fold], "Replace ops whose inputs are all consts by their value.")
 onehot_to_take = _public([_onehot_take], "Rewrite ``one_hot(ids, n) @ M`` to ``take(M, ids)``.")
-batch_over_time = _public([batch_pass], "Batch per-step work of unrolled graphs (see batching).")
 bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M + b, ids)``.")
-fuse_recurrence = _public([fuse_recurrences],
-                          "``s_t = act(a[t] + s_{t-1} @ W)`` chains -> one ``recurrence`` node.")
-fuse_reverse_recurrence = _public(
-    [fuse_reverse_recurrences],
-    "``dz_t = (g[t] + dz_{t+1} @ Wt) * d[t]`` chains -> one ``reverse_recurrence`` node.")
 unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (through sum_to).")
 reroll = _public([reroll_pass], "T copies of a step -> one ``scan`` node (proved isomorphic).")
 hoist = _public([reassociate_pass, hoist_pass, sink_pass],
                 "Carry-free work of every scan body out of its loop, batched over steps.")
-# The general mechanism first (reroll into scan before CSE merges the steps' equal consts,
-# hoist and sink around the loop, one fused kernel for plain recurrences); the older
-# matchers still serve training graphs.
+# Reroll into scan first (before CSE merges the steps' equal consts); stacks of its rows
+# read the stacked outputs; per-step work outside the loop vectorizes; hoist and sink
+# around the loop; one fused kernel for plain recurrences; then the local rewrites.
 # The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
 # forward outputs unread, and without them the forward body regroups and hoists further.
 _LOOP_PASSES: list[Pass] = [unread_outputs_pass, reassociate_pass, hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, tidy_pass, saved_carries_pass]
-OPTIMIZE_PASSES: list[Pass] = [reroll_pass, *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
-                               _fold, _cse,
-                               _onehot_take, batch_pass, _bias_into_table, fuse_recurrences,
-                               fuse_reverse_recurrences, _unstack_rows, _cse]
-optimize = _public(OPTIMIZE_PASSES, "All passes: fold, CSE, one_hot->take, batching, fusion, CSE.")
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, vectorize_pass,
+                               *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
+                               _fold, _cse, _onehot_take, _bias_into_table, _cse]
+optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")

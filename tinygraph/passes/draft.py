@@ -23,10 +23,10 @@ import numpy as np
 
 from ..core.graph import Graph
 from ..core.node import Node
-from ..core.op import OPS, infer
+from ..core.op import infer
 from ..core.traverse import ancestors
 
-__all__ = ["Rec", "Draft", "Value", "freeze", "is_shape_helper"]
+__all__ = ["Rec", "Draft", "Value", "freeze"]
 
 
 @dataclass
@@ -141,15 +141,6 @@ class Draft:
                 self.recs[new].name = self.recs[old].name  # a fetched name survives its rewrite
         self._release(old)
 
-    def redirect(self, user: int, old: int, new: int) -> None:
-        """Only ``user`` reads ``new`` where it read ``old``."""
-        self._edits += 1
-        rec = self.recs[user]
-        rec.inputs = [new if i == old else i for i in rec.inputs]
-        self.users[new][user] = None
-        self.users[old].pop(user, None)
-        self._release(old)
-
     def _release(self, rec_id: int) -> None:
         """Forget a record nobody reads, and then whatever only it read."""
         stack = [rec_id]
@@ -211,10 +202,6 @@ class Draft:
                     stack.append(user)
         return seen
 
-    def users_of(self, rec_id: int) -> list[Rec]:
-        return [self.recs[u] for u in self.users[rec_id]]
-
-    # ------------------------------------------------------------ building
     def build(self, name: str | None = None) -> tuple[Graph, list[Node]]:
         """A new Graph holding the live records, and the node of each root."""
         graph = type(self.graph)(name or self.graph.name)
@@ -254,7 +241,3 @@ def freeze(value: Any) -> Any:
         return ("array", value.dtype.str, value.shape, value.tobytes())
     return value
 
-
-def is_shape_helper(op: str) -> bool:
-    """Is ``op`` a reverse-mode shape helper (``sum_to(x, like)``…), x itself when shapes agree?"""
-    return op in OPS and OPS[op].identity_when_shapes_agree

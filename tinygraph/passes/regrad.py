@@ -25,7 +25,7 @@ from ..core.graph import Graph
 from ..core.node import Node
 from .draft import Draft
 from .reroll import reroll_pass
-from .reverse import unstack_rows
+from .rows import unstack_rows
 from .vectorize import vectorize_pass
 
 __all__ = ["regrad", "expose_residuals"]

@@ -1,23 +1,26 @@
 """Rerolling: the T copies of a step in an unrolled graph become one ``scan`` node.
 
-``node.meta["t"]`` (set by :func:`tinygraph_rnn.unroll`, or a ``t=<k>/`` scope)
-proposes which nodes form step t; the pass then PROVES the steps are one
-body before it rerolls them. Every step must have the same nodes (by
-``meta["template"]``) in the same order, with equal ops, attrs, shapes and
-dtypes, and every input of a node must be, at every step, one of:
+:mod:`tinygraph.passes.steps` proposes which nodes form step t (from
+``node.meta["t"]`` set by :func:`tinygraph_rnn.unroll`, a ``t=<k>/`` scope, or
+the repeating shape of a hand-written loop); the pass then PROVES the steps
+are one body before it rerolls them. Every step must have the same nodes (by
+template) in the same order, with equal ops, attrs, shapes and dtypes, and
+every input of a node must be, at every step, one of:
 
 - a node of the same step (the same template every time): the body's wiring;
 - a node of the previous step (the same template; at step 0 one node outside
   the steps, the same for every reader): a **carry**, its initial value;
 - one node outside the steps, the same at every step: a **captured** value;
-- a per-step leaf (an input fed per step, or ``xs[t]`` of an outside ``xs``):
-  a **sequence**, stacked along a new axis 0 (``xs`` itself, not a copy).
+- a per-step leaf (an input fed per step, or ``xs[k_t]`` of an outside ``xs``):
+  a **sequence**, stacked along a new axis 0 (``xs`` itself, not a copy, when
+  the rows are 0 … T-1; a window of ``xs`` or a ``take`` of its rows else).
 
 Anything else (a skip connection to step t-2, a const that differs between
-steps, a step that reads an attr with its own t in it) leaves the graph as it
-was. Step values read from outside the steps (outputs, losses, the backward
-pass) become the scan's per-step outputs: each reader reads ``ys[t]``; the
-last step's carries read from outside become the scan's final carries.
+steps, a step that reads an attr with its own t in it, a captured value
+computed from the steps) leaves the graph as it was. Step values read from
+outside the steps (outputs, losses, the backward pass) become the scan's
+per-step outputs: each reader reads ``ys[t]``; the last step's carries read
+from outside become the scan's final carries.
 
 ::
 
@@ -30,34 +33,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .draft import Draft, Rec, freeze
+from .steps import Marks, propose_steps
 
 __all__ = ["reroll_pass", "MIN_STEPS"]
 
 MIN_STEPS = 2
 
 
-def _step_of(rec: Rec) -> int | None:
-    t = rec.meta.get("t")
-    return t if isinstance(t, int) and not isinstance(t, bool) else None
-
-
 def reroll_pass(draft: Draft) -> None:
     """Replace the steps of an unrolled graph by one scan node, when they provably are one."""
     live = draft.live()
     if any(rec.meta.get("grad") for rec in live):
-        return  # training graphs: their backward chains are fused by the reverse passes
+        return  # backward nodes: passes.regrad rerolls the forward and differentiates the scan
+    marks = propose_steps(live, MIN_STEPS)
     steps: dict[int, list[Rec]] = {}
     for rec in live:
-        t = _step_of(rec)
-        if t is not None:
-            steps.setdefault(t, []).append(rec)
+        if rec.id in marks:
+            steps.setdefault(marks[rec.id][0], []).append(rec)
     count = len(steps)
     if count < MIN_STEPS or sorted(steps) != list(range(count)):
         return
-    plan = _prove(draft, steps, count)
+    plan = _prove(draft, steps, count, marks)
     if plan is not None:
-        _rewrite(draft, steps, count, plan)
+        _rewrite(draft, steps, count, plan, marks)
 
 
 class _Plan:
@@ -67,21 +68,22 @@ class _Plan:
         self.wiring: list[list[tuple[str, Any]]] = []  # per node: (kind, detail) per input
         self.carries: dict[str, int] = {}  # carried template -> initial value (rec id)
         self.captures: dict[int, None] = {}  # outside rec ids read by every step
-        self.sequences: list[tuple[str, Any]] = []  # ("leaf", template) / ("slice", rec id)
+        self.sequences: list[tuple[str, Any]] = []  # ("leaf", template) / ("slice", (id, rows))
         self.outputs: list[str] = []  # templates read from outside (per-step outputs)
 
 
-def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int) -> _Plan | None:
-    found = [r.meta.get("template") for r in steps[0]]
+def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
+           marks: Marks) -> _Plan | None:
+    found = [marks[r.id][1] for r in steps[0]]
     templates: list[str] = [name for name in found if name is not None]
     if len(templates) != len(found) or len(set(templates)) != len(templates):
         return None
     step_of_id: dict[int, int] = {}
     by_template: list[dict[str, Rec]] = []
     for t in range(count):
-        if [r.meta.get("template") for r in steps[t]] != templates:
+        if [marks[r.id][1] for r in steps[t]] != templates:
             return None
-        by_template.append({r.meta["template"]: r for r in steps[t]})
+        by_template.append({marks[r.id][1]: r for r in steps[t]})
         for r in steps[t]:
             step_of_id[r.id] = t
     plan = _Plan()
@@ -115,7 +117,7 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int) -> _Plan | Non
             return None
         wiring = []
         for j in range(len(first.inputs)):
-            kind = _input_kind(draft, recs, j, step_of_id, plan)
+            kind = _input_kind(draft, recs, j, step_of_id, plan, marks)
             if kind is None:
                 return None
             wiring.append(kind)
@@ -138,28 +140,49 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int) -> _Plan | Non
                 plan.outputs.append(name)
     if not plan.carries:
         return None  # no recurrence: nothing for a scan to carry
+    outside = [*plan.carries.values(), *plan.captures,
+               *(seq[1][0] for seq in plan.sequences if seq[0] == "slice")]
+    if draft.descendants(list(step_of_id)).intersection(outside):
+        return None  # a value the loop reads is computed from its steps: no scan can run first
     return plan
 
 
-def _slice_of_outside(draft: Draft, recs: list[Rec], step_of_id: dict[int, int]) -> int | None:
-    """``xs[t]`` at every step t, of one outside ``xs``: the id of ``xs``."""
+def _slice_of_outside(draft: Draft, recs: list[Rec],
+                      step_of_id: dict[int, int]) -> tuple[int, tuple[int, ...]] | None:
+    """``xs[k_t]`` at every step t, of one outside ``xs``: ``(id of xs, (k_0, k_1, …))``."""
     first = recs[0]
     if first.op != "getitem" or len(first.inputs) != 1:
         return None
     source = first.inputs[0]
     if source in step_of_id or len(draft.recs[source].shape) < 1:
         return None
-    for t, r in enumerate(recs):
-        if r.op != "getitem" or r.inputs != [source] or r.attrs.get("index") != (t,):
+    rows = []
+    for r in recs:
+        index = r.attrs.get("index")
+        if r.op != "getitem" or r.inputs != [source] or not isinstance(index, tuple) \
+                or len(index) != 1 or type(index[0]) is not int or index[0] < 0:
             return None
-    return source
+        rows.append(index[0])
+    return source, tuple(rows)
+
+
+def _rows_in_order(draft: Draft, source: int, rows: tuple[int, ...]) -> int:
+    """``stack(source[k] for k in rows)`` without a copy when the rows are a range."""
+    count, start = len(rows), rows[0]
+    if rows == tuple(range(start, start + count)):
+        if start == 0 and draft.recs[source].shape[:1] == (count,):
+            return source
+        return draft.add("getitem", [source], {"index": ((start, start + count, None),)},
+                         name="opt/steps")
+    picks = draft.add_const(np.array(rows, dtype=np.int64), name="opt/step_rows")
+    return draft.add("take", [source, picks], {"axis": 0}, name="opt/steps")
 
 
 def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int],
-                plan: _Plan) -> tuple[str, Any] | None:
+                plan: _Plan, marks: Marks) -> tuple[str, Any] | None:
     sources = [r.inputs[j] for r in recs]
     steps = [step_of_id.get(s) for s in sources]
-    names = [draft.recs[s].meta.get("template") for s in sources]
+    names = [marks.get(s, (0, None))[1] for s in sources]
     if all(st == t for t, st in enumerate(steps)) and len(set(names)) == 1:
         return ("inner", names[0])
     if all(st == t - 1 for t, st in enumerate(steps) if t) and steps[0] is None \
@@ -175,19 +198,20 @@ def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int
     return None
 
 
-def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan) -> None:
+def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
+             marks: Marks) -> None:
     from ..core.graph import Graph  # the body is a graph of the same kind as the outer one
 
     graph_type = type(draft.graph) if isinstance(draft.graph, Graph) else Graph
     body = graph_type(f"{draft.graph.name}/step")
-    ref = {r.meta["template"]: r for r in steps[min(1, count - 1)]}
+    ref = {marks[r.id][1]: r for r in steps[min(1, count - 1)]}
     carry_in = {}
     for i, name in enumerate(plan.carries):
         shape = tuple(None if d == 1 else d for d in ref[name].shape)
         carry_in[name] = body.input(f"carry{i}", shape=shape, dtype=ref[name].dtype)
     seq_in = {}
     for i, seq in enumerate(plan.sequences):
-        rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1]]
+        rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1][0]]
         shape = rec.shape if seq[0] == "leaf" else rec.shape[1:]
         seq_in[seq] = body.input(f"x{i}", shape=shape, dtype=rec.dtype)
     cap_in = {c: body.input(f"c{i}", shape=draft.recs[c].shape, dtype=draft.recs[c].dtype)
@@ -213,14 +237,12 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan)
     xs = []
     for seq in plan.sequences:
         if seq[0] == "slice":
-            source = draft.recs[seq[1]]
-            xs.append(seq[1] if source.shape[:1] == (count,) else draft.add(
-                "getitem", [seq[1]], {"index": ((0, count, None),)}, name="opt/steps"))
+            xs.append(_rows_in_order(draft, *seq[1]))
         else:
-            xs.append(draft.add("stack", [_rec_of(steps[t], seq[1]).id for t in range(count)],
-                                {"axis": 0}, name=f"opt/{seq[1]}"))
+            rows = [_rec_of(steps[t], seq[1], marks).id for t in range(count)]
+            xs.append(draft.add("stack", rows, {"axis": 0}, name=f"opt/{seq[1]}"))
     scan = draft.add("scan", [*plan.carries.values(), *xs, *plan.captures], attrs, name="scan")
-    last = {r.meta["template"]: r for r in steps[count - 1]}
+    last = {marks[r.id][1]: r for r in steps[count - 1]}
     specs = ([(last[n].shape, last[n].dtype) for n in plan.carries]
              + [((count, *ref[n].shape), ref[n].dtype) for n in plan.outputs]
              + [((count, *n.shape), n.dtype) for n in carry_in.values()])
@@ -233,11 +255,11 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan)
             draft.replace(last[name].id, unpacked[i])
     for j, name in enumerate(plan.outputs):
         for t in range(count):
-            rec = _rec_of(steps[t], name)
+            rec = _rec_of(steps[t], name, marks)
             row = draft.add("getitem", [unpacked[k + j]], {"index": (t,)}, name=rec.name)
             draft.replace(rec.id, row)
 
 
-def _rec_of(recs: list[Rec], name: str) -> Rec:
-    return next(r for r in recs if r.meta.get("template") == name)
+def _rec_of(recs: list[Rec], name: str, marks: Marks) -> Rec:
+    return next(r for r in recs if marks[r.id][1] == name)
 

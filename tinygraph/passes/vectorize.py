@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core.op import OPS
 from .draft import Draft, Rec, Value, freeze
+from .rows import unstack_rows
 
 __all__ = ["vectorize_pass"]
 
@@ -40,6 +41,7 @@ def vectorize_pass(draft: Draft) -> None:
         if not _one_round(draft):
             break
     _sum_rows(draft)
+    unstack_rows(draft)  # a stack of the rows of one vectorized op is that op
 
 
 def _one_round(draft: Draft) -> bool:
@@ -49,12 +51,14 @@ def _one_round(draft: Draft) -> bool:
         found = _row(rec)
         if found is not None:
             rows.setdefault(found[0], {})[found[1]] = rec.id
-    lengths = {a: len(r) for a, r in rows.items() if sorted(r) == list(range(len(r)))
-               and draft.recs[a].shape[:1] == (len(r),)}
+    # One row is no loop: lifting a lone step onto a stack of one adds a copy per node.
+    lengths = {a: len(r) for a, r in rows.items() if len(r) >= 2
+               and sorted(r) == list(range(len(r))) and draft.recs[a].shape[:1] == (len(r),)}
     if not lengths:
         return False
     row_of = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
     groups: dict[Any, dict[int, int]] = {}
+    consts: dict[Any, int] = {}  # equal consts (each step builds its own) count as one
     for rec in live:
         if rec.op in ("input", "param", "const") or rec.id in row_of or OPS[rec.op].batch is None:
             continue
@@ -66,6 +70,9 @@ def _one_round(draft: Draft) -> bool:
                     break
                 step = t
                 signature.append(("row", array))
+            elif draft.recs[src].op == "const":
+                value = (freeze(draft.recs[src].attrs), draft.recs[src].dtype.str)
+                signature.append(("same", consts.setdefault(value, src)))
             else:
                 signature.append(("same", src))
         else:

@@ -1,0 +1,77 @@
+"""Rows of one array: a stack of ``X[0], …, X[T-1]`` is ``X`` itself.
+
+Rerolling hands out each step's value as row t of a stacked scan output
+(``ys[t]``), and :mod:`tinygraph.passes.vectorize` leaves row t of one op on
+the stacks in place of each per-step node. A fetch or a loss that stacks
+those rows again (``tg.stack(net.outputs)``, a loss on ``stack(logits)``)
+would copy T rows back into the array they came from — a getitem per step and
+a stack in every run. :func:`unstack_rows` reads the array instead; rows or
+ranges read from a stack are read from its parts first, and ``sum_to``
+wrappers (reverse mode's) are seen through, so the rewrite also applies to
+stacks of per-step gradients.
+
+>>> import numpy as np, tinygraph as tg
+>>> from tinygraph import passes
+>>> g = tg.Graph()
+>>> X = g.input("X", shape=(3, None, 2))
+>>> rows = tg.stack([X[0], X[1], X[2]])
+>>> [n.op for n in passes.unstack_rows(g, [rows * 2.0]).nodes.values()]
+['input', 'const', 'mul']
+"""
+
+from __future__ import annotations
+
+from .draft import Draft, Rec
+
+__all__ = ["unstack_rows"]
+
+
+def unstack_rows(draft: Draft) -> None:
+    """``stack(X[0], …, X[T-1])`` -> ``X``, also through ``sum_to(…, like)`` wrappers:
+    a stack of ``sum_to(X[t], L[t])`` is ``sum_to(X, L)`` (each row is reduced to its
+    like's shape either way), so reverse mode's stacks of per-step gradients read
+    whole arrays too. Rows or ranges read from a
+    stack are first read from its parts, so a stack whose head is special (the
+    initial state's) still yields its tail."""
+    for rec in draft.live():
+        if rec.op != "stack" or rec.attrs.get("axis", 0) != 0:
+            continue
+        for user in [draft.recs[u] for u in draft.users[rec.id]]:
+            index = user.attrs.get("index") if user.op == "getitem" else None
+            if index is None or len(index) != 1:
+                continue
+            if isinstance(index[0], int):
+                draft.replace(user.id, rec.inputs[index[0]])
+                continue
+            picked = rec.inputs[slice(*index[0])]
+            if len(picked) >= 2:
+                draft.replace(user.id, draft.add("stack", picked, {"axis": 0},
+                                                 name=user.name + "/parts"))
+    for rec in draft.live():
+        if rec.op == "stack" and rec.attrs.get("axis", 0) == 0 and len(rec.inputs) >= 2:
+            whole = _stack_of_rows(draft, [draft.recs[i] for i in rec.inputs])
+            if whole is not None and whole != rec.id:
+                draft.replace(rec.id, whole)
+
+
+def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
+    """A node equal to ``stack(parts)`` built from whole arrays, if there is one."""
+    first = parts[0]
+    if first.op == "getitem":
+        source, start = first.inputs[0], first.attrs["index"][0]
+        if not isinstance(start, int) or start < 0 or not all(
+                p.op == "getitem" and p.inputs[0] == source and p.attrs["index"] == (start + t,)
+                for t, p in enumerate(parts)):
+            return None
+        if start == 0 and draft.recs[source].shape[:1] == (len(parts),):
+            return source
+        return draft.add("getitem", [source], {"index": ((start, start + len(parts), 1),)},
+                         name=first.name + "/rows")
+    if first.op == "sum_to" and all(p.op == "sum_to" for p in parts):
+        values = _stack_of_rows(draft, [draft.recs[p.inputs[0]] for p in parts])
+        likes = _stack_of_rows(draft, [draft.recs[p.inputs[1]] for p in parts])
+        if values is None or likes is None or \
+                len(draft.recs[values].shape) != len(draft.recs[likes].shape):
+            return None
+        return draft.add("sum_to", [values, likes], name=first.name + "/rows")
+    return None

@@ -1,0 +1,84 @@
+"""Proposing the steps of an unrolled loop: which nodes step t built, and as what.
+
+:mod:`tinygraph.passes.reroll` PROVES that T groups of nodes are one step
+before it makes a scan of them; this module only proposes the groups, as
+``{record id: (t, template)}`` (template: what the node is within its step,
+the same name at every step). Three sources, the first that marks anything:
+
+1. ``meta["t"]`` and ``meta["template"]``, set by :func:`tinygraph_rnn.unroll`;
+2. a ``t=<k>/`` scope in the name — a loop written by hand in
+   ``with g.scope(f"t={t}")`` blocks names its nodes alike at every step
+   (``t=0/s``, ``t=1/s``, …): the template is the name inside the scope;
+3. the loop's shape — a loop written without either still builds the same
+   ops in the same order at every step. Each step reads a row ``A[k]`` of one
+   array, or an input of its own; at a constant distance apart in building
+   order, those reads mark the steps, and if the ops from one mark to the
+   next repeat at every mark, each period is a step (started earlier than its
+   mark when the step builds something before it reads its row, as in
+   ``s @ W + a[t]``), its nodes named by their place in the period.
+
+A wrong proposal costs nothing but the proof's time: the graph stays as built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .draft import Rec
+
+__all__ = ["propose_steps"]
+
+_SCOPE = re.compile(r"t=(0|[1-9][0-9]*)/(.+)", re.DOTALL)
+
+Marks = dict[int, tuple[int, str]]
+
+
+def propose_steps(live: list[Rec], min_steps: int) -> Marks:
+    """``{record id: (step, template)}`` for the records a loop seems to have built."""
+    marks: Marks = {}
+    for rec in live:
+        t, template = rec.meta.get("t"), rec.meta.get("template")
+        if isinstance(t, int) and not isinstance(t, bool) and isinstance(template, str):
+            marks[rec.id] = (t, template)
+    if marks:
+        return marks
+    for rec in live:
+        found = _SCOPE.fullmatch(rec.name)
+        if found:
+            marks[rec.id] = (int(found.group(1)), found.group(2))
+    return marks or _from_loop_shape(live, min_steps)
+
+
+def _row_index(rec: Rec) -> int | None:
+    index = rec.attrs.get("index") if rec.op == "getitem" and len(rec.inputs) == 1 else None
+    if isinstance(index, tuple) and len(index) == 1 and isinstance(index[0], int) \
+            and not isinstance(index[0], bool):
+        return index[0]
+    return None
+
+
+def _from_loop_shape(live: list[Rec], min_steps: int) -> Marks:
+    order = sorted((r for r in live if r.op != "param"), key=lambda r: r.key)  # as built
+    ops = [r.op for r in order]
+    groups: dict[Any, list[int]] = {}  # what each step reads -> its places in building order
+    for place, rec in enumerate(order):
+        if _row_index(rec) is not None:
+            groups.setdefault(("row", rec.inputs[0]), []).append(place)
+        elif rec.op == "input":
+            groups.setdefault(("input", rec.shape, rec.dtype.str), []).append(place)
+    for places in sorted(groups.values(), key=len, reverse=True):
+        if len(places) < min_steps:
+            break
+        period = places[1] - places[0]
+        if period < 1 or any(b - a != period for a, b in zip(places, places[1:], strict=False)):
+            continue
+        for shift in range(period - 1, -1, -1):  # the earliest start that repeats
+            starts = [p - shift for p in places]
+            if starts[0] < 0 or starts[-1] + period > len(order):
+                continue
+            pattern = ops[starts[0]:starts[0] + period]
+            if all(ops[s:s + period] == pattern for s in starts):
+                return {order[s + j].id: (t, f"{j}:{pattern[j]}")
+                        for t, s in enumerate(starts) for j in range(period)}
+    return {}
