@@ -133,3 +133,22 @@ def test_gated_backward_loops_join_gate_adjoints_and_leave_weight_sums_outside()
         # Σ_t x_tᵀ dz_t and Σ_t h_{t-1}ᵀ dz_t: matmuls after the loop, one per weight;
         # the only matmul left in the loop carries the gradient back through W_hh.
         assert body_ops.count("matmul") == 1, kind
+
+
+def test_forward_loops_store_no_value_the_backward_reads_only_for_its_shape(monkeypatch):
+    from tinygraph import passes
+
+    def stored(plan):
+        (forward,) = [n for n in plan.graph.nodes.values()
+                      if n.op == "scan" and not n.attrs["reverse"]]
+        return len({u.attrs["index"] for u in plan.graph.nodes.values()
+                    if u.op == "unpack" and u.inputs[0] is forward})
+
+    for kind in ("gru", "lstm"):
+        with_pass = stored(_training_plan(kind))
+        with monkeypatch.context() as m:
+            m.setattr(passes, "OPTIMIZE_PASSES",
+                      [p for p in passes.OPTIMIZE_PASSES if p is not passes.stored_likes_pass])
+            without = stored(_training_plan(kind))
+        # the GRU's gh slices and the LSTM's gate pre-activations were stored for sum_to
+        assert with_pass <= without - 4, (kind, with_pass, without)

@@ -48,6 +48,7 @@ from .accumulate import accumulate_pass, contract_pass
 from .draft import Draft, freeze
 from .hoist import hoist_pass
 from .kernels import recurrence_kernel_pass
+from .likes import stored_likes_pass
 from .regrad import regrad
 from .reroll import reroll_pass
 from .rows import unstack_rows as _unstack_rows
@@ -185,7 +186,8 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
 # forward outputs unread, and without them the forward body regroups and hoists further.
 _LOOP_PASSES: list[Pass] = [unread_outputs_pass, reassociate_pass, hoist_pass, accumulate_pass,
-                            sink_pass, contract_pass, tidy_pass, saved_carries_pass]
+                            sink_pass, contract_pass, stored_likes_pass, tidy_pass,
+                            saved_carries_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
                                _fold, _cse, _onehot_take, _bias_into_table, _cse]

@@ -16,6 +16,7 @@ from typing import Any
 from ..core.op import OPS
 from ..core.recurrence import ACTIVATIONS
 from .draft import Draft, Rec
+from .likes import stored_by_a_scan
 from .tidy import unread_outputs_pass
 
 __all__ = ["recurrence_kernel_pass"]
@@ -85,7 +86,7 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     # broadcast to, so it cannot show a batch broadcast: it is no like worth reading.
     likes = [rec.inputs[i] for i in range(k, k + m)
              if len(inputs[i].shape) >= 1 and len(draft.recs[rec.inputs[i]].shape) >= 2
-             and not _stored_by_a_scan(draft, rec.inputs[i])]
+             and not stored_by_a_scan(draft, rec.inputs[i])]
     dz_all = draft.add("reverse_recurrence", [outer[g], outer[slope], outer[weight], *likes],
                        name=rec.name)
     for u in users:
@@ -97,14 +98,6 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
             value = draft.add(wrapper.op, [value, outer.get(wrapper.inputs[1], value)],
                               name=f"{rec.name}/{wrapper.op}")
         draft.replace(u.id, value)
-
-
-def _stored_by_a_scan(draft: Draft, value: int) -> bool:
-    rec = draft.recs[value]
-    if rec.op != "unpack":
-        return False
-    scan = draft.recs[rec.inputs[0]]
-    return scan.op == "scan" and rec.attrs["index"] >= scan.attrs["num_carry"]
 
 
 def _wrappers(y: Any, inner: Any) -> list:

@@ -1,0 +1,68 @@
+"""Shape helpers whose like is a value a forward loop stored: dropped from backward loops.
+
+Reverse mode wraps cotangents in ``sum_to(g, like)`` (and ``broadcast_to``,
+``reshape_like``), which undo broadcasting by reading the *shape* of a forward
+value. In a backward scan that value is a per-step input: a forward loop
+stores it for every step only so the helper can look at its shape — a copy
+per step (a GRU's backward read eleven such stores).
+
+A forward scan allocates each stored output in the shape its first two steps
+broadcast to, so a stored row never shows a broadcast the helper could undo:
+when the helper's operand and like have the same static shape, the helper is
+the identity on every step and goes. The forward then stops storing the value
+(:func:`tinygraph.passes.tidy.unread_outputs_pass`). A like that the caller
+feeds (a sequence) keeps its helper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.op import OPS
+from .draft import Draft, Rec
+from .sink import prune
+
+__all__ = ["stored_likes_pass", "stored_by_a_scan"]
+
+
+def stored_by_a_scan(draft: Draft, value: int) -> bool:
+    """``value`` is a forward scan's stacked per-step output (or saved carries)."""
+    rec = draft.recs[value]
+    if rec.op != "unpack":
+        return False
+    scan = draft.recs[rec.inputs[0]]
+    return scan.op == "scan" and rec.attrs["index"] >= scan.attrs["num_carry"]
+
+
+def stored_likes_pass(draft: Draft) -> None:
+    for rec in draft.live():
+        if rec.op == "scan":
+            _drop_helpers(draft, rec)
+
+
+def _drop_helpers(draft: Draft, rec: Rec) -> None:
+    a = rec.attrs
+    body, k, m = a["body"], a["num_carry"], a["num_xs"]
+    stored = {body.node(n) for i, n in enumerate(a["inputs"])
+              if k <= i < k + m and stored_by_a_scan(draft, rec.inputs[i])}
+    drop = {node for node in body.nodes.values()
+            if node.op in OPS and OPS[node.op].identity_when_shapes_agree
+            and node.inputs[1] in stored and node.inputs[0].shape == node.shape
+            and node.inputs[1].shape == node.shape}
+    if not drop:
+        return
+    new = type(body)(body.name)
+    mapping: dict[Any, Any] = {}
+    for node in body.nodes.values():
+        if node.op == "input":
+            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
+        elif node.op == "const":
+            mapping[node] = new.const(node.value, name=node.name, dtype=node.dtype)
+        elif node in drop:
+            mapping[node] = mapping[node.inputs[0]]
+        else:
+            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
+                                         dict(node.attrs), name=node.name)
+    outputs = tuple(mapping[body.node(n)].name for n in a["outputs"])
+    rec.attrs = {**a, "body": prune(new, outputs), "outputs": outputs}
+    draft._edits += 1
