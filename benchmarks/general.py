@@ -25,7 +25,7 @@ import tinygraph_rnn as rnn
 sys.path.insert(0, str(Path(__file__).parent))
 import workloads as wl  # noqa: E402
 
-ROUNDS = 5
+ROUNDS = 9
 
 
 def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict:
