@@ -46,3 +46,12 @@ def _run_both_ways(self, fetches, feeds=None, optimize=True, check_finite=False)
 @pytest.fixture(autouse=True)
 def optimized_equals_interpreter(monkeypatch):
     monkeypatch.setattr(tg.Graph, "run", _run_both_ways)
+
+
+@pytest.fixture
+def small_buffers(monkeypatch):
+    """Plans keep buffers from 32 KiB on, as without malloc tuning: tests of the buffered
+    path (aliasing, threads) then run it with arrays of test size."""
+    from tinygraph.exec import buffers
+
+    monkeypatch.setattr(buffers, "TUNED_BUFFER_MIN_BYTES", buffers.BUFFER_MIN_BYTES)

@@ -10,6 +10,7 @@ import gc
 import threading
 
 import numpy as np
+import pytest
 
 import tinygraph as tg
 from tinygraph.core.ops import OPS
@@ -30,6 +31,7 @@ def _model():
     return g, x, ids, W, h, gx, gW
 
 
+@pytest.mark.usefixtures("small_buffers")
 def test_one_compiled_plan_from_eight_threads_gives_right_and_stable_results():
     g, x, ids, W, h, gx, gW = _model()
     fn = g.compile([h, gx], inputs=["x", "ids"])
@@ -129,6 +131,7 @@ def _every_op_graph():
     return g, grads
 
 
+@pytest.mark.usefixtures("small_buffers")
 def test_every_returned_array_stays_unchanged_after_later_calls_for_every_op():
     g, _ = _every_op_graph()
     nodes = [n for n in g.nodes.values() if n.kind == "op" and n.op != "scan"]
@@ -160,6 +163,7 @@ def test_every_returned_array_stays_unchanged_after_later_calls_for_every_op():
                                            err_msg=f"node {node.name} ({op})")
 
 
+@pytest.mark.usefixtures("small_buffers")
 def test_concat_gradient_reproducer_keeps_earlier_results():
     g = tg.Graph()
     a = g.input("a", shape=(None, 2))

@@ -213,6 +213,7 @@ def test_passes_are_deterministic():
     assert texts[0] == texts[1]
 
 
+@pytest.mark.usefixtures("small_buffers")
 def test_kept_buffers_never_reach_the_caller():
     # Large intermediates are written into buffers kept between calls; a fetched
     # array (or one computed in place from a buffer) must still be the caller's own.

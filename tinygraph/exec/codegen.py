@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.op import OPS
-from .buffers import BUFFER_MIN_BYTES, into_buffer, stack_into, stacked_matmul
+from .buffers import buffer_min_bytes, into_buffer, stack_into, stacked_matmul
 from .stacks import stack_lines
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ def generate(plan: Plan, sizes: list[int]) -> tuple[Callable, str, dict[int, int
         names[f"c{i}"] = value
         lines.append(f"    v{i} = c{i}")
     line_of_step: dict[int, int] = {}
+    smallest_buffer = buffer_min_bytes()
     backed: set[int] = set()  # slots holding a kept buffer (directly or written in place)
     for position, step in enumerate(plan.steps):
         out, args, frees = step.out, step.args, step.frees
@@ -70,7 +71,7 @@ def generate(plan: Plan, sizes: list[int]) -> tuple[Callable, str, dict[int, int
             # The common case (no broadcasting happened) costs a tuple compare, no call.
             x, like = (f"v{i}" for i in args)
             lines.append(f"    v{out} = {x} if {x}.shape == {like}.shape else {call})")
-        elif target is None and _bufferable(plan, position, sizes[position]):
+        elif target is None and _bufferable(plan, position, sizes[position], smallest_buffer):
             backed.add(out)
             # np.dot and the stacked matmul take out= themselves (np.dot of two matrices
             # is about twice as fast as the np.matmul ufunc writing into a buffer).
@@ -118,11 +119,11 @@ def _reusable(plan: Plan, position: int) -> int | None:
     return None
 
 
-def _bufferable(plan: Plan, position: int, size: int) -> bool:
+def _bufferable(plan: Plan, position: int, size: int, smallest: int) -> bool:
     """A large elementwise or matmul step whose value stays inside the plan."""
     step = plan.steps[position]
     node = step.node
-    if size < BUFFER_MIN_BYTES or step.out in plan.escaping:
+    if size < smallest or step.out in plan.escaping:
         return False
     if node.op == "stack":
         return node.attrs.get("axis", 0) == 0
