@@ -32,8 +32,8 @@ import numpy as np
 
 from .allocator import MMAP_THRESHOLD, tune_allocator
 
-__all__ = ["BUFFER_MIN_BYTES", "TUNED_BUFFER_MIN_BYTES", "buffer_min_bytes", "into_buffer", "result_shape", "stack_into", "stack_buffer",
-           "stacked_matmul"]
+__all__ = ["BUFFER_MIN_BYTES", "TUNED_BUFFER_MIN_BYTES", "buffer_min_bytes", "into_buffer",
+           "result_shape", "stack_into", "stack_buffer", "stacked_matmul"]
 
 # Below this, allocation is cheap (glibc's small-block arena) and the check
 # would cost more than it saves.
