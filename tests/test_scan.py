@@ -386,3 +386,39 @@ def test_carries_that_feed_each_other_survive_the_optimizer(optimize):
         a, b, p, q = b, a + b, q, p
     np.testing.assert_allclose(got[:5], [a, b, p, q, r], rtol=0, atol=0)
     np.testing.assert_allclose(got[5], want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2])
+@pytest.mark.parametrize("init_rows", [1, 2])
+def test_gradients_of_short_scans_with_a_broadcast_init_match_finite_differences(
+        steps, init_rows):
+    # T = 0 and 1 with a (1, H) init against a batch of 2 used to fail in the vjp (the
+    # new carries joined from saved ones of another shape).
+    g = tg.Graph()
+    xs = g.input("xs", shape=(None, None, 3))
+    s0 = g.input("s0", shape=(None, 3))
+    W = g.param("W", np.eye(3) * 0.5 + 0.1)
+    final, ys = tg.scan(lambda s, x: (tg.tanh(s @ W + x), tg.tanh(s @ W + x) * 2.0), s0, xs)
+    loss = tg.sum(ys * ys) + tg.sum(final * final)
+    grads = tg.grad(loss, [W, s0])
+    feeds = {"xs": np.random.default_rng(1).normal(size=(steps, 2, 3)),
+             "s0": np.linspace(-1, 1, 3 * init_rows).reshape(init_rows, 3)}
+    got = g.run(grads, feeds)
+    for value, node in zip(got, (W, None), strict=True):
+        if node is None:  # d loss / d s0 by differences of the fed value
+            base, numeric = feeds["s0"].copy(), np.zeros_like(feeds["s0"])
+            for i in np.ndindex(base.shape):
+                for sign in (1, -1):
+                    feeds["s0"] = base.copy()
+                    feeds["s0"][i] += sign * 1e-6
+                    numeric[i] += sign * float(g.run(loss, feeds, optimize=False)) / 2e-6
+            feeds["s0"] = base
+        else:
+            base, numeric = W.value.copy(), np.zeros_like(W.value)
+            for i in np.ndindex(base.shape):
+                for sign in (1, -1):
+                    W.value = base.copy()
+                    W.value[i] += sign * 1e-6
+                    numeric[i] += sign * float(g.run(loss, feeds, optimize=False)) / 2e-6
+            W.value = base
+        np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)

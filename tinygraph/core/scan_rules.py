@@ -106,10 +106,11 @@ def _scan_vjp(node: Node, gs: list[Any], needs: tuple[bool, ...] | None = None) 
     start = [g if g is not None else graph.add_node("zeros_like", [f])
              for g, f in zip(gs[:k], finals, strict=True)]
     start += [graph.add_node("zeros_like", [consts[j]]) for j in const_wanted]
-    nexts = [graph.add_node("concat", [graph.add_node("getitem", [saved[i]],
-                                                      {"index": ((1, None, None),)}),
-                                       graph.add_node("expand_dims", [finals[i]], {"axis": 0})],
-                            {"axis": 0}) for i in carried]
+    # The new carry of every step: the saved ones after the first, then the final one
+    # (sliced after joining, so T = 0 gives no rows).
+    nexts = [graph.add_node("getitem", [graph.add_node("concat", [
+        saved[i], graph.add_node("expand_dims", [finals[i]], {"axis": 0})], {"axis": 0})],
+        {"index": ((1, None, None),)}) for i in carried]
     seq = [*saved, *xs, *[g for _, g in y_cots], *[output_node(node, k + j) for j in stored],
            *nexts]
     back = graph.add_node("scan", [*start, *seq, *consts], battrs)

@@ -109,7 +109,7 @@ class ScanKernel:
         params = [p._value for _, p in plan.params]
         order = range(steps - 1, -1, -1) if self.node.attrs["reverse"] else range(steps)
         if steps == 0:
-            return (*carry, *empty_outputs(self.node))
+            return (*carry, *empty_outputs(self.node, carry))
         # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
         # so outputs are allocated in the shape both steps broadcast to.
         head = order[:2]
@@ -120,8 +120,10 @@ class ScanKernel:
             carry = list(outs[-1][0][:k])
         ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
               for j in range(ny)]
-        saved = [self._alloc(steps, [c[i] for _, c in outs]) if k + ny + i in self.needed
-                 else None for i in range(k)]
+        # Saved carries take the shape every carry broadcasts to, the new ones included
+        # (one step of a (1, H) init against a batch of B leaves a (B, H) final carry).
+        saved = [self._alloc(steps, [c[i] for _, c in outs] + [o[i] for o, _ in outs])
+                 if k + ny + i in self.needed else None for i in range(k)]
         for t, (out, before) in zip(head, outs, strict=True):
             for j, y in enumerate(ys):
                 if y is not None:
@@ -185,8 +187,12 @@ class ScanKernel:
         return self._loop
 
 
-def empty_outputs(node: Node) -> list[np.ndarray]:
-    """T = 0: empty stacks of a scan's per-step outputs, of their static shapes."""
+def empty_outputs(node: Node, init: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """T = 0: empty stacks of a scan's per-step outputs, of their static shapes (saved
+    carries: of the initial carries' shapes, which they would have held)."""
     a = node.attrs
-    outs = [a["body"].node(n) for n in a["outputs"][a["num_carry"]:]]
-    return [np.empty((0, *(d or 0 for d in o.shape)), o.dtype) for o in outs]
+    k, ny = a["num_carry"], a["num_ys"]
+    outs = [a["body"].node(n) for n in a["outputs"][k:]]
+    stacks = [np.empty((0, *(d or 0 for d in o.shape)), o.dtype) for o in outs[:ny]]
+    return stacks + [np.empty((0, *np.shape(c)), o.dtype)
+                     for c, o in zip(init, outs[ny:], strict=True)]
