@@ -11,6 +11,8 @@ its initial one.
 per-step output (:func:`tinygraph.passes.regrad`), and the backward reads only
 some of them. The others leave the scan, so the body's sums can be regrouped
 and hoisted (a stored value is a fixed point of the body those passes keep).
+:func:`saved_carries_pass` then rebuilds saved carries (the backward's
+``s_{t-1}``) after the loop from the stacked states, instead of a copy per step.
 """
 
 from __future__ import annotations
