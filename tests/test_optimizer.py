@@ -152,3 +152,24 @@ def test_forward_loops_store_no_value_the_backward_reads_only_for_its_shape(monk
             without = stored(_training_plan(kind))
         # the GRU's gh slices and the LSTM's gate pre-activations were stored for sum_to
         assert with_pass <= without - 4, (kind, with_pass, without)
+
+
+def test_unrolled_nets_beyond_the_plain_size_limit_are_still_rerolled():
+    # Graphs this large skip the passes unless their nodes carry step marks: a 2-layer
+    # GRU unrolled 320 steps (> 50,000 nodes) still becomes one loop per layer.
+    cell = rnn.Stacked([rnn.GRUCell(input_size=3, hidden_size=4, seed=0),
+                        rnn.GRUCell(input_size=4, hidden_size=4, seed=1)])
+    net = rnn.unroll(cell, 320)
+    loss = tg.sum(net.outputs[0] * net.outputs[0])
+    for t in range(1, 320):  # a per-step loss and its gradients: > 50,000 nodes
+        loss = loss + tg.sum(net.outputs[t] * net.outputs[t])
+    grads = tg.grad(loss, list(net.params.values()))
+    assert len(net.graph) > compiler.OPTIMIZE_MAX_NODES
+    plan = compiler.make_plan(net.graph, [loss, *grads], [n.name for n in net.inputs])
+    ops = [n.op for n in plan.graph.nodes.values()]
+    assert ops.count("scan") >= 2 and len(ops) - ops.count("input") < 300
+    chain = tg.Graph()
+    h = chain.input("x", shape=())
+    for _ in range(26_000):  # no step marks: left as built
+        h = tg.tanh(h) + 0.25
+    assert len(compiler.make_plan(chain, h, ["x"]).graph) == len(chain)

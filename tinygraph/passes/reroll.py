@@ -56,9 +56,24 @@ def reroll_pass(draft: Draft) -> None:
     count = len(steps)
     if count < MIN_STEPS or sorted(steps) != list(range(count)):
         return
+    _only_common_nodes(steps, marks)
     plan = _prove(draft, steps, count, marks)
     if plan is not None:
         _rewrite(draft, steps, count, plan, marks)
+
+
+def _only_common_nodes(steps: dict[int, list[Rec]], marks: Marks) -> None:
+    """Leave nodes only some steps have (a loss on the last step's output) outside the steps.
+
+    They read step values like any reader outside (the proof below makes those
+    values per-step outputs); if a step read one of them back, the proof refuses.
+    """
+    common = set.intersection(*({marks[r.id][1] for r in recs} for recs in steps.values()))
+    for t, recs in steps.items():
+        for rec in recs:
+            if marks[rec.id][1] not in common:
+                del marks[rec.id]
+        steps[t] = [rec for rec in recs if rec.id in marks]
 
 
 class _Plan:
