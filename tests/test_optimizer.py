@@ -173,3 +173,25 @@ def test_unrolled_nets_beyond_the_plain_size_limit_are_still_rerolled():
     for _ in range(26_000):  # no step marks: left as built
         h = tg.tanh(h) + 0.25
     assert len(compiler.make_plan(chain, h, ["x"]).graph) == len(chain)
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "gru"])
+def test_a_loss_on_the_last_step_only_rerolls(kind):
+    # The last step has nodes the others lack (its head and loss): they stay outside the
+    # loop, reading the last row of the stacked states; values as the interpreter's.
+    sizes = []
+    for steps in (5, 40):
+        net = rnn.unroll(CELLS[kind](), steps)
+        g = net.graph
+        loss = tg.sum(net.logits[-1] * net.logits[-1])
+        grads = tg.grad(loss, list(net.params.values()))
+        plan = compiler.make_plan(g, [loss, *grads], [n.name for n in net.inputs])
+        ops = [n.op for n in plan.graph.nodes.values()]
+        assert {"scan", "recurrence"} & set(ops), ops
+        sizes.append(len(ops) - ops.count("input"))
+        feeds = {n: np.random.default_rng(steps).normal(size=(2, 3)) for n in net.inputs}
+        fast = plan({n.name: v for n, v in feeds.items()})
+        slow = g.run([loss, *grads], feeds, optimize=False)
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert sizes[0] == sizes[1]
