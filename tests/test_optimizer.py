@@ -195,3 +195,45 @@ def test_a_loss_on_the_last_step_only_rerolls(kind):
         for a, b in zip(fast, slow, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     assert sizes[0] == sizes[1]
+
+
+class JoinedCell(rnn.Cell):
+    """``h' = tanh([x | h] @ W + b)``: one weight over the joined input and state."""
+
+    def declare(self):
+        return {"W": rnn.ParamSpec((self.input_size + self.hidden_size, self.hidden_size)),
+                "b": rnn.ParamSpec((self.hidden_size,), init="zeros")}
+
+    def step(self, x, h, p):
+        new = tg.tanh(tg.concat([x, h], axis=-1) @ p["W"] + p["b"], name="h")
+        return new, new
+
+
+def test_a_cell_over_joined_input_and_state_runs_on_the_fused_kernels():
+    steps, rng = 7, np.random.default_rng(5)
+    cell = JoinedCell(input_size=3, hidden_size=4, seed=0)
+    net = rnn.unroll(cell, steps)
+    g = net.graph
+    loss = tg.sum(net.outputs[0] * net.outputs[0])
+    for t in range(1, steps):
+        loss = loss + tg.sum(net.outputs[t] * net.outputs[t])
+    grads = tg.grad(loss, [net.params["W"], net.params["b"]])
+    names = [n.name for n in net.inputs] + [net.initial_state.name]
+    plan = compiler.make_plan(g, [loss, *grads], names)
+    ops = [n.op for n in plan.graph.nodes.values()]
+    assert ops.count("recurrence") == 1 and ops.count("reverse_recurrence") == 1
+    xs, h0 = rng.normal(size=(steps, 2, 3)), rng.normal(size=(2, 4))
+    got = plan({**{n.name: xs[t] for t, n in enumerate(net.inputs)}, names[-1]: h0})
+    W, b = cell.params["W"], cell.params["b"]
+    hs = [h0]  # numpy forward and BPTT of the same loss
+    for t in range(steps):
+        hs.append(np.tanh(np.concatenate([xs[t], hs[-1]], axis=-1) @ W + b))
+    gW, gb, carry = np.zeros_like(W), np.zeros_like(b), np.zeros((2, 4))
+    for t in reversed(range(steps)):
+        dz = (2 * hs[t + 1] + carry) * (1 - hs[t + 1] ** 2)
+        gW += np.concatenate([xs[t], hs[t]], axis=-1).T @ dz
+        gb += dz.sum(0)
+        carry = dz @ W[3:].T
+    np.testing.assert_allclose(got[0], sum((h * h).sum() for h in hs[1:]), rtol=1e-12)
+    np.testing.assert_allclose(got[1], gW, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[2], gb, rtol=1e-10, atol=1e-12)

@@ -54,6 +54,7 @@ from .reroll import reroll_pass
 from .rows import unstack_rows as _unstack_rows
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
+from .split import split_joined_products_pass
 from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 from .vectorize import vectorize_pass
 
@@ -185,7 +186,8 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # around the loop; one fused kernel for plain recurrences; then the local rewrites.
 # The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
 # forward outputs unread, and without them the forward body regroups and hoists further.
-_LOOP_PASSES: list[Pass] = [unread_outputs_pass, reassociate_pass, hoist_pass, accumulate_pass,
+_LOOP_PASSES: list[Pass] = [unread_outputs_pass, split_joined_products_pass, reassociate_pass,
+                            hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, vectorize_pass,
