@@ -139,19 +139,22 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
         plan.wiring.append(wiring)
     # Outputs: step values read from outside the steps (or fetched); reads from two or
     # more steps later would be a skip connection the body cannot carry.
+    # A carried value read from outside only at the last step (the final state) is the
+    # scan's final carry, not a stored output: a loop that stores nothing per step.
     for name in templates:
         if by_template[0][name].op in ("input", "param", "const"):
             continue  # a leaf stays as it is: readers outside keep reading it
         for t in range(count):
             rec = by_template[t][name]
+            final_carry = t == count - 1 and name in plan.carries
             for reader in draft.readers(rec.id):
                 later = step_of_id.get(reader.id)
                 if later is None:
-                    if name not in plan.outputs:
+                    if name not in plan.outputs and not final_carry:
                         plan.outputs.append(name)
                 elif later not in (t, t + 1):
                     return None
-            if rec.id in draft.root_set and name not in plan.outputs:
+            if rec.id in draft.root_set and name not in plan.outputs and not final_carry:
                 plan.outputs.append(name)
     if not plan.carries:
         return None  # no recurrence: nothing for a scan to carry
