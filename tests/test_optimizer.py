@@ -237,3 +237,13 @@ def test_a_cell_over_joined_input_and_state_runs_on_the_fused_kernels():
     np.testing.assert_allclose(got[0], sum((h * h).sum() for h in hs[1:]), rtol=1e-12)
     np.testing.assert_allclose(got[1], gW, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got[2], gb, rtol=1e-10, atol=1e-12)
+
+
+def test_fetching_only_the_last_state_stores_nothing_per_step():
+    net = rnn.unroll(CELLS["gru"](), 30)
+    plan = compiler.make_plan(net.graph, net.states[-1], [n.name for n in net.inputs])
+    (loop,) = [n for n in plan.graph.nodes.values() if n.op in ("scan", "recurrence")]
+    assert loop.op == "scan" and loop.attrs["num_ys"] == 0  # the final carry only
+    feeds = {n.name: np.random.default_rng(2).normal(size=(2, 3)) for n in net.inputs}
+    np.testing.assert_allclose(plan(feeds), net.graph.run(net.states[-1], feeds,
+                                                          optimize=False), rtol=1e-12)
