@@ -16,11 +16,9 @@ feeds (a sequence) keeps its helper.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..core.op import OPS
+from .bodies import copy_body, use_body
 from .draft import Draft, Rec
-from .sink import prune
 
 __all__ = ["stored_likes_pass", "stored_by_a_scan"]
 
@@ -51,18 +49,6 @@ def _drop_helpers(draft: Draft, rec: Rec) -> None:
             and node.inputs[1].shape == node.shape}
     if not drop:
         return
-    new = type(body)(body.name)
-    mapping: dict[Any, Any] = {}
-    for node in body.nodes.values():
-        if node.op == "input":
-            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
-        elif node.op == "const":
-            mapping[node] = new.const(node.value, name=node.name, dtype=node.dtype)
-        elif node in drop:
-            mapping[node] = mapping[node.inputs[0]]
-        else:
-            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
-                                         dict(node.attrs), name=node.name)
-    outputs = tuple(mapping[body.node(n)].name for n in a["outputs"])
-    rec.attrs = {**a, "body": prune(new, outputs), "outputs": outputs}
-    draft._edits += 1
+    new, mapping = copy_body(body, lambda node, new, mapping: mapping[node.inputs[0]]
+                             if node in drop else None)
+    use_body(draft, rec, new, mapping)

@@ -18,25 +18,10 @@ from typing import Any
 
 from ..core.op import OPS
 from ..core.traverse import ancestors
+from .bodies import copy_body, prune, use_body
 from .draft import Draft, Rec, Value
 
 __all__ = ["sink_pass", "reassociate_pass"]
-
-
-def prune(body: Any, outputs: tuple) -> Any:
-    """A copy of ``body`` without the nodes no output needs (every input kept, names kept)."""
-    needed = set(ancestors(body, [body.node(n) for n in outputs]))
-    new = type(body)(body.name)
-    mapping: dict[Any, Any] = {}
-    for node in body.nodes.values():
-        if node.op == "input":
-            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
-        elif node in needed and node.op == "const":
-            mapping[node] = new.const(node.value, name=node.name, dtype=node.dtype)
-        elif node in needed:
-            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
-                                         dict(node.attrs), name=node.name)
-    return new
 
 
 def _carry_dependent(body: Any, k: int, names: tuple) -> set:
@@ -82,34 +67,26 @@ def reassociate_pass(draft: Draft) -> None:
 
 
 def _rebuild_sums(draft: Draft, rec: Rec, plans: dict) -> None:
+    def regroup(node: Any, new: Any, mapping: dict) -> Any:
+        if node not in plans:
+            return None
+        free, bound = plans[node]
+        total = mapping[free[0]]
+        for t in free[1:]:
+            total = new.add_node("add", [total, mapping[t]])
+        for t in bound:
+            total = new.add_node("add", [mapping[t], total])
+        return total
+
     body = rec.attrs["body"]
-    new = type(body)(body.name)
-    mapping: dict[Any, Any] = {}
-    for node in body.nodes.values():
-        if node.op == "input":
-            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
-        elif node.op == "const":
-            mapping[node] = new.const(node.value, dtype=node.dtype)
-        elif node in plans:
-            free, bound = plans[node]
-            total = mapping[free[0]]
-            for t in free[1:]:
-                total = new.add_node("add", [total, mapping[t]])
-            for t in bound:
-                total = new.add_node("add", [mapping[t], total])
-            mapping[node] = total
-        else:
-            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
-                                         dict(node.attrs))
+    new, mapping = copy_body(body, regroup)
     outs = tuple(mapping[body.node(n)].name for n in rec.attrs["outputs"])
     if len(set(outs)) != len(outs) and len(set(rec.attrs["outputs"])) == len(outs):
         return
     for node, made in mapping.items():  # shapes must survive the regrouping
         if node.op != "input" and made.shape != node.shape and None not in node.shape:
             return
-    rec.attrs = {**rec.attrs, "body": prune(new, outs), "outputs": outs,
-                 "inputs": tuple(mapping[body.node(n)].name for n in rec.attrs["inputs"])}
-    draft._edits += 1
+    use_body(draft, rec, new, mapping)
 
 
 def sink_pass(draft: Draft) -> None:

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .bodies import copy_body, use_body
 from .draft import Draft, Rec
-from .sink import _carry_dependent, prune
+from .sink import _carry_dependent
 
 __all__ = ["split_joined_products_pass"]
 
@@ -100,42 +101,35 @@ def _split(draft: Draft, rec: Rec) -> None:
                   if (block := _column_block(node)) is not None})
     if not plans:
         return
-    new = type(body)(body.name)
-    mapping: dict[Any, Any] = {}
-    for node in body.nodes.values():
-        if node.op == "input":
-            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
-        elif node.op == "const":
-            mapping[node] = new.const(node.value, name=node.name, dtype=node.dtype)
-        elif node in plans and node.op == "concat_part":
-            product = node.inputs[0]
-            start, stop = plans[node]
-            block = new.add_node("getitem", [mapping[product.inputs[1]]],
-                                 {"index": ((None, None, None), (start, stop, None))})
-            mapping[node] = new.add_node("matmul", [mapping[product.inputs[0]], block])
-            if mapping[node].shape != node.shape:
-                return
-        elif node in plans:
-            joined, weight = node.inputs
-            terms, start = [], 0
-            for part, width in zip(joined.inputs, plans[node], strict=True):
-                block = new.add_node("getitem", [mapping[weight]],
-                                     {"index": ((start, start + width, None),)})
-                terms.append(new.add_node("matmul", [mapping[part], block]))
-                start += width
-            total = terms[0]
-            for term in terms[1:]:
-                total = new.add_node("add", [total, term])
-            if total.shape != node.shape:
-                return  # broadcasting between the parts would change the result's shape
-            mapping[node] = total
-        else:
-            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
-                                         dict(node.attrs),
-                                         name=node.name if node.name not in new.nodes else None)
+    new, mapping = copy_body(body, lambda node, new, mapping: _rewritten(node, plans, new,
+                                                                         mapping))
+    # Broadcasting between the parts would change a result's shape: then leave it be.
+    if any(mapping[node].shape != node.shape for node in plans):
+        return
     outputs = tuple(mapping[body.node(n)].name for n in a["outputs"])
     if len(set(outputs)) != len(set(a["outputs"])):
         return
-    rec.attrs = {**a, "body": prune(new, outputs), "outputs": outputs,
-                 "inputs": tuple(mapping[body.node(n)].name for n in a["inputs"])}
-    draft._edits += 1
+    use_body(draft, rec, new, mapping)
+
+
+def _rewritten(node: Any, plans: dict, new: Any, mapping: dict) -> Any:
+    """The split product or the column block for ``node`` (None: copied as is)."""
+    if node not in plans:
+        return None
+    if node.op == "concat_part":
+        product = node.inputs[0]
+        start, stop = plans[node]
+        block = new.add_node("getitem", [mapping[product.inputs[1]]],
+                             {"index": ((None, None, None), (start, stop, None))})
+        return new.add_node("matmul", [mapping[product.inputs[0]], block])
+    joined, weight = node.inputs
+    terms, start = [], 0
+    for part, width in zip(joined.inputs, plans[node], strict=True):
+        block = new.add_node("getitem", [mapping[weight]],
+                             {"index": ((start, start + width, None),)})
+        terms.append(new.add_node("matmul", [mapping[part], block]))
+        start += width
+    total = terms[0]
+    for term in terms[1:]:
+        total = new.add_node("add", [total, term])
+    return total

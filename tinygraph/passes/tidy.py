@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .bodies import copy_body, prune
 from .draft import Draft, Rec
-from .sink import prune
 
 __all__ = ["tidy_pass", "unread_outputs_pass", "saved_carries_pass"]
 
@@ -130,7 +130,8 @@ def _tidy(draft: Draft, rec: Rec) -> None:
     new_m = sum(1 for i in keep_in if k <= i < k + m)
     outputs = ([outs[i] for i in kept_carries] + outs[k:k + ny]
                + [outs[k + ny + i] for i in kept_carries])
-    new_body = _without(body, [inputs[i] for i in fixed] + [inputs[i] for i in dropped])
+    gone = {inputs[i] for i in [*fixed, *dropped]}  # inputs nothing reads
+    new_body = copy_body(body, skip=lambda node: node in gone)[0]
     attrs = {**a, "body": new_body, "num_carry": new_k, "num_xs": new_m,
              "inputs": tuple(inputs[i].name for i in keep_in),
              "outputs": tuple(n.name for n in outputs)}
@@ -149,20 +150,3 @@ def _tidy(draft: Draft, rec: Rec) -> None:
             target = new_k + ny + new_index[index - k - ny]
         draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": target},
                                       name=u.name))
-
-
-def _without(body: Any, gone: list) -> Any:
-    """A copy of ``body`` without the input nodes ``gone`` (nothing reads them)."""
-    new = type(body)(body.name)
-    mapping: dict[Any, Any] = {}
-    for node in body.nodes.values():
-        if node in gone:
-            continue
-        if node.op == "input":
-            mapping[node] = new.input(node.name, shape=node.shape, dtype=node.dtype)
-        elif node.op == "const":
-            mapping[node] = new.const(node.value, name=node.name, dtype=node.dtype)
-        else:
-            mapping[node] = new.add_node(node.op, [mapping[s] for s in node.inputs],
-                                         dict(node.attrs), name=node.name)
-    return new
