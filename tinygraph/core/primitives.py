@@ -127,7 +127,12 @@ def _softmax_vjp(node, g, needs=None):
 
 def log_softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)  # integer logits: the shape rule promises float64
+    lse = np.exp(z).sum(axis=axis, keepdims=True)
+    np.log(lse, out=lse)
+    z -= lse  # z is this call's own array: no third one
+    return z
 
 
 def _log_softmax_vjp(node, g, needs=None):
