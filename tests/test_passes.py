@@ -259,17 +259,18 @@ def test_bias_moves_into_the_gathered_table():
     np.testing.assert_array_equal(og.run("y", {"ids": v}), E.value[v] + b.value)
 
 
+@pytest.mark.parametrize("rows", [5, 40])  # one-hot product / sorted runs of equal ids
 @pytest.mark.parametrize("special", [None, np.inf, np.nan])
-def test_take_grad_scatter_matches_add_at_even_with_non_finite_gradients(special):
+def test_take_grad_scatter_matches_add_at_even_with_non_finite_gradients(special, rows):
     from tinygraph.core.ops import OPS
 
-    ids = RNG.integers(0, 5, size=(4, 3))
-    g = RNG.standard_normal((4, 3, 2))
+    ids = RNG.integers(0, rows, size=(40, 3))
+    g = RNG.standard_normal((40, 3, 2))
     if special is not None:
         g[1, 2, 0] = special
-    want = np.zeros((5, 2))
+    want = np.zeros((rows, 2))
     np.add.at(want, ids, g)  # the definition: every pick adds its row
-    got = OPS["take_grad"].forward(g, ids, np.zeros((5, 2)))
+    got = OPS["take_grad"].forward(g, ids, np.zeros((rows, 2)))
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15, equal_nan=True)
 
 
