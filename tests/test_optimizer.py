@@ -247,3 +247,23 @@ def test_fetching_only_the_last_state_stores_nothing_per_step():
     feeds = {n.name: np.random.default_rng(2).normal(size=(2, 3)) for n in net.inputs}
     np.testing.assert_allclose(plan(feeds), net.graph.run(net.states[-1], feeds,
                                                           optimize=False), rtol=1e-12)
+
+
+def test_the_gradient_of_a_lookup_over_ids_is_a_scatter_not_a_one_hot_product():
+    steps, vocab = 6, 40
+    net = rnn.unroll(rnn.VanillaRNNCell(input_size=vocab, hidden_size=4, output_size=5,
+                                        seed=0), steps, ids=True)
+    g = net.graph
+    targets = g.input("targets", shape=(steps, None), dtype="int64")
+    loss = tg.cross_entropy(tg.stack(net.logits), targets)
+    grads = tg.grad(loss, list(net.params.values()))
+    names = [n.name for n in net.inputs] + ["targets"]
+    plan = compiler.make_plan(g, [loss, *grads], names)
+    ops = [n.op for n in plan.graph.nodes.values()]
+    assert "take_grad" in ops and "one_hot" not in ops
+    rng = np.random.default_rng(4)
+    feeds = {**{n.name: rng.integers(0, vocab, 3) for n in net.inputs},
+             "targets": rng.integers(0, 5, (steps, 3))}
+    for got, want in zip(plan(feeds), g.run([loss, *grads], feeds, optimize=False),
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)

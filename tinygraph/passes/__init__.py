@@ -45,7 +45,7 @@ from ..core.node import Node
 from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
-from .draft import Draft, freeze
+from .draft import Draft, Rec, freeze
 from .hoist import hoist_pass
 from .kernels import recurrence_kernel_pass
 from .likes import stored_likes_pass
@@ -140,6 +140,29 @@ def _onehot_take(draft: Draft) -> None:
             ids = left.inputs[0]
             draft.replace(rec.id, draft.add("take", [right.id, ids], {"axis": 0},
                                             name=rec.name + "/take", meta=rec.meta))
+            continue
+        hot = _transposed_one_hot(draft, left)
+        if (hot is not None and len(right.shape) == 2 and None not in right.shape[1:]
+                and right.dtype == rec.dtype == hot.dtype):
+            # one_hot(ids)ᵀ @ G: the gradient of a lookup, a scatter-add of G's rows into
+            # a table; the like only carries the table's shape (a zero-strided const).
+            flat = draft.add("reshape", [hot.inputs[0]], {"shape": (-1,)}, name="opt/ids")
+            like = draft.add_const(np.broadcast_to(np.zeros((), rec.dtype), rec.shape),
+                                   name="opt/table_shape")
+            draft.replace(rec.id, draft.add("take_grad", [right.id, flat, like], {"axis": 0},
+                                            name=rec.name, meta=rec.meta))
+
+
+def _transposed_one_hot(draft: Draft, rec: Rec) -> Rec | None:
+    """The ``one_hot`` node when ``rec`` is its transpose, as a (n, depth) matrix."""
+    if rec.op != "transpose" or rec.attrs.get("axes") not in (None, (1, 0)):
+        return None
+    inner = draft.recs[rec.inputs[0]]
+    if inner.op == "reshape" and inner.attrs.get("shape") in ((-1, inner.shape[-1]),):
+        inner = draft.recs[inner.inputs[0]]
+    if inner.op != "one_hot" or inner.attrs["depth"] != rec.shape[0]:
+        return None
+    return inner
 
 
 def _bias_into_table(draft: Draft) -> None:
