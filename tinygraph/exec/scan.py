@@ -125,12 +125,7 @@ class ScanKernel:
         saved = [self._alloc(steps, [c[i] for _, c in outs] + [o[i] for o, _ in outs])
                  if k + ny + i in self.needed else None for i in range(k)]
         for t, (out, before) in zip(head, outs, strict=True):
-            for j, y in enumerate(ys):
-                if y is not None:
-                    y[t] = out[k + j]
-            for i, s in enumerate(saved):
-                if s is not None:
-                    s[t] = before[i]
+            self._store(t, out, before, ys, saved)
         rest = order[2:]
         if fast:
             loop = self._loop or self._generate()
@@ -140,14 +135,18 @@ class ScanKernel:
             for t in rest:
                 full = [*carry, *[x[t] for x in xs], *args[k + m:]]
                 out = self._step(full, params, fast)
-                for j, y in enumerate(ys):
-                    if y is not None:
-                        y[t] = out[k + j]
-                for i, s in enumerate(saved):
-                    if s is not None:
-                        s[t] = carry[i]
+                self._store(t, out, carry, ys, saved)
                 carry = list(out[:k])
         return (*carry, *ys, *saved)
+
+    def _store(self, t: int, out: list, before: list, ys: list, saved: list) -> None:
+        """Step ``t``'s per-step outputs and the carries it started from, where stored."""
+        for j, y in enumerate(ys):
+            if y is not None:
+                y[t] = out[self.k + j]
+        for i, s in enumerate(saved):
+            if s is not None:
+                s[t] = before[i]
 
     def _step(self, full: list, params: list, fast: bool) -> list:
         inputs = [full[i] for i in self.arg_of_input]

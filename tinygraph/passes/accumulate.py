@@ -14,15 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .draft import Draft, Rec
+from .draft import Draft, Rec, per_scan
 
 __all__ = ["accumulate_pass", "contract_pass"]
-
-
-def accumulate_pass(draft: Draft) -> None:
-    for rec in draft.live():
-        if rec.op == "scan":
-            _accumulate(draft, rec)
 
 
 def _accumulate(draft: Draft, rec: Rec) -> None:
@@ -110,3 +104,8 @@ def contract_pass(draft: Draft) -> None:
                            name="opt/flat")
         at = draft.add("transpose", [flat_a], {"axes": None}, name="opt/flat_t")
         draft.replace(rec.id, draft.add("matmul", [at, flat_b], name=rec.name))
+
+
+accumulate_pass = per_scan(
+    _accumulate,
+    "Gradient sums out of every scan's loop (see the module doc).")

@@ -16,6 +16,7 @@ original params at run time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..core.node import Node
 from ..core.op import infer
 from ..core.traverse import ancestors
 
-__all__ = ["Rec", "Draft", "Value", "freeze"]
+__all__ = ["Rec", "Draft", "Value", "freeze", "per_scan"]
 
 
 @dataclass
@@ -241,3 +242,13 @@ def freeze(value: Any) -> Any:
         return ("array", value.dtype.str, value.shape, value.tobytes())
     return value
 
+
+def per_scan(rewrite: Callable[[Draft, Rec], None], doc: str) -> Callable[[Draft], None]:
+    """A pass applying ``rewrite(draft, rec)`` to every live scan record of a draft."""
+    def run(draft: Draft) -> None:
+        for rec in draft.live():
+            if rec.op == "scan":
+                rewrite(draft, rec)
+
+    run.__doc__ = doc
+    return run

@@ -21,16 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.op import OPS
-from .draft import Draft, Rec, Value
+from .draft import Draft, Rec, Value, per_scan
 
 __all__ = ["hoist_pass"]
-
-
-def hoist_pass(draft: Draft) -> None:
-    """Hoist carry-independent body nodes out of every scan of the draft."""
-    for rec in draft.live():
-        if rec.op == "scan":
-            _hoist(draft, rec)
 
 
 def _hoist(draft: Draft, rec: Rec) -> None:
@@ -152,3 +145,6 @@ def _rebuild(draft: Draft, rec: Rec, kind: dict, hoisted: dict, outer: dict) -> 
             new_index = k + len(looped_ys) + (index - k - ny)
         draft.replace(unpack, draft.add("unpack", [scan], {**u.attrs, "index": new_index},
                                         name=u.name))
+
+
+hoist_pass = per_scan(_hoist, "Hoist carry-independent body nodes out of every scan of the draft.")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..core.op import OPS
 from .bodies import copy_body, use_body
-from .draft import Draft, Rec
+from .draft import Draft, Rec, per_scan
 
 __all__ = ["stored_likes_pass", "stored_by_a_scan"]
 
@@ -30,12 +30,6 @@ def stored_by_a_scan(draft: Draft, value: int) -> bool:
         return False
     scan = draft.recs[rec.inputs[0]]
     return scan.op == "scan" and rec.attrs["index"] >= scan.attrs["num_carry"]
-
-
-def stored_likes_pass(draft: Draft) -> None:
-    for rec in draft.live():
-        if rec.op == "scan":
-            _drop_helpers(draft, rec)
 
 
 def _drop_helpers(draft: Draft, rec: Rec) -> None:
@@ -52,3 +46,8 @@ def _drop_helpers(draft: Draft, rec: Rec) -> None:
     new, mapping = copy_body(body, lambda node, new, mapping: mapping[node.inputs[0]]
                              if node in drop else None)
     use_body(draft, rec, new, mapping)
+
+
+stored_likes_pass = per_scan(
+    _drop_helpers,
+    "Drop the shape helpers of every scan body whose like is a stored forward value.")

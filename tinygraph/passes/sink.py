@@ -19,7 +19,7 @@ from typing import Any
 from ..core.op import OPS
 from ..core.traverse import ancestors
 from .bodies import copy_body, prune, use_body
-from .draft import Draft, Rec, Value
+from .draft import Draft, Rec, Value, per_scan
 
 __all__ = ["sink_pass", "reassociate_pass"]
 
@@ -87,13 +87,6 @@ def _rebuild_sums(draft: Draft, rec: Rec, plans: dict) -> None:
         if node.op != "input" and made.shape != node.shape and None not in node.shape:
             return
     use_body(draft, rec, new, mapping)
-
-
-def sink_pass(draft: Draft) -> None:
-    """Move the per-step work no carry depends on out of every scan, after the loop."""
-    for rec in draft.live():
-        if rec.op == "scan":
-            _sink(draft, rec)
 
 
 def _sink(draft: Draft, rec: Rec) -> None:
@@ -197,3 +190,8 @@ def _sink(draft: Draft, rec: Rec) -> None:
                           else unpacked[k + new_ys.index(y)])
         else:
             draft.replace(u.id, unpacked[k + len(new_ys) + index - k - ny])
+
+
+sink_pass = per_scan(
+    _sink,
+    "Move the per-step work no carry depends on out of every scan, after the loop.")

@@ -31,16 +31,10 @@ from __future__ import annotations
 from typing import Any
 
 from .bodies import copy_body, use_body
-from .draft import Draft, Rec
+from .draft import Draft, Rec, per_scan
 from .sink import _carry_dependent
 
 __all__ = ["split_joined_products_pass"]
-
-
-def split_joined_products_pass(draft: Draft) -> None:
-    for rec in draft.live():
-        if rec.op == "scan":
-            _split(draft, rec)
 
 
 def _splittable(node: Any) -> list[int] | None:
@@ -133,3 +127,8 @@ def _rewritten(node: Any, plans: dict, new: Any, mapping: dict) -> Any:
     for term in terms[1:]:
         total = new.add_node("add", [total, term])
     return total
+
+
+split_joined_products_pass = per_scan(
+    _split,
+    "Split the products of joined operands in every scan body (see the module doc).")

@@ -20,12 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 from .bodies import copy_body, prune
-from .draft import Draft, Rec
+from .draft import Draft, Rec, per_scan
 
 __all__ = ["tidy_pass", "unread_outputs_pass", "saved_carries_pass"]
 
 
-def saved_carries_pass(draft: Draft) -> None:
+def _saved_from_outputs(draft: Draft, rec: Rec) -> None:
     """Saved carries rebuilt from the stacked new carries: ``[init, c_0, …, c_{T-2}]``.
 
     When a carry's new value is also a per-step output (a cell's state), the
@@ -33,12 +33,6 @@ def saved_carries_pass(draft: Draft) -> None:
     initial one followed by all stacked new ones but the last. One copy after
     the loop instead of one per step, and a loop that stores nothing extra.
     """
-    for rec in draft.live():
-        if rec.op == "scan":
-            _saved_from_outputs(draft, rec)
-
-
-def _saved_from_outputs(draft: Draft, rec: Rec) -> None:
     a = rec.attrs
     k, ny = a["num_carry"], a["num_ys"]
     outs = a["outputs"]
@@ -64,12 +58,6 @@ def _saved_from_outputs(draft: Draft, rec: Rec) -> None:
         draft.replace(u.id, draft.add("concat", [head, rest], {"axis": 0}, name=u.name))
 
 
-def unread_outputs_pass(draft: Draft) -> None:
-    for rec in draft.live():
-        if rec.op == "scan":
-            _drop_unread_outputs(draft, rec)
-
-
 def _drop_unread_outputs(draft: Draft, rec: Rec) -> None:
     a = rec.attrs
     k, ny = a["num_carry"], a["num_ys"]
@@ -90,12 +78,6 @@ def _drop_unread_outputs(draft: Draft, rec: Rec) -> None:
         target = index if index < k else new_y.get(index, index - (ny - len(kept)))
         draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": target},
                                       name=u.name))
-
-
-def tidy_pass(draft: Draft) -> None:
-    for rec in draft.live():
-        if rec.op == "scan":
-            _tidy(draft, rec)
 
 
 def _tidy(draft: Draft, rec: Rec) -> None:
@@ -150,3 +132,12 @@ def _tidy(draft: Draft, rec: Rec) -> None:
             target = new_k + ny + new_index[index - k - ny]
         draft.replace(u.id, draft.add("unpack", [scan], {**u.attrs, "index": target},
                                       name=u.name))
+
+
+saved_carries_pass = per_scan(
+    _saved_from_outputs,
+    "Saved carries of every scan rebuilt from its stacked new carries (see the module doc).")
+unread_outputs_pass = per_scan(
+    _drop_unread_outputs,
+    "Drop the per-step outputs of every scan that nothing reads.")
+tidy_pass = per_scan(_tidy, "Drop unread inputs and unchanging carries of every scan.")
