@@ -103,3 +103,95 @@ def test_steps_reading_a_value_computed_from_a_later_step_stay_unrolled():
         want.append(h)
     feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0}
     np.testing.assert_allclose(g.run(fetch, feeds), want, rtol=1e-12)
+
+
+def _hand_loop(T, build_inputs_first):
+    """A vanilla net with a per-step loss, written as a plain Python loop (no marks);
+    ``build_inputs_first``: ``xs = [g.input(...) for t in range(T)]`` before the loop."""
+    B, D, H, V = 3, 4, 5, 6
+    g = tg.Graph()
+    p = {"U": g.param("U", RNG.standard_normal((D, H)) * 0.5),
+         "W": g.param("W", RNG.standard_normal((H, H)) * 0.5),
+         "V": g.param("V", RNG.standard_normal((H, V)) * 0.5)}
+    xs = [g.input(f"x{t}", shape=(None, D)) for t in range(T)] if build_inputs_first else []
+    s = g.input("s0", shape=(None, H))
+    states = []
+    for t in range(T):
+        if not build_inputs_first:
+            xs.append(g.input(f"x{t}", shape=(None, D)))
+        s = tg.tanh(xs[t] @ p["U"] + s @ p["W"])
+        states.append(s)
+    return g, p, xs, states, (B, D, H, V)
+
+
+def _numpy_states(p, x, s0):
+    h, out = s0, []
+    for xt in x:
+        h = np.tanh(xt @ p["U"].value + h @ p["W"].value)
+        out.append(h)
+    return out
+
+
+@pytest.mark.parametrize("T", [6, 30])
+def test_a_loop_over_inputs_made_before_it_rerolls(T):
+    # The inputs are built first, so the loop's repeating shape starts at each
+    # input's first reader, not at the input; the optimized graph is one loop.
+    g, p, xs, states, (B, D, H, _) = _hand_loop(T, build_inputs_first=True)
+    fetch = tg.stack(states)
+    optimized = passes.optimize(g, [fetch])
+    ops = [op for op in _ops(optimized) if op != "input"]  # the T fed inputs stay
+    assert "tanh" not in ops and len(ops) < 15, ops  # one loop, whatever T
+    x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
+    feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0}
+    np.testing.assert_allclose(g.run(fetch, feeds), _numpy_states(p, x, s0), rtol=1e-12)
+
+
+def _numpy_logsoftmax(z):
+    m = z.max(axis=-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("form", ["weighted", "subtracted"])
+def test_per_step_losses_with_their_own_weights_or_signs_become_one_sum(form):
+    # weighted: sum_t w_t * ce_t with a different Python float per step (T consts);
+    # subtracted: loss = -l_0 - l_1 - ... built with `loss - term`. Both must
+    # vectorize over time (node count independent of T) and keep the maths.
+    counts = {}
+    for T in (5, 25):
+        g, p, xs, states, (B, D, H, V) = _hand_loop(T, build_inputs_first=False)
+        Y = g.input("Y", shape=(T, None), dtype="int64")
+        logits = [s @ p["V"] for s in states]
+        if form == "weighted":
+            loss = 0.5 * tg.cross_entropy(logits[0], Y[0])
+            for t in range(1, T):
+                loss = loss + (0.5 + t / T) * tg.cross_entropy(logits[t], Y[t])
+        else:
+            loss = -tg.mean(tg.log(tg.softmax(logits[0])))
+            for t in range(1, T):
+                loss = loss - tg.mean(tg.log(tg.softmax(logits[t])))
+        grads = tg.grad(loss, [p["U"], p["W"], p["V"]])
+        x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
+        y = RNG.integers(0, V, (T, B))
+        feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0, "Y": y}
+        counts[T] = len(g.compile([loss, *grads], inputs=list(feeds)).plan.steps)
+        hs = _numpy_states(p, x, s0)
+        logp = [_numpy_logsoftmax(h @ p["V"].value) for h in hs]
+        if form == "weighted":
+            ce = [-lp[np.arange(B), y[t]].mean() for t, lp in enumerate(logp)]
+            want = sum((0.5 + t / T) * c for t, c in enumerate(ce))
+        else:
+            want = -sum(lp.mean() for lp in logp)
+        got = g.run([loss, *grads], feeds)
+        np.testing.assert_allclose(got[0], want, rtol=1e-12)
+        eps, gU = 1e-6, np.zeros_like(p["U"].value)  # one gradient by central differences
+        for i in range(D):
+            for j in range(H):
+                U0 = p["U"].value.copy()
+                vals = []
+                for d in (eps, -eps):
+                    p["U"].value = U0 + d * (np.arange(U0.size).reshape(U0.shape) == i * H + j)
+                    vals.append(g.run(loss, feeds))
+                p["U"].value = U0
+                gU[i, j] = (vals[0] - vals[1]) / (2 * eps)
+        np.testing.assert_allclose(got[1], gU, rtol=1e-5, atol=1e-7)
+    assert counts[5] == counts[25], counts

@@ -48,18 +48,19 @@ def reroll_pass(draft: Draft) -> None:
     live = draft.live()
     if any(rec.meta.get("grad") for rec in live):
         return  # backward nodes: passes.regrad rerolls the forward and differentiates the scan
-    marks = propose_steps(live, MIN_STEPS)
-    steps: dict[int, list[Rec]] = {}
-    for rec in live:
-        if rec.id in marks:
-            steps.setdefault(marks[rec.id][0], []).append(rec)
-    count = len(steps)
-    if count < MIN_STEPS or sorted(steps) != list(range(count)):
-        return
-    _only_common_nodes(steps, marks)
-    plan = _prove(draft, steps, count, marks)
-    if plan is not None:
-        _rewrite(draft, steps, count, plan, marks)
+    for marks in propose_steps(live, MIN_STEPS):
+        steps: dict[int, list[Rec]] = {}
+        for rec in live:
+            if rec.id in marks:
+                steps.setdefault(marks[rec.id][0], []).append(rec)
+        count = len(steps)
+        if count < MIN_STEPS or sorted(steps) != list(range(count)):
+            continue
+        _only_common_nodes(steps, marks)
+        plan = _prove(draft, steps, count, marks)
+        if plan is not None:
+            _rewrite(draft, steps, count, plan, marks)
+            return
 
 
 def _only_common_nodes(steps: dict[int, list[Rec]], marks: Marks) -> None:

@@ -15,14 +15,21 @@ the same name at every step). Three sources, the first that marks anything:
    order, those reads mark the steps, and if the ops from one mark to the
    next repeat at every mark, each period is a step (started earlier than its
    mark when the step builds something before it reads its row, as in
-   ``s @ W + a[t]``), its nodes named by their place in the period.
+   ``s @ W + a[t]``), its nodes named by their place in the period. Inputs
+   all made before the loop (``xs = [g.input(...) for t in range(T)]``) mark
+   the steps by where each is first read, and join their steps as leaves.
+   Every group of such reads (each array's rows, each kind of input) is a
+   proposal, the longest first: a loss loop over ``Y[t]`` after the network's
+   loop is proposed too, and refused by the proof.
 
-A wrong proposal costs nothing but the proof's time: the graph stays as built.
+A wrong proposal costs nothing but the proof's time: the graph stays as built;
+the reroll pass takes the first proposal it can prove.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from .draft import Rec
@@ -34,20 +41,25 @@ _SCOPE = re.compile(r"t=(0|[1-9][0-9]*)/(.+)", re.DOTALL)
 Marks = dict[int, tuple[int, str]]
 
 
-def propose_steps(live: list[Rec], min_steps: int) -> Marks:
-    """``{record id: (step, template)}`` for the records a loop seems to have built."""
+def propose_steps(live: list[Rec], min_steps: int) -> Iterator[Marks]:
+    """Proposals ``{record id: (step, template)}`` for the records a loop seems to have
+    built, the likeliest first (the caller proves them in turn)."""
     marks: Marks = {}
     for rec in live:
         t, template = rec.meta.get("t"), rec.meta.get("template")
         if isinstance(t, int) and not isinstance(t, bool) and isinstance(template, str):
             marks[rec.id] = (t, template)
     if marks:
-        return marks
+        yield marks
+        return
     for rec in live:
         found = _SCOPE.fullmatch(rec.name)
         if found:
             marks[rec.id] = (int(found.group(1)), found.group(2))
-    return marks or _from_loop_shape(live, min_steps)
+    if marks:
+        yield marks
+        return
+    yield from _from_loop_shape(live, min_steps)
 
 
 def _row_index(rec: Rec) -> int | None:
@@ -58,9 +70,13 @@ def _row_index(rec: Rec) -> int | None:
     return None
 
 
-def _from_loop_shape(live: list[Rec], min_steps: int) -> Marks:
+def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[Marks]:
     order = sorted((r for r in live if r.op != "param"), key=lambda r: r.key)  # as built
     ops = [r.op for r in order]
+    first_reader: dict[int, int] = {}  # leaf id -> place of its first reader in build order
+    for place, rec in enumerate(order):
+        for source in rec.inputs:
+            first_reader.setdefault(source, place)
     groups: dict[Any, list[int]] = {}  # what each step reads -> its places in building order
     for place, rec in enumerate(order):
         if _row_index(rec) is not None:
@@ -70,15 +86,32 @@ def _from_loop_shape(live: list[Rec], min_steps: int) -> Marks:
     for places in sorted(groups.values(), key=len, reverse=True):
         if len(places) < min_steps:
             break
-        period = places[1] - places[0]
-        if period < 1 or any(b - a != period for a, b in zip(places, places[1:], strict=False)):
+        marks = _periods(order, ops, places)
+        if marks:
+            yield marks
+        # Inputs made before the loop (``xs = [g.input(...) for t in range(T)]``): the
+        # loop starts where each is first read; each input joins its step as a leaf.
+        readers = [first_reader.get(order[p].id) for p in places]
+        if None not in readers and order[places[0]].op == "input":
+            marks = _periods(order, ops, readers)  # type: ignore[arg-type]
+            if marks:
+                for t, p in enumerate(places):
+                    if order[p].id not in marks:
+                        marks[order[p].id] = (t, "leaf")
+                yield marks
+
+
+def _periods(order: list[Rec], ops: list[str], places: list[int]) -> Marks:
+    """Marks for steps that repeat one op pattern, one period per place in ``places``."""
+    period = places[1] - places[0]
+    if period < 1 or any(b - a != period for a, b in zip(places, places[1:], strict=False)):
+        return {}
+    for shift in range(period - 1, -1, -1):  # the earliest start that repeats
+        starts = [p - shift for p in places]
+        if starts[0] < 0 or starts[-1] + period > len(order):
             continue
-        for shift in range(period - 1, -1, -1):  # the earliest start that repeats
-            starts = [p - shift for p in places]
-            if starts[0] < 0 or starts[-1] + period > len(order):
-                continue
-            pattern = ops[starts[0]:starts[0] + period]
-            if all(ops[s:s + period] == pattern for s in starts):
-                return {order[s + j].id: (t, f"{j}:{pattern[j]}")
-                        for t, s in enumerate(starts) for j in range(period)}
+        pattern = ops[starts[0]:starts[0] + period]
+        if all(ops[s:s + period] == pattern for s in starts):
+            return {order[s + j].id: (t, f"{j}:{pattern[j]}")
+                    for t, s in enumerate(starts) for j in range(period)}
     return {}

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..core.op import OPS
 from .draft import Draft, Rec, Value, freeze
 from .rows import unstack_rows
@@ -57,53 +59,110 @@ def _one_round(draft: Draft) -> bool:
     if not lengths:
         return False
     row_of = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
-    groups: dict[Any, dict[int, int]] = {}
+    exact, general = _groups(draft, live, row_of)
+    changed = False
+    done: set[int] = set()
+    for groups in (exact, general):
+        for signature, members in groups:
+            if done.intersection(members.values()):
+                continue
+            arrays = [a for kind, a in signature if kind == "row"]
+            count = lengths[arrays[0]]
+            if sorted(members) != list(range(count)) or any(lengths[a] != count
+                                                             for a in arrays):
+                continue
+            if any(kind == "const" for kind, _ in signature):
+                signature = _const_slots(draft, signature, members)
+            if _lift_group(draft, signature, members):
+                done.update(members.values())
+                changed = True
+    return changed
+
+
+_Groups = list[tuple[tuple, dict[int, int]]]
+
+
+def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
+            ) -> tuple[_Groups, _Groups]:
+    """Per-step nodes grouped by op, attrs and what they read: ``exact`` groups read
+    equal consts at every step; ``general`` ones may read a different const at each
+    step (``w_t * loss_t``), which becomes one stacked const. A group whose key two
+    nodes of one step share is no loop (dropped)."""
+    exact: dict[Any, dict[int, int]] = {}
+    general: dict[Any, dict[int, int]] = {}
+    clashes: set[Any] = set()
     consts: dict[Any, int] = {}  # equal consts (each step builds its own) count as one
     for rec in live:
         if rec.op in ("input", "param", "const") or rec.id in row_of or OPS[rec.op].batch is None:
             continue
-        signature, step = [], None
+        same, loose, step = [], [], None
         for src in rec.inputs:
             if src in row_of:
                 array, t = row_of[src]
                 if step is not None and t != step:
                     break
                 step = t
-                signature.append(("row", array))
+                same.append(("row", array))
+                loose.append(("row", array))
             elif draft.recs[src].op == "const":
-                value = (freeze(draft.recs[src].attrs), draft.recs[src].dtype.str)
-                signature.append(("same", consts.setdefault(value, src)))
+                const = draft.recs[src]
+                value = (freeze(const.attrs), const.dtype.str)
+                same.append(("same", consts.setdefault(value, src)))
+                loose.append(("const", (const.shape, const.dtype.str)))
             else:
-                signature.append(("same", src))
+                same.append(("same", src))
+                loose.append(("same", src))
         else:
             if step is None:
                 continue
-            key = (rec.op, freeze(rec.attrs), tuple(signature))
-            groups.setdefault(key, {})[step] = rec.id
-    changed = False
-    for (op, _, signature), members in groups.items():
-        arrays = [a for kind, a in signature if kind == "row"]
-        count = lengths[arrays[0]]
-        if sorted(members) != list(range(count)) or any(lengths[a] != count for a in arrays):
-            continue
-        first = draft.recs[members[0]]
-        args = [Value(draft, a) for _, a in signature]
-        flags = [kind == "row" for kind, _ in signature]
+            head = (rec.op, freeze(rec.attrs))
+            for groups, signature in ((exact, same), (general, loose)):
+                key = (*head, tuple(signature))
+                if step in groups.setdefault(key, {}):
+                    clashes.add(key)
+                groups[key][step] = rec.id
+    return ([(key[2], m) for key, m in exact.items() if key not in clashes],
+            [(key[2], m) for key, m in general.items()
+             if key not in clashes and any(kind == "const" for kind, _ in key[2])])
 
-        def emit(name: str, *xs: Value, **attrs: Any) -> Value:
-            return Value(draft, draft.add(name, [x.id for x in xs], attrs,
-                                           name=f"vectorized/{name}"))
 
-        rule = OPS[op].batch
-        assert rule is not None  # only ops with a batch rule were grouped (above)
-        out = rule(emit, _Shaped(first), args, flags)
-        if out is None:
+def _const_slots(draft: Draft, signature: tuple, members: dict[int, int]) -> tuple:
+    """A general signature with each const slot made concrete: ``("same", id)`` when
+    every step reads an equal const, else ``("row", id)`` of a new (T, ...) const."""
+    out = []
+    for j, (kind, detail) in enumerate(signature):
+        if kind != "const":
+            out.append((kind, detail))
             continue
-        for t, member in members.items():
-            draft.replace(member, draft.add("getitem", [out.id], {"index": (t,)},
-                                            name=draft.recs[member].name))
-        changed = True
-    return changed
+        srcs = [draft.recs[members[t]].inputs[j] for t in sorted(members)]
+        values = [draft.recs[s].attrs["value"] for s in srcs]
+        if all(np.array_equal(values[0], v) for v in values):
+            out.append(("same", srcs[0]))
+            continue
+        stacked = np.stack([np.asarray(v, dtype=detail[1]) for v in values])
+        out.append(("row", draft.add_const(stacked, name="vectorized/consts")))
+    return tuple(out)
+
+
+def _lift_group(draft: Draft, signature: tuple, members: dict[int, int]) -> bool:
+    """The members as rows of one op on the stacks, through the op's batch rule."""
+    first = draft.recs[members[0]]
+    args = [Value(draft, a) for _, a in signature]
+    flags = [kind == "row" for kind, _ in signature]
+
+    def emit(name: str, *xs: Value, **attrs: Any) -> Value:
+        return Value(draft, draft.add(name, [x.id for x in xs], attrs,
+                                      name=f"vectorized/{name}"))
+
+    rule = OPS[first.op].batch
+    assert rule is not None  # only ops with a batch rule were grouped (above)
+    out = rule(emit, _Shaped(first), args, flags)
+    if out is None:
+        return False
+    for t, member in members.items():
+        draft.replace(member, draft.add("getitem", [out.id], {"index": (t,)},
+                                        name=draft.recs[member].name))
+    return True
 
 
 class _Shaped:
@@ -114,23 +173,26 @@ class _Shaped:
 
 
 def _sum_rows(draft: Draft) -> None:
-    """An add tree whose terms are rows 0 … T-1 of one array -> ``sum(array, axis=0)``."""
+    """A tree of adds and subtractions whose terms are rows 0 … T-1 of one array, all
+    of one sign -> ``sum(array, axis=0)`` (or its negative: ``-l_0 - l_1 - …``)."""
     live = draft.live()
     users = {rec.id: draft.readers(rec.id) for rec in live}
     for rec in live:
-        if rec.op != "add" or rec.id not in draft.recs:
+        if rec.op not in _SIGNS or rec.id not in draft.recs:
             continue
-        terms, inner, stack = [], [], [rec.id]
+        terms: list[tuple[int, int]] = []
+        stack = [(rec.id, 1)]
         while stack:
-            rid = stack.pop()
+            rid, sign = stack.pop()
             part = draft.recs[rid]
-            if part.op == "add" and (rid == rec.id or len(users.get(rid, ())) == 1):
-                inner.append(rid)
-                stack.extend(part.inputs)
+            if part.op in _SIGNS and (rid == rec.id or len(users.get(rid, ())) == 1):
+                stack.extend((src, sign * s) for src, s in zip(part.inputs, _SIGNS[part.op],
+                                                              strict=True))
             else:
-                terms.append(rid)
-        found = [row for t in terms if (row := _row(draft.recs[t])) is not None]
-        if len(terms) < 2 or len(found) != len(terms):
+                terms.append((rid, sign))
+        found = [row for t, _ in terms if (row := _row(draft.recs[t])) is not None]
+        signs = {sign for _, sign in terms}
+        if len(terms) < 2 or len(found) != len(terms) or len(signs) != 1:
             continue
         arrays = {a for a, _ in found}
         steps = sorted(t for _, t in found)
@@ -142,4 +204,10 @@ def _sum_rows(draft: Draft) -> None:
         if draft.recs[array].shape[1:] != rec.shape:
             continue
         total = draft.add("sum", [array], {"axis": 0, "keepdims": False}, name=rec.name)
+        if signs == {-1}:
+            total = draft.add("neg", [total], {}, name=rec.name)
         draft.replace(rec.id, total)
+
+
+# The sign each input of an add, a subtraction or a negation enters the result with.
+_SIGNS = {"add": (1, 1), "sub": (1, -1), "neg": (-1,)}
