@@ -151,11 +151,12 @@ def _numpy_logsoftmax(z):
     return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
 
 
-@pytest.mark.parametrize("form", ["weighted", "subtracted"])
-def test_per_step_losses_with_their_own_weights_or_signs_become_one_sum(form):
+@pytest.mark.parametrize("form", ["weighted", "subtracted", "python_sum", "targets_per_step"])
+def test_per_step_losses_written_any_way_become_one_sum(form):
     # weighted: sum_t w_t * ce_t with a different Python float per step (T consts);
-    # subtracted: loss = -l_0 - l_1 - ... built with `loss - term`. Both must
-    # vectorize over time (node count independent of T) and keep the maths.
+    # subtracted: loss = -l_0 - l_1 - ... built with `loss - term`; python_sum:
+    # Python's sum(), which starts from 0; targets_per_step: y_t fed as T inputs.
+    # All must vectorize over time (node count independent of T) and keep the maths.
     counts = {}
     for T in (5, 25):
         g, p, xs, states, (B, D, H, V) = _hand_loop(T, build_inputs_first=False)
@@ -165,20 +166,34 @@ def test_per_step_losses_with_their_own_weights_or_signs_become_one_sum(form):
             loss = 0.5 * tg.cross_entropy(logits[0], Y[0])
             for t in range(1, T):
                 loss = loss + (0.5 + t / T) * tg.cross_entropy(logits[t], Y[t])
-        else:
+        elif form == "subtracted":
             loss = -tg.mean(tg.log(tg.softmax(logits[0])))
             for t in range(1, T):
                 loss = loss - tg.mean(tg.log(tg.softmax(logits[t])))
+        elif form == "python_sum":
+            loss = sum(tg.cross_entropy(z, Y[t]) for t, z in enumerate(logits)) / T
+        else:
+            ys = [g.input(f"y{t}", shape=(None,), dtype="int64") for t in range(T)]
+            loss = tg.cross_entropy(logits[0], ys[0])
+            for t in range(1, T):
+                loss = loss + tg.cross_entropy(logits[t], ys[t])
         grads = tg.grad(loss, [p["U"], p["W"], p["V"]])
         x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
         y = RNG.integers(0, V, (T, B))
         feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0, "Y": y}
+        if form == "targets_per_step":
+            feeds |= {f"y{t}": y[t] for t in range(T)}
+            del feeds["Y"]
         counts[T] = len(g.compile([loss, *grads], inputs=list(feeds)).plan.steps)
         hs = _numpy_states(p, x, s0)
         logp = [_numpy_logsoftmax(h @ p["V"].value) for h in hs]
+        ce = [-lp[np.arange(B), y[t]].mean() for t, lp in enumerate(logp)]
         if form == "weighted":
-            ce = [-lp[np.arange(B), y[t]].mean() for t, lp in enumerate(logp)]
             want = sum((0.5 + t / T) * c for t, c in enumerate(ce))
+        elif form == "python_sum":
+            want = sum(ce) / T
+        elif form == "targets_per_step":
+            want = sum(ce)
         else:
             want = -sum(lp.mean() for lp in logp)
         got = g.run([loss, *grads], feeds)

@@ -71,8 +71,10 @@ def _one_round(draft: Draft) -> bool:
             if sorted(members) != list(range(count)) or any(lengths[a] != count
                                                              for a in arrays):
                 continue
-            if any(kind == "const" for kind, _ in signature):
-                signature = _const_slots(draft, signature, members)
+            if any(kind == "leaf" for kind, _ in signature):
+                signature = _leaf_slots(draft, signature, members)
+                if signature is None:
+                    continue
             if _lift_group(draft, signature, members):
                 done.update(members.values())
                 changed = True
@@ -86,7 +88,8 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
             ) -> tuple[_Groups, _Groups]:
     """Per-step nodes grouped by op, attrs and what they read: ``exact`` groups read
     equal consts at every step; ``general`` ones may read a different const at each
-    step (``w_t * loss_t``), which becomes one stacked const. A group whose key two
+    step (``w_t * loss_t``), which becomes one stacked const, or an input of its own
+    (targets fed as ``y_t``), which become one stack. A group whose key two
     nodes of one step share is no loop (dropped)."""
     exact: dict[Any, dict[int, int]] = {}
     general: dict[Any, dict[int, int]] = {}
@@ -108,7 +111,11 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
                 const = draft.recs[src]
                 value = (freeze(const.attrs), const.dtype.str)
                 same.append(("same", consts.setdefault(value, src)))
-                loose.append(("const", (const.shape, const.dtype.str)))
+                loose.append(("leaf", ("const", const.shape, const.dtype.str)))
+            elif draft.recs[src].op == "input":  # a target fed per step: y_t
+                leaf = draft.recs[src]
+                same.append(("same", src))
+                loose.append(("leaf", ("input", leaf.shape, leaf.dtype.str)))
             else:
                 same.append(("same", src))
                 loose.append(("same", src))
@@ -123,23 +130,33 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
                 groups[key][step] = rec.id
     return ([(key[2], m) for key, m in exact.items() if key not in clashes],
             [(key[2], m) for key, m in general.items()
-             if key not in clashes and any(kind == "const" for kind, _ in key[2])])
+             if key not in clashes and any(kind == "leaf" for kind, _ in key[2])])
 
 
-def _const_slots(draft: Draft, signature: tuple, members: dict[int, int]) -> tuple:
-    """A general signature with each const slot made concrete: ``("same", id)`` when
-    every step reads an equal const, else ``("row", id)`` of a new (T, ...) const."""
+def _leaf_slots(draft: Draft, signature: tuple, members: dict[int, int]) -> tuple | None:
+    """A general signature with each leaf slot made concrete: ``("same", id)`` when every
+    step reads the same input or an equal const; else ``("row", id)`` of a new (T, ...)
+    const of the consts' values, or of the stack of T distinct inputs (one per step)."""
     out = []
     for j, (kind, detail) in enumerate(signature):
-        if kind != "const":
+        if kind != "leaf":
             out.append((kind, detail))
             continue
         srcs = [draft.recs[members[t]].inputs[j] for t in sorted(members)]
+        if detail[0] == "input":
+            if len(set(srcs)) == 1:
+                out.append(("same", srcs[0]))
+            elif len(set(srcs)) == len(srcs):
+                out.append(("row", draft.add("stack", srcs, {"axis": 0},
+                                             name="vectorized/inputs")))
+            else:
+                return None  # some steps share an input, others not: no one array
+            continue
         values = [draft.recs[s].attrs["value"] for s in srcs]
         if all(np.array_equal(values[0], v) for v in values):
             out.append(("same", srcs[0]))
             continue
-        stacked = np.stack([np.asarray(v, dtype=detail[1]) for v in values])
+        stacked = np.stack([np.asarray(v, dtype=detail[2]) for v in values])
         out.append(("row", draft.add_const(stacked, name="vectorized/consts")))
     return tuple(out)
 
@@ -174,7 +191,8 @@ class _Shaped:
 
 def _sum_rows(draft: Draft) -> None:
     """A tree of adds and subtractions whose terms are rows 0 … T-1 of one array, all
-    of one sign -> ``sum(array, axis=0)`` (or its negative: ``-l_0 - l_1 - …``)."""
+    of one sign -> ``sum(array, axis=0)`` (or its negative: ``-l_0 - l_1 - …``), plus
+    the tree's other terms (the 0 that Python's ``sum`` starts from)."""
     live = draft.live()
     users = {rec.id: draft.readers(rec.id) for rec in live}
     for rec in live:
@@ -190,15 +208,15 @@ def _sum_rows(draft: Draft) -> None:
                                                               strict=True))
             else:
                 terms.append((rid, sign))
-        found = [row for t, _ in terms if (row := _row(draft.recs[t])) is not None]
-        signs = {sign for _, sign in terms}
-        if len(terms) < 2 or len(found) != len(terms) or len(signs) != 1:
-            continue
-        arrays = {a for a, _ in found}
-        steps = sorted(t for _, t in found)
-        if len(arrays) != 1:
+        rows = [(rid, sign, row) for rid, sign in terms
+                if (row := _row(draft.recs[rid])) is not None]
+        others = [(rid, sign) for rid, sign in terms if _row(draft.recs[rid]) is None]
+        signs = {sign for _, sign, _ in rows}
+        arrays = {a for _, _, (a, _) in rows}
+        if len(rows) < 2 or len(signs) != 1 or len(arrays) != 1:
             continue
         array = arrays.pop()
+        steps = sorted(t for _, _, (_, t) in rows)
         if steps != list(range(len(steps))) or draft.recs[array].shape[:1] != (len(steps),):
             continue
         if draft.recs[array].shape[1:] != rec.shape:
@@ -206,6 +224,8 @@ def _sum_rows(draft: Draft) -> None:
         total = draft.add("sum", [array], {"axis": 0, "keepdims": False}, name=rec.name)
         if signs == {-1}:
             total = draft.add("neg", [total], {}, name=rec.name)
+        for rid, sign in others:  # sum(losses) starts from 0: `0 + l_0 + l_1 + ...`
+            total = draft.add("add" if sign > 0 else "sub", [total, rid], {}, name=rec.name)
         draft.replace(rec.id, total)
 
 
