@@ -210,3 +210,54 @@ def test_per_step_losses_written_any_way_become_one_sum(form):
                 gU[i, j] = (vals[0] - vals[1]) / (2 * eps)
         np.testing.assert_allclose(got[1], gU, rtol=1e-5, atol=1e-7)
     assert counts[5] == counts[25], counts
+
+
+@pytest.mark.parametrize("layout", ["batch_first", "first_step_apart"])
+def test_loops_over_batch_first_data_or_with_a_first_step_apart_reroll(layout):
+    # batch_first: the data is (B, T, D) and each step reads X[:, t] (built before
+    # the loop); first_step_apart: no initial state, step 0 is h = tanh(x_0 @ U) and
+    # the loop runs from t = 1. The loss is next-token style: logits_t against
+    # ids[t + 1]. The optimized graph must not grow with T, and keep the maths.
+    B, D, H, V = 3, 4, 5, 6
+    counts = {}
+    for T in (6, 24):
+        g = tg.Graph()
+        U, W, Vp = (g.param(n, RNG.standard_normal(s) * 0.5)
+                    for n, s in (("U", (D, H)), ("W", (H, H)), ("V", (H, V))))
+        ids = g.input("ids", shape=(T, None), dtype="int64")
+        if layout == "batch_first":
+            X = g.input("X", shape=(None, T, D))
+            xs = [X[:, t] for t in range(T)]
+            h = g.input("h0", shape=(None, H))
+        else:
+            X = g.input("X", shape=(T, None, D))
+            xs = [X[t] for t in range(T)]
+            h = None
+        states = []
+        for x in xs:
+            h = tg.tanh(x @ U) if h is None else tg.tanh(x @ U + h @ W)
+            states.append(h)
+        loss = sum(tg.cross_entropy(states[t] @ Vp, ids[t + 1]) for t in range(T - 1)) / (T - 1)
+        grads = tg.grad(loss, [U, W, Vp])
+        x, h0, y = (RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H)),
+                    RNG.integers(0, V, (T, B)))
+        feeds = {"ids": y}
+        feeds |= ({"X": x.transpose(1, 0, 2).copy(), "h0": h0} if layout == "batch_first"
+                  else {"X": x})
+        counts[T] = len(g.compile([loss, *grads], inputs=list(feeds)).plan.steps)
+        hv, want = (h0 if layout == "batch_first" else None), []
+        for t in range(T):
+            pre = x[t] @ U.value + (0 if hv is None else hv @ W.value)
+            hv = np.tanh(pre)
+            if t < T - 1:
+                want.append(-_numpy_logsoftmax(hv @ Vp.value)[np.arange(B), y[t + 1]].mean())
+        got = g.run([loss, *grads], feeds)
+        np.testing.assert_allclose(got[0], sum(want) / (T - 1), rtol=1e-12)
+        eps, W0 = 1e-6, W.value.copy()  # dW[0, 1] by central differences
+        vals = []
+        for d in (eps, -eps):
+            W.value = W0 + d * (np.arange(H * H).reshape(H, H) == 1)
+            vals.append(g.run(loss, feeds))
+        W.value = W0
+        np.testing.assert_allclose(got[2][0, 1], (vals[0] - vals[1]) / (2 * eps), rtol=1e-5)
+    assert counts[6] == counts[24], counts

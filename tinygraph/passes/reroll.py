@@ -11,7 +11,8 @@ every input of a node must be, at every step, one of:
 - a node of the previous step (the same template; at step 0 one node outside
   the steps, the same for every reader): a **carry**, its initial value;
 - one node outside the steps, the same at every step: a **captured** value;
-- a per-step leaf (an input fed per step, or ``xs[k_t]`` of an outside ``xs``):
+- a per-step leaf (an input fed per step, or ``xs[k_t]`` / ``xs[:, k_t]`` of an
+  outside ``xs``):
   a **sequence**, stacked along a new axis 0 (``xs`` itself, not a copy, when
   the rows are 0 … T-1; a window of ``xs`` or a ``take`` of its rows else).
 
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .draft import Draft, Rec, freeze
-from .steps import Marks, propose_steps
+from .steps import Marks, propose_steps, row_pick
 
 __all__ = ["reroll_pass", "MIN_STEPS"]
 
@@ -167,26 +168,33 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
 
 
 def _slice_of_outside(draft: Draft, recs: list[Rec],
-                      step_of_id: dict[int, int]) -> tuple[int, tuple[int, ...]] | None:
-    """``xs[k_t]`` at every step t, of one outside ``xs``: ``(id of xs, (k_0, k_1, …))``."""
+                      step_of_id: dict[int, int]) -> tuple[int, tuple[int, ...], int] | None:
+    """``xs[k_t]`` (or ``xs[:, k_t]``) at every step t, of one outside ``xs``:
+    ``(id of xs, (k_0, k_1, …), axis)``."""
     first = recs[0]
-    if first.op != "getitem" or len(first.inputs) != 1:
+    pick = row_pick(first)
+    if pick is None:
         return None
-    source = first.inputs[0]
-    if source in step_of_id or len(draft.recs[source].shape) < 1:
+    source, axis = first.inputs[0], pick[0]
+    if source in step_of_id or len(draft.recs[source].shape) <= axis:
         return None
     rows = []
     for r in recs:
-        index = r.attrs.get("index")
-        if r.op != "getitem" or r.inputs != [source] or not isinstance(index, tuple) \
-                or len(index) != 1 or type(index[0]) is not int or index[0] < 0:
+        pick = row_pick(r)
+        if pick is None or r.inputs != [source] or pick[0] != axis:
             return None
-        rows.append(index[0])
-    return source, tuple(rows)
+        rows.append(pick[1])
+    return source, tuple(rows), axis
 
 
-def _rows_in_order(draft: Draft, source: int, rows: tuple[int, ...]) -> int:
-    """``stack(source[k] for k in rows)`` without a copy when the rows are a range."""
+def _rows_in_order(draft: Draft, source: int, rows: tuple[int, ...], axis: int) -> int:
+    """``stack(source[k] for k in rows)`` without a copy when the rows are a range (the
+    picked axis moved to the front first: a transposed view)."""
+    if axis:
+        rank = len(draft.recs[source].shape)
+        source = draft.add("transpose", [source],
+                           {"axes": (axis, *[i for i in range(rank) if i != axis])},
+                           name="opt/time_major")
     count, start = len(rows), rows[0]
     if rows == tuple(range(start, start + count)):
         if start == 0 and draft.recs[source].shape[:1] == (count,):
@@ -231,7 +239,8 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
     seq_in = {}
     for i, seq in enumerate(plan.sequences):
         rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1][0]]
-        shape = rec.shape if seq[0] == "leaf" else rec.shape[1:]
+        shape = rec.shape if seq[0] == "leaf" else \
+            tuple(d for i, d in enumerate(rec.shape) if i != seq[1][2])
         seq_in[seq] = body.input(f"x{i}", shape=shape, dtype=rec.dtype)
     cap_in = {c: body.input(f"c{i}", shape=draft.recs[c].shape, dtype=draft.recs[c].dtype)
               for i, c in enumerate(plan.captures)}

@@ -11,16 +11,18 @@ the same name at every step). Three sources, the first that marks anything:
    (``t=0/s``, ``t=1/s``, …): the template is the name inside the scope;
 3. the loop's shape — a loop written without either still builds the same
    ops in the same order at every step. Each step reads a row ``A[k]`` of one
-   array, or an input of its own; at a constant distance apart in building
-   order, those reads mark the steps, and if the ops from one mark to the
-   next repeat at every mark, each period is a step (started earlier than its
-   mark when the step builds something before it reads its row, as in
-   ``s @ W + a[t]``), its nodes named by their place in the period. Inputs
-   all made before the loop (``xs = [g.input(...) for t in range(T)]``) mark
-   the steps by where each is first read, and join their steps as leaves.
-   Every group of such reads (each array's rows, each kind of input) is a
-   proposal, the longest first: a loss loop over ``Y[t]`` after the network's
-   loop is proposed too, and refused by the proof.
+   array (or ``A[:, k]``: batch-first data), or an input of its own; at a
+   constant distance apart in building order, those reads mark the steps, and
+   if the ops from one mark to the next repeat at every mark, each period is a
+   step (started earlier than its mark when the step builds something before
+   it reads its row, as in ``s @ W + a[t]``), its nodes named by their place
+   in the period. Inputs or rows all made before the loop
+   (``xs = [g.input(...) for t in range(T)]``, ``[X[:, t] for t in range(T)]``)
+   mark the steps by where each is first read, and join their steps as
+   leaves. A first step written apart (no initial state) stays outside: the
+   loop is the steps after it. Every group of such reads (each array's rows,
+   each kind of input) is a proposal, the longest first: a loss loop over
+   ``Y[t]`` after the network's loop is proposed too, and refused by the proof.
 
 A wrong proposal costs nothing but the proof's time: the graph stays as built;
 the reroll pass takes the first proposal it can prove.
@@ -34,7 +36,7 @@ from typing import Any
 
 from .draft import Rec
 
-__all__ = ["propose_steps"]
+__all__ = ["propose_steps", "row_pick"]
 
 _SCOPE = re.compile(r"t=(0|[1-9][0-9]*)/(.+)", re.DOTALL)
 
@@ -62,12 +64,16 @@ def propose_steps(live: list[Rec], min_steps: int) -> Iterator[Marks]:
     yield from _from_loop_shape(live, min_steps)
 
 
-def _row_index(rec: Rec) -> int | None:
+def row_pick(rec: Rec) -> tuple[int, int] | None:
+    """``(axis, k)`` when ``rec`` picks entry ``k >= 0`` of one axis of its input:
+    ``a[k]`` (axis 0) or ``a[:, k]`` (axis 1: batch-first data read step by step)."""
     index = rec.attrs.get("index") if rec.op == "getitem" and len(rec.inputs) == 1 else None
-    if isinstance(index, tuple) and len(index) == 1 and isinstance(index[0], int) \
-            and not isinstance(index[0], bool):
-        return index[0]
-    return None
+    if not isinstance(index, tuple) or not index:
+        return None
+    *before, k = index
+    if type(k) is not int or k < 0 or any(part != (None, None, None) for part in before):
+        return None
+    return len(before), k
 
 
 def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[Marks]:
@@ -79,26 +85,34 @@ def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[Marks]:
             first_reader.setdefault(source, place)
     groups: dict[Any, list[int]] = {}  # what each step reads -> its places in building order
     for place, rec in enumerate(order):
-        if _row_index(rec) is not None:
-            groups.setdefault(("row", rec.inputs[0]), []).append(place)
+        pick = row_pick(rec)
+        if pick is not None:
+            groups.setdefault(("row", rec.inputs[0], pick[0]), []).append(place)
         elif rec.op == "input":
             groups.setdefault(("input", rec.shape, rec.dtype.str), []).append(place)
     for places in sorted(groups.values(), key=len, reverse=True):
         if len(places) < min_steps:
             break
-        marks = _periods(order, ops, places)
-        if marks:
-            yield marks
-        # Inputs made before the loop (``xs = [g.input(...) for t in range(T)]``): the
-        # loop starts where each is first read; each input joins its step as a leaf.
-        readers = [first_reader.get(order[p].id) for p in places]
-        if None not in readers and order[places[0]].op == "input":
-            marks = _periods(order, ops, readers)  # type: ignore[arg-type]
+        # A first step written apart (no initial state: ``h = tanh(x_0 @ U)``) stays
+        # outside; the steps after it are the loop, its value their initial carry.
+        for marked in (places, places[1:]):
+            marks = _periods(order, ops, marked) if len(marked) >= min_steps else {}
             if marks:
-                for t, p in enumerate(places):
-                    if order[p].id not in marks:
-                        marks[order[p].id] = (t, "leaf")
                 yield marks
+                break
+        # Inputs or rows made before the loop (``xs = [X[t] for t in range(T)]``): the
+        # loop starts where each is first read; each joins its step as a leaf.
+        readers = [first_reader.get(order[p].id) for p in places]
+        if None not in readers and readers != places:
+            for skip in (0, 1):
+                marked = readers[skip:]
+                marks = _periods(order, ops, marked) if len(marked) >= min_steps else {}  # type: ignore[arg-type]
+                if marks:
+                    for t, p in enumerate(places[skip:]):
+                        if order[p].id not in marks:
+                            marks[order[p].id] = (t, "leaf")
+                    yield marks
+                    break
 
 
 def _periods(order: list[Rec], ops: list[str], places: list[int]) -> Marks:

@@ -54,8 +54,8 @@ def _one_round(draft: Draft) -> bool:
         if found is not None:
             rows.setdefault(found[0], {})[found[1]] = rec.id
     # One row is no loop: lifting a lone step onto a stack of one adds a copy per node.
-    lengths = {a: len(r) for a, r in rows.items() if len(r) >= 2
-               and sorted(r) == list(range(len(r))) and draft.recs[a].shape[:1] == (len(r),)}
+    lengths = {a: draft.recs[a].shape[0] for a, r in rows.items()
+               if len(r) >= 2 and type(draft.recs[a].shape[0]) is int}
     if not lengths:
         return False
     row_of = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
@@ -64,21 +64,40 @@ def _one_round(draft: Draft) -> bool:
     done: set[int] = set()
     for groups in (exact, general):
         for signature, members in groups:
-            if done.intersection(members.values()):
-                continue
-            arrays = [a for kind, a in signature if kind == "row"]
-            count = lengths[arrays[0]]
-            if sorted(members) != list(range(count)) or any(lengths[a] != count
-                                                             for a in arrays):
+            steps = sorted(members)
+            lo, count = steps[0], len(steps)
+            if done.intersection(members.values()) or count < 2 \
+                    or steps != list(range(lo, lo + count)) \
+                    or any(not 0 <= lo + off and lo + off + count <= lengths[a]
+                           for kind, (a, off) in _rows(signature)):
                 continue
             if any(kind == "leaf" for kind, _ in signature):
                 signature = _leaf_slots(draft, signature, members)
                 if signature is None:
                     continue
-            if _lift_group(draft, signature, members):
+            signature = tuple((kind, _window(draft, detail, lo, count, lengths[detail[0]]))
+                              if kind == "row" and isinstance(detail, tuple) else
+                              (kind, detail) for kind, detail in signature)
+            if _lift_group(draft, signature, members, lo):
                 done.update(members.values())
                 changed = True
     return changed
+
+
+def _rows(signature: tuple) -> list:
+    return [(kind, detail) for kind, detail in signature
+            if kind == "row" and isinstance(detail, tuple)]
+
+
+def _window(draft: Draft, row: tuple[int, int], lo: int, count: int, length: int) -> int:
+    """The rows ``lo + offset …`` of an array that a group of ``count`` steps reads (the
+    array itself when that is all of it): ``ids[t + 1]`` beside ``logits[t]``."""
+    array, offset = row
+    start = lo + offset
+    if start == 0 and count == length:
+        return array
+    return draft.add("getitem", [array], {"index": ((start, start + count, None),)},
+                     name="vectorized/rows")
 
 
 _Groups = list[tuple[tuple, dict[int, int]]]
@@ -100,13 +119,11 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
             continue
         same, loose, step = [], [], None
         for src in rec.inputs:
-            if src in row_of:
+            if src in row_of:  # the step is the first row's t; others may be t + offset
                 array, t = row_of[src]
-                if step is not None and t != step:
-                    break
-                step = t
-                same.append(("row", array))
-                loose.append(("row", array))
+                step = t if step is None else step
+                same.append(("row", (array, t - step)))
+                loose.append(("row", (array, t - step)))
             elif draft.recs[src].op == "const":
                 const = draft.recs[src]
                 value = (freeze(const.attrs), const.dtype.str)
@@ -161,9 +178,9 @@ def _leaf_slots(draft: Draft, signature: tuple, members: dict[int, int]) -> tupl
     return tuple(out)
 
 
-def _lift_group(draft: Draft, signature: tuple, members: dict[int, int]) -> bool:
+def _lift_group(draft: Draft, signature: tuple, members: dict[int, int], lo: int) -> bool:
     """The members as rows of one op on the stacks, through the op's batch rule."""
-    first = draft.recs[members[0]]
+    first = draft.recs[members[lo]]
     args = [Value(draft, a) for _, a in signature]
     flags = [kind == "row" for kind, _ in signature]
 
@@ -177,7 +194,7 @@ def _lift_group(draft: Draft, signature: tuple, members: dict[int, int]) -> bool
     if out is None:
         return False
     for t, member in members.items():
-        draft.replace(member, draft.add("getitem", [out.id], {"index": (t,)},
+        draft.replace(member, draft.add("getitem", [out.id], {"index": (t - lo,)},
                                         name=draft.recs[member].name))
     return True
 
