@@ -1,0 +1,111 @@
+"""Random cells written as plain Python loops, the ways users write them.
+
+No ``rnn.unroll`` and no step marks: the step inputs are rows ``X[t]``, columns
+``X[:, t]`` of batch-first data, inputs made before the loop, or inputs made
+inside it; the loss is a per-step cross-entropy summed with Python's ``sum``,
+a next-token loss (``logits[t]`` against ``Y[t + 1]``), or a loss on the last
+state only. Each must optimize to a graph that does not grow with T (one loop,
+per-step work vectorized), with the loss equal to a numpy loop's and the
+gradients equal to the plain (unoptimized) plan's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_random_cells import BINARY, UNARY, random_recipe
+
+import tinygraph as tg
+
+D, H, B, V = 3, 4, 2, 5
+STYLES = ("rows", "batch_first", "inputs_first", "inputs_inside")
+LOSSES = ("per_step", "next_token", "last_state")
+
+
+def _build(recipe, T, style, loss_form, seed):
+    rng = np.random.default_rng(seed)
+    g = tg.Graph()
+    shapes = (("U", (D, H)), ("W", (H, H)), ("W2", (H, H)), ("b", (H,)), ("V", (H, V)))
+    p = {k: g.param(k, rng.normal(size=s) * 0.5) for k, s in shapes}
+    xs = None
+    if style == "rows":
+        X = g.input("X", shape=(T, None, D))
+        xs = [X[t] for t in range(T)]
+    elif style == "batch_first":
+        X = g.input("X", shape=(None, T, D))
+        xs = [X[:, t] for t in range(T)]
+    elif style == "inputs_first":
+        xs = [g.input(f"x{t}", shape=(None, D)) for t in range(T)]
+    h, states = g.input("h0", shape=(None, H)), []
+    for t in range(T):
+        x = xs[t] if xs is not None else g.input(f"x{t}", shape=(None, D))
+        values = {"xU": x @ p["U"], "hW": h @ p["W"], "hW2": h @ p["W2"], "b": p["b"]}
+        for k, (op, *args) in enumerate(recipe[:-1]):
+            table = UNARY if op in UNARY else BINARY
+            values[f"v{k}"] = table[op][0](*(values[a] for a in args))
+        h = tg.tanh(values[recipe[-1][1]] + values["xU"] + values["hW"] + values["b"])
+        states.append(h)
+    Y = g.input("Y", shape=(T, None), dtype="int64")
+    if loss_form == "per_step":
+        loss = sum(tg.cross_entropy(s @ p["V"], Y[t]) for t, s in enumerate(states)) / T
+    elif loss_form == "next_token":
+        loss = sum(tg.cross_entropy(states[t] @ p["V"], Y[t + 1]) for t in range(T - 1))
+    else:
+        loss = tg.sum(states[-1] * states[-1])
+    xv = rng.normal(size=(T, B, D))
+    feeds = {"h0": rng.normal(size=(B, H)) * 0.5, "Y": rng.integers(0, V, (T, B))}
+    if style == "rows":
+        feeds["X"] = xv
+    elif style == "batch_first":
+        feeds["X"] = xv.transpose(1, 0, 2).copy()
+    else:
+        feeds |= {f"x{t}": xv[t] for t in range(T)}
+    return g, p, loss, feeds, xv
+
+
+def _numpy_loss(recipe, P, xv, h0, y, loss_form):
+    h, states = h0, []
+    for x in xv:
+        values = {"xU": x @ P["U"], "hW": h @ P["W"], "hW2": h @ P["W2"], "b": P["b"]}
+        for k, (op, *args) in enumerate(recipe[:-1]):
+            table = UNARY if op in UNARY else BINARY
+            values[f"v{k}"] = table[op][1](*(values[a] for a in args))
+        h = np.tanh(values[recipe[-1][1]] + values["xU"] + values["hW"] + values["b"])
+        states.append(h)
+
+    def ce(z, target):
+        z = z - z.max(axis=-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        return -logp[np.arange(len(target)), target].mean()
+
+    T = len(states)
+    if loss_form == "per_step":
+        return sum(ce(s @ P["V"], y[t]) for t, s in enumerate(states)) / T
+    if loss_form == "next_token":
+        return sum(ce(states[t] @ P["V"], y[t + 1]) for t in range(T - 1))
+    return float((states[-1] ** 2).sum())
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("seed", range(6))
+def test_a_hand_written_loop_optimizes_to_one_loop_with_the_same_values(seed, style):
+    recipe = random_recipe(seed)
+    for loss_form in LOSSES:
+        counts = []
+        for T in (5, 11):
+            g, p, loss, feeds, xv = _build(recipe, T, style, loss_form, seed)
+            params = list(p.values())
+            fetch = [loss, *tg.grad(loss, params)]
+            fast = g.compile(fetch, inputs=list(feeds))
+            plain = g.compile(fetch, inputs=list(feeds), optimize=False)
+            got, want = fast(**feeds), plain(**feeds)
+            P = {k: v.value for k, v in p.items()}
+            np.testing.assert_allclose(
+                got[0], _numpy_loss(recipe, P, xv, feeds["h0"], feeds["Y"], loss_form),
+                rtol=1e-11)
+            for a, b in zip(got[1:], want[1:], strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+            ops = [s.node.op for s in fast.plan.steps]
+            assert "scan" in ops or "recurrence" in ops, (loss_form, ops)
+            counts.append(len(ops))
+        assert counts[0] == counts[1], (loss_form, counts)  # nothing left per step
