@@ -123,14 +123,26 @@ class Draft:
 
     def replace(self, old: int, new: int) -> None:
         """Every user of ``old`` (and the roots) reads ``new`` instead."""
+        self.replace_all({old: new})
+
+    def replace_all(self, mapping: dict[int, int]) -> None:
+        """:meth:`replace` for many records at once: each user's inputs are rewritten
+        once (a stack of T step values is one pass, not T)."""
         self._edits += 1
-        if old == new:
-            return
-        for user in self.users[old]:
+        mapping = {old: new for old, new in mapping.items() if old != new}
+        users: dict[int, None] = {}
+        for old in mapping:
+            users.update(self.users[old])
+        for user in users:
             rec = self.recs[user]
-            rec.inputs = [new if i == old else i for i in rec.inputs]
-            self.users[new][user] = None
-        self.users[old] = {}
+            rec.inputs = [mapping.get(i, i) for i in rec.inputs]
+        for old, new in mapping.items():
+            for user in self.users[old]:
+                self.users[new][user] = None
+            self.users[old] = {}
+            self._replace_root(old, new)
+
+    def _replace_root(self, old: int, new: int) -> None:
         if old in self.root_set:
             places = self._root_places.pop(old)
             for place in places:

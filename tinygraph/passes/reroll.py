@@ -11,6 +11,8 @@ every input of a node must be, at every step, one of:
 - a node of the previous step (the same template; at step 0 one node outside
   the steps, the same for every reader): a **carry**, its initial value;
 - one node outside the steps, the same at every step: a **captured** value;
+- a different node outside the steps at every step (the outputs of a layer
+  below, made before this loop): a **sequence**, their stack;
 - a per-step leaf (an input fed per step, or ``xs[k_t]`` / ``xs[:, k_t]`` of an
   outside ``xs``):
   a **sequence**, stacked along a new axis 0 (``xs`` itself, not a copy, when
@@ -42,6 +44,7 @@ from .steps import Marks, propose_steps, row_pick
 __all__ = ["reroll_pass", "MIN_STEPS"]
 
 MIN_STEPS = 2
+MAX_LOOPS = 16  # separate loops rerolled in one graph (layers, directions)
 
 
 def reroll_pass(draft: Draft) -> None:
@@ -49,7 +52,15 @@ def reroll_pass(draft: Draft) -> None:
     live = draft.live()
     if any(rec.meta.get("grad") for rec in live):
         return  # backward nodes: passes.regrad rerolls the forward and differentiates the scan
-    for marks in propose_steps(live, MIN_STEPS):
+    for _ in range(MAX_LOOPS):  # one loop per round: a bidirectional net has two
+        if not _reroll_one(draft, live):
+            return
+        live = draft.live()
+
+
+def _reroll_one(draft: Draft, live: list[Rec]) -> bool:
+    for proposed, backwards in propose_steps(live, MIN_STEPS):
+        marks = dict(proposed)  # trimmed below; the proposer may build on its own copy
         steps: dict[int, list[Rec]] = {}
         for rec in live:
             if rec.id in marks:
@@ -57,25 +68,34 @@ def reroll_pass(draft: Draft) -> None:
         count = len(steps)
         if count < MIN_STEPS or sorted(steps) != list(range(count)):
             continue
-        _only_common_nodes(steps, marks)
-        plan = _prove(draft, steps, count, marks)
+        missing = _only_common_nodes(steps, count, marks)
+        plan = _prove(draft, steps, count, marks, missing)
         if plan is not None:
-            _rewrite(draft, steps, count, plan, marks)
-            return
+            _rewrite(draft, steps, count, plan, marks, backwards, missing)
+            return True
+    return False
 
 
-def _only_common_nodes(steps: dict[int, list[Rec]], marks: Marks) -> None:
+def _only_common_nodes(steps: dict[int, list[Rec]], count: int, marks: Marks) -> set[str]:
     """Leave nodes only some steps have (a loss on the last step's output) outside the steps.
 
     They read step values like any reader outside (the proof below makes those
     values per-step outputs); if a step read one of them back, the proof refuses.
+    The last step may lack nodes every other step has: values nothing reads after
+    the loop (its new state, when the final state is not fetched). The loop computes
+    them anyway; their templates are returned.
     """
-    common = set.intersection(*({marks[r.id][1] for r in recs} for recs in steps.values()))
+    names = [{marks[r.id][1] for r in steps[t]} for t in range(count)]
+    common = set.intersection(*names[:-1])
+    missing = common - names[-1] if count > MIN_STEPS and names[-1] < common else set()
+    if not missing:
+        common &= names[-1]
     for t, recs in steps.items():
         for rec in recs:
             if marks[rec.id][1] not in common:
                 del marks[rec.id]
         steps[t] = [rec for rec in recs if rec.id in marks]
+    return missing
 
 
 class _Plan:
@@ -90,7 +110,7 @@ class _Plan:
 
 
 def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
-           marks: Marks) -> _Plan | None:
+           marks: Marks, missing: set[str]) -> _Plan | None:
     found = [marks[r.id][1] for r in steps[0]]
     templates: list[str] = [name for name in found if name is not None]
     if len(templates) != len(found) or len(set(templates)) != len(templates):
@@ -98,15 +118,19 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
     step_of_id: dict[int, int] = {}
     by_template: list[dict[str, Rec]] = []
     for t in range(count):
-        if [marks[r.id][1] for r in steps[t]] != templates:
+        want = templates if t < count - 1 else [n for n in templates if n not in missing]
+        if [marks[r.id][1] for r in steps[t]] != want:
             return None
         by_template.append({marks[r.id][1]: r for r in steps[t]})
         for r in steps[t]:
             step_of_id[r.id] = t
     plan = _Plan()
     for name in templates:
-        recs = [by_template[t][name] for t in range(count)]
+        recs = [by_template[t][name] for t in range(count) if name in by_template[t]]
         first = recs[0]
+        if name in missing and (first.op in ("input", "param") or
+                                _slice_of_outside(draft, recs, step_of_id) is not None):
+            return None  # a per-step leaf the last step lacks: no whole sequence
         if first.op in ("input", "param"):
             if first.op == "param" or any(r.shape != first.shape or r.dtype != first.dtype
                                           for r in recs):
@@ -134,7 +158,7 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
             return None
         wiring = []
         for j in range(len(first.inputs)):
-            kind = _input_kind(draft, recs, j, step_of_id, plan, marks)
+            kind = _input_kind(draft, recs, j, step_of_id, plan, marks, count)
             if kind is None:
                 return None
             wiring.append(kind)
@@ -147,7 +171,9 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
         if by_template[0][name].op in ("input", "param", "const"):
             continue  # a leaf stays as it is: readers outside keep reading it
         for t in range(count):
-            rec = by_template[t][name]
+            rec = by_template[t].get(name)
+            if rec is None:
+                continue  # the last step lacks it: nothing reads it there
             final_carry = t == count - 1 and name in plan.carries
             for reader in draft.readers(rec.id):
                 later = step_of_id.get(reader.id)
@@ -160,11 +186,24 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
                 plan.outputs.append(name)
     if not plan.carries:
         return None  # no recurrence: nothing for a scan to carry
+    if _only_a_running_sum(plan, templates, by_template[0]):
+        return None  # sum(loss_t for t ...): vectorizing over time does it in one op
     outside = [*plan.carries.values(), *plan.captures,
-               *(seq[1][0] for seq in plan.sequences if seq[0] == "slice")]
+               *(seq[1][0] for seq in plan.sequences if seq[0] == "slice"),
+               *(v for seq in plan.sequences if seq[0] == "stack" for v in seq[1])]
     if draft.descendants(list(step_of_id)).intersection(outside):
         return None  # a value the loop reads is computed from its steps: no scan can run first
     return plan
+
+
+def _only_a_running_sum(plan: _Plan, templates: list[str], step: dict[str, Rec]) -> bool:
+    """The loop only accumulates: every carry is read by adds and subtractions alone
+    and none is a per-step output (a loss summed over steps, not a recurrence)."""
+    if any(name in plan.outputs for name in plan.carries):
+        return False
+    return all(step[name].op in ("add", "sub")
+               for name, wiring in zip(templates, plan.wiring, strict=True)
+               if any(kind == "carry" for kind, _ in wiring))
 
 
 def _slice_of_outside(draft: Draft, recs: list[Rec],
@@ -187,6 +226,21 @@ def _slice_of_outside(draft: Draft, recs: list[Rec],
     return source, tuple(rows), axis
 
 
+def _one_more_row(draft: Draft, sliced: tuple[int, tuple[int, ...], int]
+                  ) -> tuple[int, tuple[int, ...], int] | None:
+    """The rows a template the last step lacks reads, with the last step's row added:
+    the next in a run of rows one apart (forwards or backwards), if the array has it."""
+    source, rows, axis = sliced
+    step = rows[1] - rows[0] if len(rows) > 1 else 1
+    if step not in (1, -1) or any(b - a != step for a, b in zip(rows, rows[1:], strict=False)):
+        return None
+    nxt = rows[-1] + step
+    size = draft.recs[source].shape[axis]
+    if nxt < 0 or type(size) is not int or nxt >= size:
+        return None
+    return source, (*rows, nxt), axis
+
+
 def _rows_in_order(draft: Draft, source: int, rows: tuple[int, ...], axis: int) -> int:
     """``stack(source[k] for k in rows)`` without a copy when the rows are a range (the
     picked axis moved to the front first: a transposed view)."""
@@ -201,12 +255,18 @@ def _rows_in_order(draft: Draft, source: int, rows: tuple[int, ...], axis: int) 
             return source
         return draft.add("getitem", [source], {"index": ((start, start + count, None),)},
                          name="opt/steps")
+    if rows == tuple(range(start, start - count, -1)):  # a loop backwards in time: a view
+        stop = start - count if start - count >= 0 else None
+        return draft.add("getitem", [source], {"index": ((start, stop, -1),)},
+                         name="opt/steps")
     picks = draft.add_const(np.array(rows, dtype=np.int64), name="opt/step_rows")
     return draft.add("take", [source, picks], {"axis": 0}, name="opt/steps")
 
 
 def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int],
-                plan: _Plan, marks: Marks) -> tuple[str, Any] | None:
+                plan: _Plan, marks: Marks, count: int) -> tuple[str, Any] | None:
+    """How input ``j`` of a template's nodes (``recs``: one per step; one fewer when
+    the last step lacks the template) is wired at every step, or None."""
     sources = [r.inputs[j] for r in recs]
     steps = [step_of_id.get(s) for s in sources]
     names = [marks.get(s, (0, None))[1] for s in sources]
@@ -222,11 +282,24 @@ def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int
     if all(st is None for st in steps) and len(set(sources)) == 1:
         plan.captures[sources[0]] = None
         return ("capture", sources[0])
+    if all(st is None for st in steps):  # xs[k_t] made outside the steps (a shared read)
+        sliced = _slice_of_outside(draft, [draft.recs[s] for s in sources], step_of_id)
+        if sliced is not None and len(recs) < count:
+            sliced = _one_more_row(draft, sliced)
+        if sliced is not None:
+            if ("slice", sliced) not in plan.sequences:
+                plan.sequences.append(("slice", sliced))
+            return ("picked", sliced)
+        if len(set(sources)) == len(sources) == count:  # T values made before the loop
+            seq = ("stack", tuple(sources))
+            if seq not in plan.sequences:
+                plan.sequences.append(seq)
+            return ("stacked", seq[1])
     return None
 
 
 def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
-             marks: Marks) -> None:
+             marks: Marks, backwards: bool, missing: set[str]) -> None:
     from ..core.graph import Graph  # the body is a graph of the same kind as the outer one
 
     graph_type = type(draft.graph) if isinstance(draft.graph, Graph) else Graph
@@ -238,9 +311,12 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
         carry_in[name] = body.input(f"carry{i}", shape=shape, dtype=ref[name].dtype)
     seq_in = {}
     for i, seq in enumerate(plan.sequences):
-        rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1][0]]
-        shape = rec.shape if seq[0] == "leaf" else \
-            tuple(d for i, d in enumerate(rec.shape) if i != seq[1][2])
+        if seq[0] == "slice":
+            rec = draft.recs[seq[1][0]]
+            shape = tuple(d for i, d in enumerate(rec.shape) if i != seq[1][2])
+        else:
+            rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1][0]]
+            shape = rec.shape
         seq_in[seq] = body.input(f"x{i}", shape=shape, dtype=rec.dtype)
     cap_in = {c: body.input(f"c{i}", shape=draft.recs[c].shape, dtype=draft.recs[c].dtype)
               for i, c in enumerate(plan.captures)}
@@ -253,8 +329,9 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
         elif wiring and wiring[0][0] == "slice":
             made[name] = seq_in[("slice", wiring[0][1])]
         else:
-            args = [made[d] if k == "inner" else carry_in[d] if k == "carry" else cap_in[d]
-                    for k, d in wiring]
+            args = [made[d] if k == "inner" else carry_in[d] if k == "carry" else
+                    seq_in[("slice", d)] if k == "picked" else
+                    seq_in[("stack", d)] if k == "stacked" else cap_in[d] for k, d in wiring]
             made[name] = body.add_node(rec.op, args, dict(rec.attrs),
                                        name=name if name not in body.nodes else None)
     outs = [made[n] for n in plan.carries] + [made[n] for n in plan.outputs]
@@ -266,26 +343,37 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
     for seq in plan.sequences:
         if seq[0] == "slice":
             xs.append(_rows_in_order(draft, *seq[1]))
+        elif seq[0] == "stack":
+            xs.append(draft.add("stack", list(seq[1]), {"axis": 0}, name="opt/steps"))
         else:
             rows = [_rec_of(steps[t], seq[1], marks).id for t in range(count)]
             xs.append(draft.add("stack", rows, {"axis": 0}, name=f"opt/{seq[1]}"))
     scan = draft.add("scan", [*plan.carries.values(), *xs, *plan.captures], attrs, name="scan")
     last = {marks[r.id][1]: r for r in steps[count - 1]}
-    specs = ([(last[n].shape, last[n].dtype) for n in plan.carries]
+    last_shape = {n: (last[n] if n in last else ref[n]) for n in plan.carries}
+    specs = ([(last_shape[n].shape, last_shape[n].dtype) for n in plan.carries]
              + [((count, *ref[n].shape), ref[n].dtype) for n in plan.outputs]
              + [((count, *n.shape), n.dtype) for n in carry_in.values()])
     unpacked = [draft.add("unpack", [scan], {"index": i, "shape": shape, "dtype": dt.name},
                           name=f"scan.out{i}") for i, (shape, dt) in enumerate(specs)]
     k = len(plan.carries)
     for i, name in enumerate(plan.carries):
-        if name not in plan.outputs and (draft.users[last[name].id] or
-                                         last[name].id in draft.root_set):
+        if name in missing or name in plan.outputs:
+            continue
+        if draft.users[last[name].id] or last[name].id in draft.root_set:
             draft.replace(last[name].id, unpacked[i])
     for j, name in enumerate(plan.outputs):
-        for t in range(count):
+        ys = unpacked[k + j]
+        if backwards:  # in time order (a view): readers at time k and k+1 then line up
+            ys = draft.add("getitem", [ys], {"index": ((None, None, -1),)},
+                           name=f"scan.out{k + j}_in_time_order")
+        rows = {}
+        for t in range(count - 1 if name in missing else count):
             rec = _rec_of(steps[t], name, marks)
-            row = draft.add("getitem", [unpacked[k + j]], {"index": (t,)}, name=rec.name)
-            draft.replace(rec.id, row)
+            rows[rec.id] = draft.add("getitem", [ys],
+                                     {"index": (count - 1 - t if backwards else t,)},
+                                     name=rec.name)
+        draft.replace_all(rows)
 
 
 def _rec_of(recs: list[Rec], name: str, marks: Marks) -> Rec:

@@ -27,7 +27,8 @@ __all__ = ["unstack_rows"]
 
 
 def unstack_rows(draft: Draft) -> None:
-    """``stack(X[0], …, X[T-1])`` -> ``X``, also through ``sum_to(…, like)`` wrappers:
+    """``stack(X[0], …, X[T-1])`` -> ``X`` (``stack(X[T-1], …, X[0])`` -> ``X[::-1]``,
+    a view), also through ``sum_to(…, like)`` wrappers:
     a stack of ``sum_to(X[t], L[t])`` is ``sum_to(X, L)`` (each row is reduced to its
     like's shape either way), so reverse mode's stacks of per-step gradients read
     whole arrays too. Rows or ranges read from a
@@ -59,14 +60,20 @@ def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
     first = parts[0]
     if first.op == "getitem":
         source, start = first.inputs[0], first.attrs["index"][0]
-        if not isinstance(start, int) or start < 0 or not all(
-                p.op == "getitem" and p.inputs[0] == source and p.attrs["index"] == (start + t,)
-                for t, p in enumerate(parts)):
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
             return None
-        if start == 0 and draft.recs[source].shape[:1] == (len(parts),):
+        for step in (1, -1):  # rows in time order, or backwards (a loop run from the end)
+            if all(p.op == "getitem" and p.inputs[0] == source
+                   and p.attrs["index"] == (start + step * t,) for t, p in enumerate(parts)):
+                break
+        else:
+            return None
+        count = len(parts)
+        if step == 1 and start == 0 and draft.recs[source].shape[:1] == (count,):
             return source
-        return draft.add("getitem", [source], {"index": ((start, start + len(parts), 1),)},
-                         name=first.name + "/rows")
+        stop = start + step * count
+        index = (start, stop, 1) if step == 1 else (start, stop if stop >= 0 else None, -1)
+        return draft.add("getitem", [source], {"index": (index,)}, name=first.name + "/rows")
     if first.op == "sum_to" and all(p.op == "sum_to" for p in parts):
         values = _stack_of_rows(draft, [draft.recs[p.inputs[0]] for p in parts])
         likes = _stack_of_rows(draft, [draft.recs[p.inputs[1]] for p in parts])

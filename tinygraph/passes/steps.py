@@ -8,7 +8,9 @@ the same name at every step). Three sources, the first that marks anything:
 1. ``meta["t"]`` and ``meta["template"]``, set by :func:`tinygraph_rnn.unroll`;
 2. a ``t=<k>/`` scope in the name — a loop written by hand in
    ``with g.scope(f"t={t}")`` blocks names its nodes alike at every step
-   (``t=0/s``, ``t=1/s``, …): the template is the name inside the scope;
+   (``t=0/s``, ``t=1/s``, …): the template is the name inside the scope.
+   Each outer scope is a loop of its own (``fwd/t=<k>/``, ``bwd/t=<k>/``),
+   proposed in time order and backwards (a loop from t = T-1 down to 0);
 3. the loop's shape — a loop written without either still builds the same
    ops in the same order at every step. Each step reads a row ``A[k]`` of one
    array (or ``A[:, k]``: batch-first data), or an input of its own; at a
@@ -38,30 +40,37 @@ from .draft import Rec
 
 __all__ = ["propose_steps", "row_pick"]
 
-_SCOPE = re.compile(r"t=(0|[1-9][0-9]*)/(.+)", re.DOTALL)
+_SCOPE = re.compile(r"(.*?)t=(0|[1-9][0-9]*)/(.+)", re.DOTALL)
 
 Marks = dict[int, tuple[int, str]]
 
 
-def propose_steps(live: list[Rec], min_steps: int) -> Iterator[Marks]:
-    """Proposals ``{record id: (step, template)}`` for the records a loop seems to have
-    built, the likeliest first (the caller proves them in turn)."""
+def propose_steps(live: list[Rec], min_steps: int) -> Iterator[tuple[Marks, bool]]:
+    """Proposals ``({record id: (step, template)}, backwards)`` for the records a loop
+    seems to have built, the likeliest first (the caller proves them in turn).
+    ``backwards``: the steps were numbered from the end (step 0 is the loop's last
+    time index), so the loop's outputs run in reverse time order."""
     marks: Marks = {}
     for rec in live:
         t, template = rec.meta.get("t"), rec.meta.get("template")
         if isinstance(t, int) and not isinstance(t, bool) and isinstance(template, str):
             marks[rec.id] = (t, template)
     if marks:
-        yield marks
+        yield marks, False
         return
+    scoped: dict[str, Marks] = {}  # per loop: what comes before t=<k>/ in the names
     for rec in live:
         found = _SCOPE.fullmatch(rec.name)
         if found:
-            marks[rec.id] = (int(found.group(1)), found.group(2))
-    if marks:
-        yield marks
+            scoped.setdefault(found.group(1), {})[rec.id] = (int(found.group(2)),
+                                                               found.group(3))
+    for marks in sorted(scoped.values(), key=len, reverse=True):
+        yield marks, False
+        last = max(t for t, _ in marks.values())  # a loop run backwards in time
+        yield {rid: (last - t, name) for rid, (t, name) in marks.items()}, True
+    if scoped:
         return
-    yield from _from_loop_shape(live, min_steps)
+    yield from ((marks, False) for marks in _from_loop_shape(live, min_steps))
 
 
 def row_pick(rec: Rec) -> tuple[int, int] | None:

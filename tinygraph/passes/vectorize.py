@@ -215,6 +215,9 @@ def _sum_rows(draft: Draft) -> None:
     for rec in live:
         if rec.op not in _SIGNS or rec.id not in draft.recs:
             continue
+        readers = users.get(rec.id, ())
+        if len(readers) == 1 and readers[0].op in _SIGNS:
+            continue  # inside a larger tree: walked from its top (once, not T times)
         terms: list[tuple[int, int]] = []
         stack = [(rec.id, 1)]
         while stack:
