@@ -20,7 +20,6 @@ from tinygraph.core.ops import OPS
 STEPS = 3
 # Ops with no batch rule, and why (the passes keep them per step).
 WITHOUT_RULE = {
-    "cross_entropy_grad": "reverse-mode helper of a per-step scalar",
     "size": "a scalar count of one step's shape",
     "concat_part": "reverse-mode helper; its parts are per-step shapes",
     "take_grad": "scatter into one table: sums over steps",
@@ -66,6 +65,7 @@ MORE_CASES = {
     "take": [([f(5, 3), ("i", np.array([4, 0, 2]))], {})],
     "one_hot": [([("i", np.array([[1, 0], [2, 2]]))], {"depth": 3})],
     "cross_entropy": [([f(4, 5), ("i", np.array([0, 4, 2, 2]))], {})],
+    "cross_entropy_grad": [([f(), f(2, 3, 4), ("i", np.array([[1, 0, 3], [3, 3, 2]]))], {})],
 }
 
 

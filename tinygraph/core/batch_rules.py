@@ -177,6 +177,25 @@ def cross_entropy(emit: Callable, node: Any, args: list, batched: list[bool]) ->
     return emit("neg", emit("mean", picked, axis=tuple(range(1, rank + 1))))
 
 
+def cross_entropy_grad(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """``g_t * (softmax(l_t) - one_hot(y_t)) / N_t`` per step (N_t: a step's target count,
+    the sum of its one-hot rows), so the backward of a per-step loss leaves its loop."""
+    g_batched, logits_batched, targets_batched = batched
+    if not (logits_batched and targets_batched) or node.attrs.get("ignore_index") is not None \
+            or node.attrs.get("label_smoothing", 0.0):
+        return None
+    g, logits, targets = args
+    rank = len(logits.shape) - 1  # a step's logits rank
+    depth = logits.shape[-1]
+    if not isinstance(depth, int):
+        return None
+    hot = emit("one_hot", targets, depth=depth, dtype=node.dtype.name)
+    count = emit("sum", hot, axis=tuple(range(1, rank + 1)))
+    scale = emit("div", g if g_batched else emit("broadcast_to", g, count), count)
+    scale = emit("expand_dims", scale, axis=tuple(range(1, rank + 1)))
+    return emit("mul", emit("sub", emit("softmax", logits, axis=-1), hot), scale)
+
+
 _ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp",
                 "log", "sign", "equal", "not_equal", "less", "less_equal", "greater",
                 "greater_equal", "logical_and", "logical_or", "logical_not", "where", "maximum",
@@ -192,4 +211,5 @@ BATCH_RULES: dict[str, Callable[..., Any]] = {
     "expand_dims": expand_dims, "concat": join, "stack": join, "take": take,
     "one_hot": same_op, "zeros_like": same_op, "sum_to": like, "reshape_like": like,
     "broadcast_to": like, "cross_entropy": cross_entropy,
+    "cross_entropy_grad": cross_entropy_grad,
 }

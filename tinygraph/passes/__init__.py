@@ -52,6 +52,7 @@ from .likes import stored_likes_pass
 from .regrad import regrad
 from .reroll import reroll_pass
 from .rows import unstack_rows as _unstack_rows
+from .running import running_sums_pass
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 from .split import split_joined_products_pass
@@ -213,7 +214,7 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, split_joined_products_pass, rea
                             hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass]
-OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, vectorize_pass,
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
                                _fold, _cse, _onehot_take, _bias_into_table, _cse]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")

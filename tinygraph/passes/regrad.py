@@ -26,6 +26,7 @@ from ..core.node import Node
 from .draft import Draft
 from .reroll import reroll_pass
 from .rows import unstack_rows
+from .running import running_sums_pass
 from .vectorize import vectorize_pass
 
 __all__ = ["regrad", "expose_residuals"]
@@ -50,6 +51,7 @@ def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
     reroll_pass(draft)
     if not any(rec.op == "scan" for rec in draft.live()):
         return None
+    running_sums_pass(draft)  # a loss summed in a carry: per-step terms the backward hoists
     unstack_rows(draft)  # stack(ys[0], …, ys[T-1]) -> ys: a stacked loss reads ys itself
     vectorize_pass(draft)  # per-step losses and heads -> one op on the stacked outputs
     expose_residuals(draft)  # the backward reads stored values instead of recomputing them
