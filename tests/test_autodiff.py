@@ -77,7 +77,13 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "cross_entropy": [([f(3, 4), ids([1, 0, 3])], {}),
                       ([f(4, 3), ids([1, -100, 2, 1])], {"ignore_index": -100,
                                                          "label_smoothing": 0.2}),
-                      ([f(2, 3, 4, decl=(None, 3, 4)), ids([[0, 1, 2], [3, 3, 0]])], {})],
+                      ([f(2, 3, 4, decl=(None, 3, 4)), ids([[0, 1, 2], [3, 3, 0]])], {}),
+                      # one mean per leading index (a loss per step)
+                      ([f(2, 3, 4), ids([[0, 1, 2], [3, 3, 0]])], {"batch_axes": 1}),
+                      ([f(2, 3, 4), ids([[0, -1, 2], [-1, 3, 0]])],
+                       {"batch_axes": 1, "ignore_index": -1, "label_smoothing": 0.1}),
+                      ([f(2, 2, 3, 4), ids([[[0, 1, 2], [3, 3, 0]], [[1, 1, 1], [0, 2, 3]]])],
+                       {"batch_axes": 2})],
     "getitem": [([f(3, 4)], {"index": ((1, None, None), 2)}),
                 ([f(3, 4, decl=(None, 4))], {"index": (None, "...", (None, None, -2))}),
                 ([f(3, 4, decl=NONE2)], {"index": ((None, None, -1), (0, 3, 2))})],
@@ -160,7 +166,11 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "cross_entropy_grad": [([f(), f(3, 4), ids([1, 0, 3])], {}),
                            ([f(), f(3, 4), ids([1, 2, 3])], {"ignore_index": 2,
                                                              "label_smoothing": 0.1}),
-                           ([f(), f(2, 2, 3, decl=(None, 2, 3)), ids([[0, 2], [1, 1]])], {})],
+                           ([f(), f(2, 2, 3, decl=(None, 2, 3)), ids([[0, 2], [1, 1]])], {}),
+                           ([f(2), f(2, 3, 4), ids([[1, 0, 3], [2, 2, 0]])], {"batch_axes": 1}),
+                           ([f(), f(2, 3, 4), ids([[1, 0, 3], [2, 2, 0]])], {"batch_axes": 1}),
+                           ([f(2), f(2, 3, 4), ids([[1, 5, 3], [5, 2, 0]])],
+                            {"batch_axes": 1, "ignore_index": 5, "label_smoothing": 0.2})],
 }
 
 

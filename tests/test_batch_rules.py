@@ -64,8 +64,14 @@ MORE_CASES = {
     "reshape": [([f(2, 6)], {"shape": (3, 4)})],
     "take": [([f(5, 3), ("i", np.array([4, 0, 2]))], {})],
     "one_hot": [([("i", np.array([[1, 0], [2, 2]]))], {"depth": 3})],
-    "cross_entropy": [([f(4, 5), ("i", np.array([0, 4, 2, 2]))], {})],
-    "cross_entropy_grad": [([f(), f(2, 3, 4), ("i", np.array([[1, 0, 3], [3, 3, 2]]))], {})],
+    "cross_entropy": [([f(4, 5), ("i", np.array([0, 4, 2, 2]))], {}),
+                      ([f(4, 5), ("i", np.array([0, -1, 2, 2]))],
+                       {"ignore_index": -1, "label_smoothing": 0.1})],
+    "cross_entropy_grad": [([f(), f(2, 3, 4), ("i", np.array([[1, 0, 3], [3, 3, 2]]))], {}),
+                           ([f(), f(4, 5), ("i", np.array([0, -1, 2, 2]))],
+                            {"ignore_index": -1, "label_smoothing": 0.1}),
+                           ([f(2), f(2, 3, 4), ("i", np.array([[1, 0, 3], [3, 3, 2]]))],
+                            {"batch_axes": 1})],
 }
 
 

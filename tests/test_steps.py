@@ -151,11 +151,13 @@ def _numpy_logsoftmax(z):
     return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
 
 
-@pytest.mark.parametrize("form", ["weighted", "subtracted", "python_sum", "targets_per_step"])
+@pytest.mark.parametrize("form", ["weighted", "subtracted", "python_sum", "targets_per_step",
+                                  "padded"])
 def test_per_step_losses_written_any_way_become_one_sum(form):
     # weighted: sum_t w_t * ce_t with a different Python float per step (T consts);
     # subtracted: loss = -l_0 - l_1 - ... built with `loss - term`; python_sum:
-    # Python's sum(), which starts from 0; targets_per_step: y_t fed as T inputs.
+    # Python's sum(), which starts from 0; targets_per_step: y_t fed as T inputs;
+    # padded: ignore_index for padding and label smoothing.
     # All must vectorize over time (node count independent of T) and keep the maths.
     counts = {}
     for T in (5, 25):
@@ -172,6 +174,9 @@ def test_per_step_losses_written_any_way_become_one_sum(form):
                 loss = loss - tg.mean(tg.log(tg.softmax(logits[t])))
         elif form == "python_sum":
             loss = sum(tg.cross_entropy(z, Y[t]) for t, z in enumerate(logits)) / T
+        elif form == "padded":  # padding targets (-1) ignored, smoothed labels
+            loss = sum(tg.cross_entropy(z, Y[t], ignore_index=-1, label_smoothing=0.1)
+                       for t, z in enumerate(logits))
         else:
             ys = [g.input(f"y{t}", shape=(None,), dtype="int64") for t in range(T)]
             loss = tg.cross_entropy(logits[0], ys[0])
@@ -180,6 +185,8 @@ def test_per_step_losses_written_any_way_become_one_sum(form):
         grads = tg.grad(loss, [p["U"], p["W"], p["V"]])
         x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
         y = RNG.integers(0, V, (T, B))
+        if form == "padded":
+            y[T // 2:, 0] = -1  # the first sequence ends halfway
         feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0, "Y": y}
         if form == "targets_per_step":
             feeds |= {f"y{t}": y[t] for t in range(T)}
@@ -192,6 +199,13 @@ def test_per_step_losses_written_any_way_become_one_sum(form):
             want = sum((0.5 + t / T) * c for t, c in enumerate(ce))
         elif form == "python_sum":
             want = sum(ce) / T
+        elif form == "padded":
+            want = 0.0
+            for t, lp in enumerate(logp):
+                kept = y[t] >= 0
+                rows = -lp[np.arange(B), np.where(kept, y[t], 0)]
+                rows = 0.9 * rows + 0.1 * -lp.mean(axis=-1)
+                want += rows[kept].mean()
         elif form == "targets_per_step":
             want = sum(ce)
         else:

@@ -165,35 +165,28 @@ def like(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
 
 
 def cross_entropy(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
-    """One mean per step: ``-mean(log_softmax(l)[targets])`` over all but the steps' axis
-    (the op's own formula, so values agree to rounding)."""
-    if not all(batched) or node.attrs.get("ignore_index") is not None \
-            or node.attrs.get("label_smoothing", 0.0):
+    """One mean per step: the op itself with one more leading ``batch_axes``."""
+    if not all(batched):
         return None
-    logits, targets = args
-    logp = emit("log_softmax", logits, axis=-1)
-    picked = emit("gather", logp, emit("expand_dims", targets, axis=-1), axis=-1)
-    rank = len(logits.shape) - 1
-    return emit("neg", emit("mean", picked, axis=tuple(range(1, rank + 1))))
+    attrs = {**node.attrs, "batch_axes": node.attrs.get("batch_axes", 0) + 1}
+    return emit("cross_entropy", *args, **attrs)
 
 
 def cross_entropy_grad(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
-    """``g_t * (softmax(l_t) - one_hot(y_t)) / N_t`` per step (N_t: a step's target count,
-    the sum of its one-hot rows), so the backward of a per-step loss leaves its loop."""
+    """``g_t * (softmax(l_t) - target_t) / N_t`` per step: the op with one more leading
+    ``batch_axes`` (g: one per step, or the same for all), so the backward of a
+    per-step loss leaves its loop."""
     g_batched, logits_batched, targets_batched = batched
-    if not (logits_batched and targets_batched) or node.attrs.get("ignore_index") is not None \
-            or node.attrs.get("label_smoothing", 0.0):
+    if not (logits_batched and targets_batched):
         return None
-    g, logits, targets = args
-    rank = len(logits.shape) - 1  # a step's logits rank
-    depth = logits.shape[-1]
-    if not isinstance(depth, int):
-        return None
-    hot = emit("one_hot", targets, depth=depth, dtype=node.dtype.name)
-    count = emit("sum", hot, axis=tuple(range(1, rank + 1)))
-    scale = emit("div", g if g_batched else emit("broadcast_to", g, count), count)
-    scale = emit("expand_dims", scale, axis=tuple(range(1, rank + 1)))
-    return emit("mul", emit("sub", emit("softmax", logits, axis=-1), hot), scale)
+    g = args[0]
+    k = node.attrs.get("batch_axes", 0)
+    if not g_batched and len(g.shape):  # one g per mean of a step: the same at every step
+        g = emit("expand_dims", g, axis=0)
+    elif g_batched and k:  # a scalar g per step, over a step's several means
+        g = _lift(emit, g, k)
+    attrs = {**node.attrs, "batch_axes": k + 1}
+    return emit("cross_entropy_grad", g, *args[1:], **attrs)
 
 
 _ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp",

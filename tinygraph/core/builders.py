@@ -174,7 +174,7 @@ def one_hot(ids, depth: int, dtype: Any = "float64", name=None) -> Node:
 
 
 def cross_entropy(logits, targets, ignore_index: int | None = None,
-                  label_smoothing: float = 0.0, name=None) -> Node:
+                  label_smoothing: float = 0.0, batch_axes: int = 0, name=None) -> Node:
     """Mean negative log-likelihood of int ``targets`` under ``softmax(logits)``; a scalar.
 
     ``targets`` has shape ``logits.shape[:-1]``. Computed through
@@ -182,7 +182,14 @@ def cross_entropy(logits, targets, ignore_index: int | None = None,
     PyTorch, targets equal to ``ignore_index`` add nothing and the mean is
     over the others; ``label_smoothing=eps`` mixes the target with the
     uniform distribution: ``(1 - eps) * NLL + eps * mean over classes of
-    -log p``.
+    -log p``. ``batch_axes=k``: one mean per index of the first k axes (shape
+    ``logits.shape[:k]``), e.g. a loss per step of stacked ``(T, B, C)`` logits.
+
+    >>> import numpy as np, tinygraph as tg
+    >>> g = tg.Graph()
+    >>> z = g.const(np.zeros((2, 3, 4)))
+    >>> g.run(tg.cross_entropy(z, np.zeros((2, 3), dtype=np.int64), batch_axes=1)).round(4)
+    array([1.3863, 1.3863])
     """
     graph = graph_of(logits, targets)
     attrs: dict = {}
@@ -192,6 +199,9 @@ def cross_entropy(logits, targets, ignore_index: int | None = None,
     if label_smoothing:
         attrs["label_smoothing"] = float(label_smoothing) if isinstance(
             label_smoothing, np.floating) else label_smoothing
+    if batch_axes:
+        attrs["batch_axes"] = int(batch_axes) if isinstance(batch_axes, np.integer) \
+            else batch_axes
     with graph._atomic():
         t = targets if isinstance(targets, Node) else graph.const(np.asarray(targets))
         return graph.add_node("cross_entropy", [as_node(graph, logits), t], attrs, name=name)

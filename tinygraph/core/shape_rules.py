@@ -226,7 +226,11 @@ def cross_entropy(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
             f"targets must have shape logits.shape[:-1] = {format_shape(want)}, "
             f"got {format_shape(got)} (logits {format_shape(logits)})"
         )
-    return (), _float_dtype(dtype)
+    k = attrs.get("batch_axes", 0)
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(logits):
+        raise ShapeMismatch(f"batch_axes must be an int in [0, {len(logits) - 1}] for logits "
+                            f"{format_shape(logits)}, got {k!r}")
+    return logits[:k], _float_dtype(dtype)
 
 
 # -------------------------------------- helper ops emitted by reverse mode
@@ -303,7 +307,9 @@ def take_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 def cross_entropy_grad(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
     """``cross_entropy_grad(g, logits, targets)``: g * d cross_entropy / d logits."""
     (g, _), logits, targets = specs
-    if g != ():
-        raise ShapeMismatch(f"the incoming gradient must be a scalar, got {format_shape(g)}")
-    cross_entropy([logits, targets], attrs)
+    per_mean, _ = cross_entropy([logits, targets], attrs)
+    if g != () and (len(g) != len(per_mean) or not all(
+            b == 1 or _dims_agree(a, b) for a, b in zip(per_mean, g, strict=True))):
+        raise ShapeMismatch(f"the incoming gradient must be a scalar or one per mean "
+                            f"{format_shape(per_mean)}, got {format_shape(g)}")
     return logits[0], _float_dtype(logits[1])
