@@ -101,8 +101,10 @@ def reshape(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
 
 def getitem(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
     index = node.attrs["index"]
-    if not all(isinstance(i, int | tuple) and not isinstance(i, bool) for i in index):
-        return None  # None, Ellipsis or arrays: kept per step
+    if not all(i is None or i == "..." or isinstance(i, int | tuple) and not isinstance(i, bool)
+               for i in index):
+        return None  # integer arrays: kept per step
+    # ints, slices, new axes (None) and "..." all keep their meaning one axis further in
     return emit("getitem", args[0], index=((None, None, None), *index))
 
 
@@ -189,6 +191,41 @@ def cross_entropy_grad(emit: Callable, node: Any, args: list, batched: list[bool
     return emit("cross_entropy_grad", g, *args[1:], **attrs)
 
 
+def advanced_getitem(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """``x[:, ids]`` of each step, for indices the same at every step that sit next to each
+    other (numpy then keeps their axes in place, so one more leading slice is the steps')."""
+    index = node.attrs["index"]
+    # ints beside an integer array index are advanced too (numpy broadcasts them together)
+    advanced = [k for k, part in enumerate(index)
+                if part == "[]" or isinstance(part, int) and not isinstance(part, bool)]
+    if any(batched[1:]) or not batched[0] or \
+            advanced != list(range(advanced[0], advanced[-1] + 1)):
+        return None
+    return emit("advanced_getitem", *args, index=((None, None, None), *index))
+
+
+def _step_axis(axis: int) -> int:
+    """A per-step axis as the batched value's (negative axes count from the end)."""
+    return axis + 1 if axis >= 0 else axis
+
+
+def gather(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """``take_along_axis`` one axis further in; an unbatched side broadcasts over the steps."""
+    x, ids = (a if b else emit("expand_dims", a, axis=0) for a, b in zip(args, batched,
+                                                                         strict=True))
+    return emit("gather", x, ids, axis=_step_axis(node.attrs.get("axis", -1)))
+
+
+def gather_grad(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """gather's adjoint, one axis further in (g and like carry the steps: each step adds
+    into its own zeros)."""
+    g, ids, like = args
+    if not (batched[0] and batched[2]):
+        return None
+    ids = ids if batched[1] else emit("expand_dims", ids, axis=0)
+    return emit("gather_grad", g, ids, like, axis=_step_axis(node.attrs.get("axis", -1)))
+
+
 _ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp",
                 "log", "sign", "equal", "not_equal", "less", "less_equal", "greater",
                 "greater_equal", "logical_and", "logical_or", "logical_not", "where", "maximum",
@@ -204,5 +241,6 @@ BATCH_RULES: dict[str, Callable[..., Any]] = {
     "expand_dims": expand_dims, "concat": join, "stack": join, "take": take,
     "one_hot": same_op, "zeros_like": same_op, "sum_to": like, "reshape_like": like,
     "broadcast_to": like, "cross_entropy": cross_entropy,
-    "cross_entropy_grad": cross_entropy_grad,
+    "cross_entropy_grad": cross_entropy_grad, "gather": gather, "gather_grad": gather_grad,
+    "advanced_getitem": advanced_getitem,
 }

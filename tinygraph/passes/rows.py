@@ -34,6 +34,7 @@ def unstack_rows(draft: Draft) -> None:
     whole arrays too. Rows or ranges read from a
     stack are first read from its parts, so a stack whose head is special (the
     initial state's) still yields its tail."""
+    _stack_row_gradients(draft)
     for rec in draft.live():
         if rec.op != "stack" or rec.attrs.get("axis", 0) != 0:
             continue
@@ -82,3 +83,63 @@ def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
             return None
         return draft.add("sum_to", [values, likes], name=first.name + "/rows")
     return None
+
+
+def _stack_row_gradients(draft: Draft) -> None:
+    """``Σ_t getitem_grad(g_t, X, index=(t,))`` -> ``stack(g_0, …, g_{T-1})``.
+
+    Reverse mode sums the gradients of the rows read from one array: each is a
+    zero array of X's shape with one row filled, so T readers (per-step work no
+    batch rule lifts) would cost T full arrays: quadratic in T. Their sum is
+    the stack of the rows' gradients (a zero row where no step read one)."""
+    live = draft.live()
+    users = {rec.id: draft.readers(rec.id) for rec in live}
+    for rec in live:
+        if rec.op != "add" or rec.id not in draft.recs:
+            continue
+        readers = users.get(rec.id, ())
+        if len(readers) == 1 and readers[0].op == "add":
+            continue  # inside a larger sum: walked from its top
+        terms, stack = [], [rec.id]
+        while stack:
+            rid = stack.pop()
+            part = draft.recs[rid]
+            if part.op == "add" and (rid == rec.id or len(users.get(rid, ())) == 1):
+                stack.extend(part.inputs)
+            else:
+                terms.append(part)
+        rows = _row_gradients(draft, terms)
+        if rows is None:
+            continue
+        first = next(g for g in rows if g is not None)
+        zero = None
+        parts = []
+        for g in rows:
+            if g is None:
+                zero = zero if zero is not None else draft.add("zeros_like", [first],
+                                                               name=f"{rec.name}/zero_row")
+                g = zero
+            parts.append(g)
+        draft.replace(rec.id, draft.add("stack", parts, {"axis": 0}, name=rec.name))
+
+
+def _row_gradients(draft: Draft, terms: list[Rec]) -> list | None:
+    """Per row t of one array, the gradient some term writes there (None: none), when
+    every term is ``getitem_grad(g, X, index=(t,))`` of one X, each row at most once."""
+    if len(terms) < 2 or any(t.op != "getitem_grad" for t in terms):
+        return None
+    like = terms[0].inputs[1]
+    count = draft.recs[like].shape[:1]
+    if len(count) != 1 or type(count[0]) is not int:
+        return None
+    rows: list = [None] * count[0]
+    for term in terms:
+        index = term.attrs.get("index")
+        g = draft.recs[term.inputs[0]]
+        if term.inputs[1] != like or not isinstance(index, tuple) or len(index) != 1 \
+                or type(index[0]) is not int or not 0 <= index[0] < count[0] \
+                or rows[index[0]] is not None or g.shape != draft.recs[like].shape[1:] \
+                or g.dtype != term.dtype:
+            return None
+        rows[index[0]] = g.id
+    return rows
