@@ -73,8 +73,10 @@ class Op:
     Traits (what passes and plans may assume):
 
     elementwise: ``forward`` is a numpy ufunc applied elementwise with
-             broadcasting and no attrs; its result may be written into a dead
-             operand or into a row of a larger array with ``out=``.
+             broadcasting and no attrs (or a function that takes ``out=`` as
+             one does and says so: ``forward.takes_out``, sigmoid's); its result
+             may be written into a dead operand or into a row of a larger array
+             with ``out=``.
     view:    the result may share memory with the op's first input (a view,
              or the input itself), so neither may be overwritten while the
              other is alive.

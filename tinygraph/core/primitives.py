@@ -140,17 +140,30 @@ def _log_softmax_vjp(node, g, needs=None):
     return (g - new_node("exp", node) * total,)
 
 
-def sigmoid_forward(x: np.ndarray) -> np.ndarray:
-    # 1 / (1 + exp(-x)) keeps full relative precision in both tails (the tanh form
-    # 0.5*(1+tanh(x/2)) cancels to 0 below about -17); below -709 exp(-x) overflows to inf
-    # and the result is 0, which the true value (under 1e-308) rounds to anyway. Four
-    # numpy calls on one array: 12 µs on a (32, 256) batch against 16 for exp(-|x|) forms.
+def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 / (1 + exp(-x))``, into ``out`` when given (it may be ``x`` itself).
+
+    This form keeps full relative precision in both tails (the tanh form
+    0.5*(1+tanh(x/2)) cancels to 0 below about -17); below -709 exp(-x) overflows to
+    inf and the result is 0, which the true value (under 1e-308) rounds to anyway.
+    Four numpy calls on one array; ``divide(1, z)``, not ``reciprocal(z)``, which
+    numpy does not vectorize (2.6 against 4.3 µs on (32, 256)).
+    """
+    if x.dtype.kind != "f" or np.ndim(x) == 0:
+        with np.errstate(over="ignore"):
+            z = np.exp(np.negative(x, dtype=np.result_type(x, np.float16)))
+        if not isinstance(z, np.ndarray):  # a 0-d input gives a numpy scalar
+            return 1.0 / (1.0 + z)
+        z += 1.0
+        return np.divide(1.0, z, out=z)
+    z = np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        z = np.exp(np.negative(x))
-    if not isinstance(z, np.ndarray):  # a 0-d input gives a numpy scalar
-        return 1.0 / (1.0 + z)
-    z += 1.0
-    return np.reciprocal(z, out=z)
+        np.exp(z, out=z)
+    np.add(z, 1.0, out=z)
+    return np.divide(1.0, z, out=z)
+
+
+sigmoid_forward.takes_out = True  # type: ignore[attr-defined]  # plans may pass a dead operand
 
 
 def check_ids(ids: np.ndarray, size: int, what: str) -> None:
@@ -337,7 +350,7 @@ PRIMITIVES = [
     Op("tanh", 1, np.tanh, rules.unary_float, _unary(lambda g, x, y: g * (1 - y * y)),
        doc="hyperbolic tangent", elementwise=True, fresh=True),
     Op("sigmoid", 1, sigmoid_forward, rules.unary_float, _unary(lambda g, x, y: g * (y * (1 - y))),
-       doc="logistic function 1 / (1 + exp(-x))", fresh=True),
+       doc="logistic function 1 / (1 + exp(-x))", elementwise=True, fresh=True),
     Op("relu", 1, lambda x: np.maximum(x, 0), rules.unary_same,
        _unary(lambda g, x, y: g * new_node("sign", y)), doc="max(x, 0)", fresh=True),
     Op("exp", 1, np.exp, rules.unary_float, _unary(lambda g, x, y: g * y), doc="e ** x",

@@ -42,7 +42,10 @@ __all__ = ["ACTIVATIONS", "AUGMENT_MAX", "RECURRENCE"]
 
 
 def _sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
-    out[...] = sigmoid_forward(z)  # the op's own formula: results equal the unfused graph's
+    if z.dtype == out.dtype and z.shape == out.shape:
+        sigmoid_forward(z, out=out)  # the op's own formula: results equal the unfused graph's
+    else:
+        out[...] = sigmoid_forward(z)
 
 
 def _relu_into(z: np.ndarray, out: np.ndarray) -> None:

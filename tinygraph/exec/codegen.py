@@ -105,7 +105,8 @@ def _reusable(plan: Plan, position: int) -> int | None:
     """
     step = plan.steps[position]
     node = step.node
-    if not OPS[node.op].elementwise or not isinstance(step.forward, np.ufunc) or node.attrs:
+    takes_out = isinstance(step.forward, np.ufunc) or getattr(step.forward, "takes_out", False)
+    if not OPS[node.op].elementwise or not takes_out or node.attrs:
         return None
     for a in step.args:
         source = plan.order[a]
