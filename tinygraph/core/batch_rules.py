@@ -204,6 +204,24 @@ def advanced_getitem(emit: Callable, node: Any, args: list, batched: list[bool])
     return emit("advanced_getitem", *args, index=((None, None, None), *index))
 
 
+def pad(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """No padding along the steps' axis."""
+    return emit("pad", args[0], **{**node.attrs,
+                                   "pad_width": ((0, 0), *node.attrs["pad_width"])})
+
+
+def squeeze(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """The same axes one further in; ``axis=None`` only when the size-1 axes are known
+    (else a step count of 1 could be squeezed away too)."""
+    axis = node.attrs.get("axis")
+    if axis is None:
+        shape = args[0].shape[1:]
+        if None in shape:
+            return None
+        axis = tuple(i for i, d in enumerate(shape) if d == 1)
+    return emit("squeeze", args[0], axis=_shift_axis(axis, len(args[0].shape) - 1))
+
+
 def _step_axis(axis: int) -> int:
     """A per-step axis as the batched value's (negative axes count from the end)."""
     return axis + 1 if axis >= 0 else axis
@@ -242,5 +260,5 @@ BATCH_RULES: dict[str, Callable[..., Any]] = {
     "one_hot": same_op, "zeros_like": same_op, "sum_to": like, "reshape_like": like,
     "broadcast_to": like, "cross_entropy": cross_entropy,
     "cross_entropy_grad": cross_entropy_grad, "gather": gather, "gather_grad": gather_grad,
-    "advanced_getitem": advanced_getitem,
+    "advanced_getitem": advanced_getitem, "pad": pad, "squeeze": squeeze,
 }
