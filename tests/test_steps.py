@@ -278,26 +278,25 @@ def test_loops_over_batch_first_data_or_with_a_first_step_apart_reroll(layout):
 
 
 def test_per_step_work_no_batch_rule_lifts_costs_one_row_each_in_the_backward():
-    # tg.pad has no batch rule, so each step's loss term stays per step, reading row t
-    # of the loop's stacked states. Reverse mode sums those rows' gradients: they must
-    # become one stack of rows, not T zero arrays of (T, B, H) each (quadratic in T).
+    # broadcast_to a fixed shape has no batch rule (the shape is a step's), so each step's
+    # loss term stays per step, reading row t of the loop's stacked states. Reverse mode
+    # sums those rows' gradients: they must become one stack of rows, not T zero arrays
+    # of (T, B, H) each (quadratic in T).
     T = 12
     g, p, xs, states, (B, D, H, _) = _hand_loop(T, build_inputs_first=False)
-    loss = sum(tg.sum(tg.pad(s, 1, constant_values=0.5) ** 2) for s in states)
+    loss = sum(tg.sum(tg.broadcast_to(s, (2, B, H)) ** 2) for s in states)
     fn = g.compile([loss, *tg.grad(loss, [p["U"], p["W"]])])
     ops = [s.node.op for s in fn.plan.steps]
-    assert ops.count("pad") == T and ops.count("getitem_grad") == 0, ops
+    assert ops.count("broadcast_to_shape") == T and ops.count("getitem_grad") == 0, ops
     x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
     feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0}
     got = fn(**feeds)
     hs = _numpy_states(p, x, s0)
-    pad_area = (B + 2) * (H + 2) - B * H
-    np.testing.assert_allclose(got[0], sum((h ** 2).sum() + 0.25 * pad_area for h in hs),
-                               rtol=1e-12)
+    np.testing.assert_allclose(got[0], sum(2 * (h ** 2).sum() for h in hs), rtol=1e-12)
     W0, eps = p["W"].value.copy(), 1e-6  # dW[2, 3] by central differences
     vals = []
     for d in (eps, -eps):
         p["W"].value = W0 + d * (np.arange(H * H).reshape(H, H) == 2 * H + 3)
-        vals.append(sum((h ** 2).sum() for h in _numpy_states(p, x, s0)))
+        vals.append(sum(2 * (h ** 2).sum() for h in _numpy_states(p, x, s0)))
     p["W"].value = W0
     np.testing.assert_allclose(got[2][2, 3], (vals[0] - vals[1]) / (2 * eps), rtol=1e-6)
