@@ -109,3 +109,54 @@ def test_a_hand_written_loop_optimizes_to_one_loop_with_the_same_values(seed, st
             assert "scan" in ops or "recurrence" in ops, (loss_form, ops)
             counts.append(len(ops))
         assert counts[0] == counts[1], (loss_form, counts)  # nothing left per step
+
+
+@pytest.mark.parametrize("picks_first", [True, False])
+def test_a_hand_written_bidirectional_pair_of_loops_rerolls_both(picks_first):
+    # One loop over X[0..T-1], one over X[T-1..0], no marks; the rows are picked before
+    # both loops (and shared) or inside each. Both loops must reroll, the backward one
+    # read in time order, so the per-step loss over the joined states vectorizes.
+    B, D, H = 2, 3, 4
+    sizes = {}
+    for T in (5, 13):
+        rng = np.random.default_rng(T)
+        g = tg.Graph()
+        P = {k: g.param(k, rng.normal(size=s) * 0.5) for k, s in
+             (("Uf", (D, H)), ("Wf", (H, H)), ("Ub", (D, H)), ("Wb", (H, H)))}
+        X = g.input("X", shape=(T, None, D))
+        xs = [X[t] for t in range(T)] if picks_first else None
+
+        def row(t, xs=xs, X=X):
+            return xs[t] if xs is not None else X[t]
+        h, forward = g.input("hf", shape=(None, H)), []
+        for t in range(T):
+            h = tg.tanh(row(t) @ P["Uf"] + h @ P["Wf"])
+            forward.append(h)
+        h, backward = g.input("hb", shape=(None, H)), [None] * T
+        for t in reversed(range(T)):
+            h = tg.tanh(row(t) @ P["Ub"] + h @ P["Wb"])
+            backward[t] = h
+        loss = sum(tg.sum(tg.concat([f, b], axis=-1) ** 2) for f, b in zip(forward, backward,
+                                                                            strict=True))
+        fetch = [loss, *tg.grad(loss, list(P.values()))]
+        feeds = {"X": rng.normal(size=(T, B, D)), "hf": rng.normal(size=(B, H)),
+                 "hb": rng.normal(size=(B, H))}
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, plain = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        V = {k: p.value for k, p in P.items()}
+        hf, hb, want_f, want_b = feeds["hf"], feeds["hb"], [], [None] * T
+        for t in range(T):
+            hf = np.tanh(feeds["X"][t] @ V["Uf"] + hf @ V["Wf"])
+            want_f.append(hf)
+        for t in reversed(range(T)):
+            hb = np.tanh(feeds["X"][t] @ V["Ub"] + hb @ V["Wb"])
+            want_b[t] = hb
+        want = sum((f ** 2).sum() + (b ** 2).sum() for f, b in zip(want_f, want_b, strict=True))
+        np.testing.assert_allclose(got[0], want, rtol=1e-12)
+        for a, b in zip(got[1:], plain[1:], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        ops = [s.node.op for s in fast.plan.steps]
+        loops = sum(ops.count(op) for op in ("scan", "recurrence", "reverse_recurrence"))
+        assert loops == 4, ops  # two loops forward, their two backward loops
+        sizes[T] = len(ops)
+    assert sizes[5] == sizes[13], sizes

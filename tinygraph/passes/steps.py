@@ -70,7 +70,7 @@ def propose_steps(live: list[Rec], min_steps: int) -> Iterator[tuple[Marks, bool
         yield {rid: (last - t, name) for rid, (t, name) in marks.items()}, True
     if scoped:
         return
-    yield from ((marks, False) for marks in _from_loop_shape(live, min_steps))
+    yield from _from_loop_shape(live, min_steps)
 
 
 def row_pick(rec: Rec) -> tuple[int, int] | None:
@@ -85,7 +85,7 @@ def row_pick(rec: Rec) -> tuple[int, int] | None:
     return len(before), k
 
 
-def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[Marks]:
+def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[tuple[Marks, bool]]:
     order = sorted((r for r in live if r.op != "param"), key=lambda r: r.key)  # as built
     ops = [r.op for r in order]
     first_reader: dict[int, int] = {}  # leaf id -> place of its first reader in build order
@@ -102,26 +102,57 @@ def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[Marks]:
     for places in sorted(groups.values(), key=len, reverse=True):
         if len(places) < min_steps:
             break
-        # A first step written apart (no initial state: ``h = tanh(x_0 @ U)``) stays
-        # outside; the steps after it are the loop, its value their initial carry.
-        for marked in (places, places[1:]):
-            marks = _periods(order, ops, marked) if len(marked) >= min_steps else {}
-            if marks:
-                yield marks
-                break
+        # The group's reads in building order: one loop, or several (a loop forwards
+        # and one backwards over the same rows), each a run of equally spaced reads.
+        for run in [places, *_runs(places, min_steps)]:
+            yield from _loop_over(order, ops, run, run, min_steps)
         # Inputs or rows made before the loop (``xs = [X[t] for t in range(T)]``): the
         # loop starts where each is first read; each joins its step as a leaf.
-        readers = [first_reader.get(order[p].id) for p in places]
-        if None not in readers and readers != places:
-            for skip in (0, 1):
-                marked = readers[skip:]
-                marks = _periods(order, ops, marked) if len(marked) >= min_steps else {}  # type: ignore[arg-type]
-                if marks:
-                    for t, p in enumerate(places[skip:]):
-                        if order[p].id not in marks:
-                            marks[order[p].id] = (t, "leaf")
-                    yield marks
-                    break
+        readers = {p: first_reader.get(order[p].id) for p in places}
+        if None not in readers.values() and list(readers.values()) != places:
+            by_reader = sorted(places, key=lambda p: readers[p])  # in the order steps read
+            reads = [readers[p] for p in by_reader]
+            for start, stop in _run_bounds(reads, min_steps):
+                yield from _loop_over(order, ops, reads[start:stop], by_reader[start:stop],
+                                      min_steps)
+
+
+def _loop_over(order: list[Rec], ops: list[str], marked: list[int], leaves: list[int],
+               min_steps: int) -> Iterator[tuple[Marks, bool]]:
+    """The loop whose step t reads leaf ``leaves[t]`` at place ``marked[t]`` (the leaf
+    itself, or its first reader), if the ops between the reads repeat. A first step
+    written apart (no initial state: ``h = tanh(x_0 @ U)``) stays outside; the steps
+    after it are the loop, its value their initial carry. Backwards when the leaves
+    run backwards in time (rows ``X[T-1]``, ``X[T-2]``, …, or inputs made in order
+    and read last first)."""
+    for skip in (0, 1):
+        reads = marked[skip:]
+        marks = _periods(order, ops, reads) if len(reads) >= min_steps else {}
+        if not marks:
+            continue
+        for t, p in enumerate(leaves[skip:]):
+            if order[p].id not in marks:
+                marks[order[p].id] = (t, "leaf")
+        picks = [row_pick(order[p]) for p in leaves[skip:]]
+        when = [pick[1] for pick in picks] if None not in picks else leaves[skip:]
+        yield marks, when[0] > when[-1]  # type: ignore[index]
+        return
+
+
+def _run_bounds(places: list[int], min_steps: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of the maximal runs of equally spaced places (min_steps or more)."""
+    bounds, start = [], 0
+    for k in range(2, len(places) + 1):
+        if k == len(places) or places[k] - places[k - 1] != places[start + 1] - places[start]:
+            if k - start >= min_steps:
+                bounds.append((start, k))
+            start = k - 1 if k - start == 2 else k  # a pair starts the next run's spacing
+    return bounds
+
+
+def _runs(places: list[int], min_steps: int) -> list[list[int]]:
+    bounds = _run_bounds(places, min_steps)
+    return [places[a:b] for a, b in bounds if (a, b) != (0, len(places))]
 
 
 def _periods(order: list[Rec], ops: list[str], places: list[int]) -> Marks:
