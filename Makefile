@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/scan_bench.py
 	$(PY) benchmarks/general.py
+	$(PY) benchmarks/variants.py
 
 # Its own process: it limits BLAS to one thread before numpy loads.
 bench-scan: $(STAMP)

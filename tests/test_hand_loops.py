@@ -160,3 +160,21 @@ def test_a_hand_written_bidirectional_pair_of_loops_rerolls_both(picks_first):
         assert loops == 4, ops  # two loops forward, their two backward loops
         sizes[T] = len(ops)
     assert sizes[5] == sizes[13], sizes
+
+
+def test_the_variants_benchmark_finds_one_loop_for_every_way_of_writing():
+    # benchmarks/variants.py (make bench) builds each way at T=20 and T=200 and checks
+    # the optimized values against the plain plan; here: a few of its rows, whose plan
+    # must not grow with T.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "variants.py"
+    spec = importlib.util.spec_from_file_location("variants_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for cell, style, form in [("vanilla", "backwards in time", "Python `sum`"),
+                              ("vanilla", "first step apart", "next token"),
+                              ("gated", "`tg.scan`", "summed in the carry")]:
+        small, large, ratio = module.row(cell, style, form)
+        assert small == large and ratio > 0, (cell, style, form, small, large)
