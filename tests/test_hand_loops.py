@@ -178,3 +178,39 @@ def test_the_variants_benchmark_finds_one_loop_for_every_way_of_writing():
                               ("gated", "`tg.scan`", "summed in the carry")]:
         small, large, ratio = module.row(cell, style, form)
         assert small == large and ratio > 0, (cell, style, form, small, large)
+
+
+def test_the_seeds_equations_unbatched_with_column_products_reroll():
+    # s_t = tanh(U x_t + W s_{t-1} + b), o_t = softmax(V s_t) on 1-D vectors, as the
+    # project's origin writes them (weights on the left); the loss per step reads its
+    # target as Y[t:t+1]. One loop, a plan that does not grow with T, numpy's values.
+    D, H, C = 3, 5, 4
+    sizes = {}
+    for T in (4, 12):
+        rng = np.random.default_rng(T)
+        g = tg.Graph()
+        U, W, V = (g.param(n, rng.normal(size=s) * 0.5)
+                   for n, s in (("U", (H, D)), ("W", (H, H)), ("V", (C, H))))
+        b = g.param("b", rng.normal(size=H) * 0.1)
+        X, Y = g.input("X", shape=(T, D)), g.input("Y", shape=(T,), dtype="int64")
+        s, loss = g.input("s0", shape=(H,)), None
+        for t in range(T):
+            s = tg.tanh(U @ X[t] + W @ s + b)
+            term = tg.cross_entropy(tg.expand_dims(V @ s, 0), Y[t:t + 1])
+            loss = term if loss is None else loss + term
+        feeds = {"X": rng.normal(size=(T, D)), "Y": rng.integers(0, C, T), "s0": np.zeros(H)}
+        fetch = [loss, *tg.grad(loss, [U, W, V, b])]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, plain = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        sv, want = feeds["s0"], 0.0
+        for t in range(T):
+            sv = np.tanh(U.value @ feeds["X"][t] + W.value @ sv + b.value)
+            z = V.value @ sv
+            want += np.log(np.exp(z - z.max()).sum()) + z.max() - z[feeds["Y"][t]]
+        np.testing.assert_allclose(got[0], want, rtol=1e-12)
+        for a, p in zip(got[1:], plain[1:], strict=True):
+            np.testing.assert_allclose(a, p, rtol=1e-10, atol=1e-12)
+        ops = [st.node.op for st in fast.plan.steps]
+        assert "scan" in ops or "recurrence" in ops, ops
+        sizes[T] = len(ops)
+    assert sizes[4] == sizes[12], sizes

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .draft import Draft, Rec, freeze
+from .rows import single_row_slices
 from .steps import Marks, propose_steps, row_pick
 
 __all__ = ["reroll_pass", "MIN_STEPS"]
@@ -52,6 +53,8 @@ def reroll_pass(draft: Draft) -> None:
     live = draft.live()
     if any(rec.meta.get("grad") for rec in live):
         return  # backward nodes: passes.regrad rerolls the forward and differentiates the scan
+    single_row_slices(draft)  # Y[t:t+1] read per step: row t, a sequence like Y[t]
+    live = draft.live()
     for _ in range(MAX_LOOPS):  # one loop per round: a bidirectional net has two
         if not _reroll_one(draft, live):
             return

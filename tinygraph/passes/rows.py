@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .draft import Draft, Rec
 
-__all__ = ["unstack_rows"]
+__all__ = ["unstack_rows", "single_row_slices"]
 
 
 def unstack_rows(draft: Draft) -> None:
@@ -143,3 +143,18 @@ def _row_gradients(draft: Draft, terms: list[Rec]) -> list | None:
             return None
         rows[index[0]] = g.id
     return rows
+
+
+def single_row_slices(draft: Draft) -> None:
+    """``A[t:t+1]`` (a step that keeps the axis: unbatched code's ``Y[t:t+1]``) is
+    ``A[t][None]``: row t, so it vectorizes like one."""
+    for rec in draft.live():
+        index = rec.attrs.get("index") if rec.op == "getitem" and len(rec.inputs) == 1 else None
+        if not isinstance(index, tuple) or len(index) != 1 or not isinstance(index[0], tuple):
+            continue
+        start, stop, step = index[0]
+        size = (*draft.recs[rec.inputs[0]].shape[:1], None)[0]
+        if type(start) is int and type(size) is int and 0 <= start < size and stop == start + 1 \
+                and step in (None, 1):  # (only rows known to exist: A[t] of none raises)
+            row = draft.add("getitem", rec.inputs, {"index": (start,)}, name=f"{rec.name}/row")
+            draft.replace(rec.id, draft.add("expand_dims", [row], {"axis": 0}, name=rec.name))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.op import OPS
 from .draft import Draft, Rec, Value, freeze
-from .rows import unstack_rows
+from .rows import single_row_slices, unstack_rows
 
 __all__ = ["vectorize_pass"]
 
@@ -39,6 +39,7 @@ def _row(rec: Rec) -> tuple[int, int] | None:
 
 def vectorize_pass(draft: Draft) -> None:
     """Batch groups of per-step nodes on rows of stacked arrays; sum rows over time."""
+    single_row_slices(draft)
     for _ in range(64):  # each round lifts one level of per-step nodes; bounded
         if not _one_round(draft):
             break
