@@ -214,3 +214,38 @@ def test_the_seeds_equations_unbatched_with_column_products_reroll():
         assert "scan" in ops or "recurrence" in ops, ops
         sizes[T] = len(ops)
     assert sizes[4] == sizes[12], sizes
+
+
+def test_a_hand_written_loop_beyond_the_plain_size_limit_is_still_optimized():
+    # Above compiler.OPTIMIZE_MAX_NODES nodes, a graph without step marks is optimized
+    # when rerolling finds a loop in it (else it runs as built).
+    from tinygraph import compiler
+
+    T = 600
+    g = tg.Graph()
+    rng = np.random.default_rng(0)
+    U, W = g.param("U", rng.normal(size=(3, 4))), g.param("W", rng.normal(size=(4, 4)) * 0.3)
+    xs = [g.input(f"x{t}", shape=(None, 3)) for t in range(T)]
+    h, total = g.input("h0", shape=(None, 4)), None
+    for x in xs:
+        h = tg.tanh(x @ U + h @ W)
+        total = tg.sum(h * h) if total is None else total + tg.sum(h * h)
+    assert len(g) > 4000
+    old = compiler.OPTIMIZE_MAX_NODES
+    compiler.OPTIMIZE_MAX_NODES = 4000  # the same rule, at a size a test can build fast
+    try:
+        fetch = [total, *tg.grad(total, [U, W])]
+        feeds = {f"x{t}": rng.normal(size=(2, 3)) for t in range(T)} | {"h0": np.zeros((2, 4))}
+        fast = g.compile(fetch, inputs=list(feeds))
+        other = tg.Graph()  # a large graph with no loop in it runs as built
+        v = other.input("v", shape=(2,))
+        for k in range(2100):
+            v = tg.tanh(v * (1.0 + k * 1e-4))
+        plain_large = other.compile(v)
+    finally:
+        compiler.OPTIMIZE_MAX_NODES = old
+    assert len(fast.plan.steps) < 100
+    assert len(plain_large.plan.steps) == 2 * 2100
+    want = g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+    for a, b in zip(fast(**feeds), want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
