@@ -370,13 +370,13 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
         if backwards:  # in time order (a view): readers at time k and k+1 then line up
             ys = draft.add("getitem", [ys], {"index": ((None, None, -1),)},
                            name=f"scan.out{k + j}_in_time_order")
-        rows = {}
+        row_of: dict[int, int] = {}
         for t in range(count - 1 if name in missing else count):
             rec = _rec_of(steps[t], name, marks)
-            rows[rec.id] = draft.add("getitem", [ys],
-                                     {"index": (count - 1 - t if backwards else t,)},
-                                     name=rec.name)
-        draft.replace_all(rows)
+            row_of[rec.id] = draft.add("getitem", [ys],
+                                       {"index": (count - 1 - t if backwards else t,)},
+                                       name=rec.name)
+        draft.replace_all(row_of)
 
 
 def _rec_of(recs: list[Rec], name: str, marks: Marks) -> Rec:

@@ -108,9 +108,11 @@ def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[tuple[Marks, b
             yield from _loop_over(order, ops, run, run, min_steps)
         # Inputs or rows made before the loop (``xs = [X[t] for t in range(T)]``): the
         # loop starts where each is first read; each joins its step as a leaf.
-        readers = {p: first_reader.get(order[p].id) for p in places}
-        if None not in readers.values() and list(readers.values()) != places:
-            by_reader = sorted(places, key=lambda p: readers[p])  # in the order steps read
+        if any(order[p].id not in first_reader for p in places):
+            continue
+        readers = {p: first_reader[order[p].id] for p in places}
+        if list(readers.values()) != places:
+            by_reader = sorted(places, key=readers.__getitem__)  # in the order steps read
             reads = [readers[p] for p in by_reader]
             for start, stop in _run_bounds(reads, min_steps):
                 yield from _loop_over(order, ops, reads[start:stop], by_reader[start:stop],
@@ -134,8 +136,9 @@ def _loop_over(order: list[Rec], ops: list[str], marked: list[int], leaves: list
             if order[p].id not in marks:
                 marks[order[p].id] = (t, "leaf")
         picks = [row_pick(order[p]) for p in leaves[skip:]]
-        when = [pick[1] for pick in picks] if None not in picks else leaves[skip:]
-        yield marks, when[0] > when[-1]  # type: ignore[index]
+        when = [pick[1] if pick is not None else p for pick, p in zip(picks, leaves[skip:],
+                                                                        strict=True)]
+        yield marks, when[0] > when[-1]
         return
 
 

@@ -73,9 +73,10 @@ def _one_round(draft: Draft) -> bool:
                            for kind, (a, off) in _rows(signature)):
                 continue
             if any(kind == "leaf" for kind, _ in signature):
-                signature = _leaf_slots(draft, signature, members)
-                if signature is None:
+                concrete = _leaf_slots(draft, signature, members)
+                if concrete is None:
                     continue
+                signature = concrete
             signature = tuple((kind, _window(draft, detail, lo, count, lengths[detail[0]]))
                               if kind == "row" and isinstance(detail, tuple) else
                               (kind, detail) for kind, detail in signature)
@@ -118,7 +119,9 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
     for rec in live:
         if rec.op in ("input", "param", "const") or rec.id in row_of or OPS[rec.op].batch is None:
             continue
-        same, loose, step = [], [], None
+        same: list[tuple[str, Any]] = []
+        loose: list[tuple[str, Any]] = []
+        step = None
         for src in rec.inputs:
             if src in row_of:  # the step is the first row's t; others may be t + offset
                 array, t = row_of[src]
