@@ -267,3 +267,28 @@ def test_the_gradient_of_a_lookup_over_ids_is_a_scatter_not_a_one_hot_product():
     for got, want in zip(plan(feeds), g.run([loss, *grads], feeds, optimize=False),
                          strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_a_value_a_scan_hands_out_twice_per_step_is_stored_once():
+    # rnn.scan hands out a GRU's output and its state per step: one node. In training
+    # the forward loop then stores every value the backward reads; that one only once.
+    net = rnn.scan(rnn.GRUCell(input_size=3, hidden_size=4, seed=0))
+    loss = tg.sum(net.outputs * net.outputs)
+    grads = tg.grad(loss, list(net.params.values()))
+    plan = compiler.make_plan(net.graph, [loss, *grads], ["xs"])
+    forward = next(n for n in plan.graph.nodes.values()
+                   if n.op == "scan" and not n.attrs["reverse"])
+    k, ny = forward.attrs["num_carry"], forward.attrs["num_ys"]
+    ys = forward.attrs["outputs"][k:k + ny]
+    assert len(set(ys)) == len(ys), ys
+    X = np.random.default_rng(0).normal(size=(5, 2, 3))
+    h, want = np.zeros((1, 4)), 0.0
+    p = {k: v.value for k, v in net.params.items()}
+    for x in X:  # torch's GRU equations, in numpy
+        gi, gh = x @ p["W_ih"] + p["b_ih"], h @ p["W_hh"] + p["b_hh"]
+        r = 1 / (1 + np.exp(-(gi[:, :4] + gh[:, :4])))
+        z = 1 / (1 + np.exp(-(gi[:, 4:8] + gh[:, 4:8])))
+        n = np.tanh(gi[:, 8:] + r * gh[:, 8:])
+        h = (1 - z) * n + z * h
+        want += (h * h).sum()
+    np.testing.assert_allclose(net.graph.run(loss, {"xs": X}), want, rtol=1e-12)

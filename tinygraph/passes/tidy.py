@@ -64,6 +64,17 @@ def _drop_unread_outputs(draft: Draft, rec: Rec) -> None:
     users = draft.readers(rec.id)
     if any(u.op != "unpack" for u in users):
         return
+    names = a["outputs"]
+    first = {}  # a body value handed out twice per step (a cell's output is its state)
+    for j in range(k, k + ny):  # is stored once: readers of the copy read the first
+        first.setdefault(names[j], j)
+    for u in users:
+        index = u.attrs["index"]
+        if k <= index < k + ny and first[names[index]] != index:
+            draft.replace(u.id, draft.add("unpack", [rec.id],
+                                          {**u.attrs, "index": first[names[index]]},
+                                          name=u.name))
+    users = draft.readers(rec.id)
     read = {u.attrs["index"] for u in users}
     kept = [j for j in range(ny) if k + j in read]
     if len(kept) == ny:
