@@ -141,7 +141,7 @@ def interpret_scan(node: Node, args: Sequence[np.ndarray]) -> tuple:
             ys[j][t] = out[k + j]
         carry = list(out[:k])
     if steps == 0:
-        return (*carry, *empty_outputs(node, carry))
+        return (*carry, *empty_outputs(node, carry, args))
     # A (1, H) initial carry may have met a batch of B: rows share the broadcast shape,
     # saved carries that of every carry (the final one too).
     saved = [np.stack(np.broadcast_arrays(*v, c)[:-1]) for v, c in zip(saved, carry, strict=True)]

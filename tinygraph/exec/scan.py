@@ -109,7 +109,7 @@ class ScanKernel:
         params = [p._value for _, p in plan.params]
         order = range(steps - 1, -1, -1) if self.node.attrs["reverse"] else range(steps)
         if steps == 0:
-            return (*carry, *empty_outputs(self.node, carry))
+            return (*carry, *empty_outputs(self.node, carry, args))
         # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
         # so outputs are allocated in the shape both steps broadcast to.
         head = order[:2]
@@ -186,12 +186,41 @@ class ScanKernel:
         return self._loop
 
 
-def empty_outputs(node: Node, init: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """T = 0: empty stacks of a scan's per-step outputs, of their static shapes (saved
-    carries: of the initial carries' shapes, which they would have held)."""
+def empty_outputs(node: Node, init: Sequence[np.ndarray],
+                  args: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
+    """T = 0: empty stacks of a scan's per-step outputs (saved carries: of the initial
+    carries' shapes, which they would have held). A step's output shape comes from the
+    body's shape rules run on the actual carries, rows of the sequences and captured
+    values (``args``: the scan's inputs), so an unknown batch size is the one fed;
+    without them, from the outputs' static shapes (unknown sizes: 0)."""
     a = node.attrs
     k, ny = a["num_carry"], a["num_ys"]
     outs = [a["body"].node(n) for n in a["outputs"][k:]]
-    stacks = [np.empty((0, *(d or 0 for d in o.shape)), o.dtype) for o in outs[:ny]]
+    shapes = _step_shapes(node, args) if len(args) == len(node.inputs) else None
+    stacks = [np.empty((0, *(shapes[o.name] if shapes and o.name in shapes
+                             else tuple(d or 0 for d in o.shape))), o.dtype) for o in outs[:ny]]
     return stacks + [np.empty((0, *np.shape(c)), o.dtype)
                      for c, o in zip(init, outs[ny:], strict=True)]
+
+
+def _step_shapes(node: Node, args: Sequence[np.ndarray]) -> dict[str, tuple] | None:
+    """Every body node's shape for one step of these inputs (None if a rule refuses)."""
+    from ..core.op import OPS  # the shape rules of the ops a body holds
+
+    a = node.attrs
+    k, m = a["num_carry"], a["num_xs"]
+    body = a["body"]
+    specs: dict[str, tuple] = {}
+    for j, (name, value) in enumerate(zip(a["inputs"], args, strict=True)):
+        shape = np.shape(value)
+        specs[name] = shape[1:] if k <= j < k + m else shape
+    try:
+        for n in body.nodes.values():
+            if n.op == "const":
+                specs[n.name] = np.shape(n.value)
+            elif n.op in OPS:
+                specs[n.name] = OPS[n.op].infer([(specs[s.name], s.dtype) for s in n.inputs],
+                                                n.attrs)[0]
+    except Exception:  # noqa: BLE001 - a refusal here is the body's own error at T > 0
+        return None
+    return specs
