@@ -65,8 +65,10 @@ def _drop_unread_outputs(draft: Draft, rec: Rec) -> None:
     if any(u.op != "unpack" for u in users):
         return
     names = a["outputs"]
-    first = {}  # a body value handed out twice per step (a cell's output is its state)
-    for j in range(k, k + ny):  # is stored once: readers of the copy read the first
+    # A body value handed out twice per step (a cell's output is its state) is stored
+    # once: readers of the copy read the first.
+    first: dict[str, int] = {}
+    for j in range(k, k + ny):
         first.setdefault(names[j], j)
     for u in users:
         index = u.attrs["index"]
