@@ -300,3 +300,33 @@ def test_per_step_work_no_batch_rule_lifts_costs_one_row_each_in_the_backward():
         vals.append(sum(2 * (h ** 2).sum() for h in _numpy_states(p, x, s0)))
     p["W"].value = W0
     np.testing.assert_allclose(got[2][2, 3], (vals[0] - vals[1]) / (2 * eps), rtol=1e-6)
+
+
+def test_a_loop_adding_its_own_const_at_each_step_rerolls():
+    # A time embedding row pos[t] (a numpy row, so a const of its own per step) and a
+    # per-step loss weight inside the loop: each becomes a sequence of stacked values.
+    sizes = {}
+    for T in (5, 15):
+        rng = np.random.default_rng(T)
+        g = tg.Graph()
+        U = g.param("U", rng.normal(size=(3, 4)))
+        W = g.param("W", rng.normal(size=(4, 4)) * 0.3)
+        pos = rng.normal(size=(T, 4))
+        X, h, loss = g.input("X", shape=(T, None, 3)), g.input("h0", shape=(None, 4)), None
+        for t in range(T):
+            h = tg.tanh(X[t] @ U + h @ W + pos[t])
+            term = tg.sum(h * h) * (1.0 + 0.1 * t)
+            loss = term if loss is None else loss + term
+        feeds = {"X": rng.normal(size=(T, 2, 3)), "h0": rng.normal(size=(2, 4))}
+        fetch = [loss, *tg.grad(loss, [U, W])]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, plain = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        hv, want = feeds["h0"], 0.0
+        for t in range(T):
+            hv = np.tanh(feeds["X"][t] @ U.value + hv @ W.value + pos[t])
+            want += (hv * hv).sum() * (1.0 + 0.1 * t)
+        np.testing.assert_allclose(got[0], want, rtol=1e-12)
+        for a, b in zip(got[1:], plain[1:], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        sizes[T] = len(fast.plan.steps)
+    assert sizes[5] == sizes[15], sizes

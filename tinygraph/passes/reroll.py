@@ -18,8 +18,9 @@ every input of a node must be, at every step, one of:
   a **sequence**, stacked along a new axis 0 (``xs`` itself, not a copy, when
   the rows are 0 … T-1; a window of ``xs`` or a ``take`` of its rows else).
 
-Anything else (a skip connection to step t-2, a const that differs between
-steps, a step that reads an attr with its own t in it, a captured value
+A const that differs between steps (a time embedding row ``pos[t]``) is a
+sequence too: the stack of its values. Anything else (a skip connection to
+step t-2, a step that reads an attr with its own t in it, a captured value
 computed from the steps) leaves the graph as it was. Step values read from
 outside the steps (outputs, losses, the backward pass) become the scan's
 per-step outputs: each reader reads ``ys[t]``; the last step's carries read
@@ -143,10 +144,16 @@ def _prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
                 plan.sequences.append(("leaf", name))
             continue
         if first.op == "const":
-            value = freeze(first.attrs)
-            if any(freeze(r.attrs) != value or r.dtype != first.dtype for r in recs):
+            if any(r.dtype != first.dtype or r.shape != first.shape for r in recs):
                 return None
-            plan.wiring.append([])
+            value = freeze(first.attrs)
+            if all(freeze(r.attrs) == value for r in recs):
+                plan.wiring.append([])
+            elif name in missing:
+                return None  # a value per step the last step lacks: no whole sequence
+            else:  # a value of its own at each step (a time embedding row): a sequence
+                plan.wiring.append([("consts", name)])
+                plan.sequences.append(("consts", name))
             continue
         sliced = _slice_of_outside(draft, recs, step_of_id)
         if sliced is not None:
@@ -318,7 +325,7 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
             rec = draft.recs[seq[1][0]]
             shape = tuple(d for i, d in enumerate(rec.shape) if i != seq[1][2])
         else:
-            rec = ref[seq[1]] if seq[0] == "leaf" else draft.recs[seq[1][0]]
+            rec = ref[seq[1]] if seq[0] in ("leaf", "consts") else draft.recs[seq[1][0]]
             shape = rec.shape
         seq_in[seq] = body.input(f"x{i}", shape=shape, dtype=rec.dtype)
     cap_in = {c: body.input(f"c{i}", shape=draft.recs[c].shape, dtype=draft.recs[c].dtype)
@@ -328,7 +335,8 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
         if rec.op == "input":
             made[name] = seq_in[("leaf", name)]
         elif rec.op == "const":
-            made[name] = body.const(rec.attrs["value"], dtype=rec.dtype)
+            made[name] = (seq_in[("consts", name)] if wiring else
+                          body.const(rec.attrs["value"], dtype=rec.dtype))
         elif wiring and wiring[0][0] == "slice":
             made[name] = seq_in[("slice", wiring[0][1])]
         else:
@@ -348,6 +356,9 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: _Plan,
             xs.append(_rows_in_order(draft, *seq[1]))
         elif seq[0] == "stack":
             xs.append(draft.add("stack", list(seq[1]), {"axis": 0}, name="opt/steps"))
+        elif seq[0] == "consts":
+            values = [_rec_of(steps[t], seq[1], marks).attrs["value"] for t in range(count)]
+            xs.append(draft.add_const(np.stack(values), name=f"opt/{seq[1]}"))
         else:
             rows = [_rec_of(steps[t], seq[1], marks).id for t in range(count)]
             xs.append(draft.add("stack", rows, {"axis": 0}, name=f"opt/{seq[1]}"))
