@@ -292,3 +292,30 @@ def test_a_value_a_scan_hands_out_twice_per_step_is_stored_once():
         h = (1 - z) * n + z * h
         want += (h * h).sum()
     np.testing.assert_allclose(net.graph.run(loss, {"xs": X}), want, rtol=1e-12)
+
+
+def test_the_gradient_for_one_steps_input_of_a_sequence_net_is_a_row_of_the_whole():
+    # unroll(sequence=True) reads step t's input as xs[t]; after rerolling the loop reads
+    # xs itself, and the gradient for xs[t] (a saliency map at one step) is row t of
+    # the gradient for xs. The plan stays one loop (equal size at T=4 and 12).
+    sizes = {}
+    for T in (4, 12):
+        net = rnn.unroll(rnn.GRUCell(input_size=3, hidden_size=4, seed=0), T, sequence=True)
+        g = net.graph
+        loss = sum(tg.sum(o * o) for o in net.outputs)
+        fetch = [loss, *tg.grad(loss, [net.inputs[1], net.params["W_hh"]])]
+        xs = np.random.default_rng(T).normal(size=(T, 2, 3))
+        fast = g.compile(fetch, inputs=["xs"])
+        got = fast(xs=xs)
+        eps, numeric = 1e-6, np.zeros((2, 3))
+        for i in range(2):
+            for j in range(3):
+                bumped = []
+                for d in (eps, -eps):
+                    x2 = xs.copy()
+                    x2[1, i, j] += d
+                    bumped.append(g.run(loss, {"xs": x2}, optimize=False))
+                numeric[i, j] = (bumped[0] - bumped[1]) / (2 * eps)
+        np.testing.assert_allclose(got[1], numeric, rtol=1e-6, atol=1e-9)
+        sizes[T] = len(fast.plan.steps)
+    assert sizes[4] == sizes[12], sizes

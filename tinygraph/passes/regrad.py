@@ -61,20 +61,40 @@ def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
     with rebuilt.scope("grad"):
         for y in ys:
             wanted = [n for n in grads if n.meta["grad_y"] == y]
-            targets = []
+            targets, picks = [], []
             for n in wanted:
-                target = rebuilt.nodes.get(n.meta["grad_of"])
-                if target is None or target.op == "getitem" and target.inputs[0].op == "unpack":
+                target, pick = _wrt_target(graph, rebuilt, n.meta["grad_of"])
+                if target is None:
                     return None  # the wrt value now lives inside the scan
                 targets.append(target)
+                picks.append(pick)
             y_node = by_name[y]
             seed = rebuilt.const(1.0, dtype=y_node.dtype)
             found = backprop(rebuilt, [(y_node, seed)], targets)
-            for n, target, value in zip(wanted, targets, found, strict=True):
-                new_grads[n.name] = (value if value is not None
-                                     else rebuilt.add_node("zeros_like", [target]))
+            for n, target, value, pick in zip(wanted, targets, found, picks, strict=True):
+                value = (value if value is not None
+                         else rebuilt.add_node("zeros_like", [target]))
+                new_grads[n.name] = (value if pick is None else  # d/dX[k] = (d/dX)[k]
+                                     rebuilt.add_node("getitem", [value], {"index": pick}))
     result = [new_grads[n.name] if n.name in new_grads else by_name[n.name] for n in nodes]
     return rebuilt, result
+
+
+def _wrt_target(graph: Graph, rebuilt: Graph, name: str) -> tuple[Any, Any]:
+    """``(node to differentiate by, index into its gradient or None)`` for wrt ``name``.
+
+    A step's own row of a sequence (``X[k]``, or a step input picked from ``xs``) is
+    read inside the loop after rerolling; its gradient is row k of ``X``'s."""
+    target = rebuilt.nodes.get(name)
+    if target is not None and not (target.op == "getitem" and target.inputs[0].op == "unpack"):
+        return target, None
+    original = graph.nodes.get(name)
+    if original is None or original.op != "getitem":
+        return None, None
+    source = rebuilt.nodes.get(original.inputs[0].name)
+    if source is None or source.op not in ("input", "param", "const"):
+        return None, None
+    return source, original.attrs["index"]
 
 
 def expose_residuals(draft: Draft) -> None:
