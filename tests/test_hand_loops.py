@@ -249,3 +249,23 @@ def test_a_hand_written_loop_beyond_the_plain_size_limit_is_still_optimized():
     want = g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
     for a, b in zip(fast(**feeds), want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("T", [2, 3])
+def test_two_short_loops_of_different_widths_are_not_taken_for_one(T):
+    # At T=2 a layer's loop and the next layer's loop repeat the same ops; their weights
+    # differ in shape, so they are no sequence of one loop. It once crashed the compile.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "variants.py"
+    spec = importlib.util.spec_from_file_location("variants_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    g, loss, params, feeds = module._hand_loop(T, module._vanilla, "two layers, two loops",
+                                               "next token")
+    fetch = [loss, *tg.grad(loss, params)]
+    fast = g.compile(fetch, inputs=list(feeds))(**feeds)
+    plain = g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+    for a, b in zip(fast, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
