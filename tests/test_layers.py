@@ -270,3 +270,18 @@ def test_unrolled_bidirectional_training_rerolls_both_directions(kind):
         assert len(loops) >= 8, loops  # 4 loops forward, 4 backward
         sizes[T] = len(fast.plan.steps)
     assert sizes[5] == sizes[15], sizes
+
+
+def test_unrolled_bidirectional_forward_rerolls_both_directions():
+    # net.run fetches every step's joined output and both final states; after the
+    # forward direction is rerolled, some of the backward direction's nodes are rebuilt
+    # later in the draft, so its steps list their nodes in another order: still one loop.
+    c = case("gru_bi")
+    model = rnn.Bidirectional.from_torch(CELL["gru"], torch_arrays(c))
+    net = rnn.unroll(model, c["xs"].shape[0])
+    initial, finals = direction_states(c, lstm=False)
+    out = net.run(c["xs"], initial_state=tuple(initial))
+    np.testing.assert_allclose(out["outputs"], c["outputs"], atol=TOL, rtol=0)
+    plan = list(net.graph._plans.values())[-1]
+    loops = [n for n in plan.graph.nodes.values() if n.op in ("scan", "recurrence")]
+    assert len(loops) == 4, [n.op for n in plan.graph.nodes.values()]  # 2 layers x 2 directions

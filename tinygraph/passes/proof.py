@@ -77,10 +77,15 @@ def prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
         return None
     step_of_id: dict[int, int] = {}
     by_template: list[dict[str, Rec]] = []
+    place = {name: i for i, name in enumerate(templates)}
     for t in range(count):
         want = templates if t < count - 1 else [n for n in templates if n not in missing]
-        if [marks[r.id][1] for r in steps[t]] != want:
+        names = [marks[r.id][1] for r in steps[t]]
+        if len(names) != len(want) or set(names) != set(want):
             return None
+        # Each step in step 0's order (a rewrite of another loop may have rebuilt some
+        # nodes later); the wiring is checked below, so one step's order fits all.
+        steps[t] = sorted(steps[t], key=lambda r: place[marks[r.id][1]])
         by_template.append({marks[r.id][1]: r for r in steps[t]})
         for r in steps[t]:
             step_of_id[r.id] = t
