@@ -269,3 +269,37 @@ def test_two_short_loops_of_different_widths_are_not_taken_for_one(T):
     plain = g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
     for a, b in zip(fast, plain, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_generator_feeding_its_output_back_rerolls():
+    # No input per step: x_{t+1} = softmax(h_t @ V) feeds the next step. The loop is
+    # found by its reads of one weight; training it gives one plan for any T.
+    V, H = 5, 4
+    sizes = {}
+    for T in (4, 12):
+        rng = np.random.default_rng(T)
+        g = tg.Graph()
+        E, W, Vp = (g.param(n, rng.normal(size=s) * 0.5)
+                    for n, s in (("E", (V, H)), ("W", (H, H)), ("V", (H, V))))
+        h, x, outs = g.input("h0", shape=(None, H)), g.input("x0", shape=(None, V)), []
+        for _ in range(T):
+            h = tg.tanh(x @ E + h @ W)
+            x = tg.softmax(h @ Vp)
+            outs.append(x)
+        loss = sum(tg.sum(o * o) for o in outs)
+        feeds = {"h0": rng.normal(size=(2, H)), "x0": np.eye(V)[[0, 3]]}
+        fetch = [loss, *tg.grad(loss, [E, W, Vp])]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, plain = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        hv, xv, want = feeds["h0"], feeds["x0"], 0.0
+        for _ in range(T):
+            hv = np.tanh(xv @ E.value + hv @ W.value)
+            z = hv @ Vp.value
+            xv = np.exp(z - z.max(axis=1, keepdims=True))
+            xv /= xv.sum(axis=1, keepdims=True)
+            want += (xv * xv).sum()
+        np.testing.assert_allclose(got[0], want, rtol=1e-12)
+        for a, b in zip(got[1:], plain[1:], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        sizes[T] = len(fast.plan.steps)
+    assert sizes[4] == sizes[12], sizes

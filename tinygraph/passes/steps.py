@@ -24,7 +24,9 @@ the same name at every step). Three sources, the first that marks anything:
    leaves. A first step written apart (no initial state) stays outside: the
    loop is the steps after it. Every group of such reads (each array's rows,
    each kind of input) is a proposal, the longest first: a loss loop over
-   ``Y[t]`` after the network's loop is proposed too, and refused by the proof.
+   ``Y[t]`` after the network's loop is proposed too, and refused by the
+   proof. Last, a loop that reads nothing per step (a generator feeding its
+   output back) is marked by its reads of one weight.
 
 A wrong proposal costs nothing but the proof's time: the graph stays as built;
 the reroll pass takes the first proposal it can prove.
@@ -117,6 +119,19 @@ def _from_loop_shape(live: list[Rec], min_steps: int) -> Iterator[tuple[Marks, b
             for start, stop in _run_bounds(reads, min_steps):
                 yield from _loop_over(order, ops, reads[start:stop], by_reader[start:stop],
                                       min_steps)
+    # Last, a loop that reads nothing per step (a generator feeding its output back):
+    # each step reads the same weight the same way, at a constant distance apart.
+    params = {rec.id for rec in live if rec.op == "param"}
+    weight_reads: dict[Any, list[int]] = {}
+    for place, rec in enumerate(order):
+        for slot, src in enumerate(rec.inputs):
+            if src in params:
+                weight_reads.setdefault((src, rec.op, slot), []).append(place)
+    for places in sorted(weight_reads.values(), key=len, reverse=True):
+        if len(places) < min_steps:
+            break
+        for start, stop in _run_bounds(places, min_steps):
+            yield from _loop_over(order, ops, places[start:stop], places[start:stop], min_steps)
 
 
 def _loop_over(order: list[Rec], ops: list[str], marked: list[int], leaves: list[int],
