@@ -80,8 +80,9 @@ def make_plan(graph: Graph, fetches: Any, fed: Sequence[str] = (), optimize: boo
 
 
 def _worth_optimizing(needed: list[Node]) -> str:
-    """"yes", "no", or "if it rerolls" (large, no step marks: a loop written by hand
-    shrinks to one and pays for the passes; any other graph that large does not)."""
+    """Whether to optimize: ``"yes"``, ``"no"``, or ``"if it rerolls"`` (large, no step
+    marks: a loop written by hand shrinks to one and pays for the passes; any other
+    graph that large does not)."""
     if len(needed) <= OPTIMIZE_MAX_NODES:
         return "yes"
     if len(needed) > UNROLLED_OPTIMIZE_MAX_NODES:
