@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .bodies import read_counts
 from .draft import Draft, Rec, per_scan
 
 __all__ = ["accumulate_pass", "contract_pass"]
@@ -24,10 +25,7 @@ def _accumulate(draft: Draft, rec: Rec) -> None:
     body, k, ny = a["body"], a["num_carry"], a["num_ys"]
     inputs = [body.node(n) for n in a["inputs"]]
     outs = [body.node(n) for n in a["outputs"]]
-    readers: dict[Any, int] = {}
-    for node in body.nodes.values():
-        for src in node.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = read_counts(body)
     users = draft.readers(rec.id)
     if any(u.op != "unpack" for u in users):
         return

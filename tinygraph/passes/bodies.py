@@ -23,7 +23,7 @@ from typing import Any
 from ..core.traverse import ancestors
 from .draft import Draft, Rec
 
-__all__ = ["copy_body", "prune", "use_body"]
+__all__ = ["copy_body", "prune", "use_body", "read_counts"]
 
 Rewrite = Callable[[Any, Any, dict], Any]
 
@@ -69,3 +69,12 @@ def use_body(draft: Draft, rec: Rec, new: Any, mapping: dict) -> None:
     rec.attrs = {**a, "body": prune(new, outputs), "outputs": outputs,
                  "inputs": tuple(mapping[body.node(n)].name for n in a["inputs"])}
     draft._edits += 1
+
+
+def read_counts(body: Any) -> dict[Any, int]:
+    """How many times the body's nodes read each value (a node reading it twice: 2)."""
+    counts: dict[Any, int] = {}
+    for node in body.nodes.values():
+        for src in node.inputs:
+            counts[src] = counts.get(src, 0) + 1
+    return counts

@@ -28,7 +28,7 @@ and its backward leaves the backward loop through the batch rules.
 
 from __future__ import annotations
 
-from .bodies import copy_body
+from .bodies import copy_body, read_counts
 from .draft import Draft, Rec, per_scan
 
 __all__ = ["running_sums_pass"]
@@ -43,10 +43,7 @@ def _running_sums(draft: Draft, rec: Rec) -> None:
     if any(u.op != "unpack" for u in users):
         return
     read = {u.attrs["index"] for u in users}
-    readers: dict = {}
-    for node in body.nodes.values():
-        for src in node.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = read_counts(body)
     sums: dict[int, tuple] = {}  # carry index -> (its other term, sign)
     for i in range(k):
         term = _accumulated(inputs[i], outs[i])

@@ -17,9 +17,7 @@ and hoisted (a stored value is a fixed point of the body those passes keep).
 
 from __future__ import annotations
 
-from typing import Any
-
-from .bodies import copy_body, prune
+from .bodies import copy_body, prune, read_counts
 from .draft import Draft, Rec, per_scan
 
 __all__ = ["tidy_pass", "unread_outputs_pass", "saved_carries_pass"]
@@ -102,10 +100,7 @@ def _tidy(draft: Draft, rec: Rec) -> None:
     if any(u.op != "unpack" for u in users):
         return
     read_outputs = {u.attrs["index"] for u in users}
-    readers: dict[Any, int] = {}
-    for node in body.nodes.values():
-        for src in node.inputs:
-            readers[src] = readers.get(src, 0) + 1
+    readers = read_counts(body)
     # Carries that never change (and whose saved copies nobody reads) leave the loop.
     fixed = [i for i in range(k) if outs[i] is inputs[i] and k + ny + i not in read_outputs
              and readers.get(inputs[i], 0) == 0 and inputs[i] not in outs[k:k + ny]

@@ -70,7 +70,7 @@ def _one_round(draft: Draft) -> bool:
             if done.intersection(members.values()) or count < 2 \
                     or steps != list(range(lo, lo + count)) \
                     or any(not 0 <= lo + off and lo + off + count <= lengths[a]
-                           for kind, (a, off) in _rows(signature)):
+                           for kind, (a, off) in _row_slots(signature)):
                 continue
             if any(kind == "leaf" for kind, _ in signature):
                 concrete = _leaf_slots(draft, signature, members)
@@ -86,7 +86,8 @@ def _one_round(draft: Draft) -> bool:
     return changed
 
 
-def _rows(signature: tuple) -> list:
+def _row_slots(signature: tuple) -> list:
+    """The signature's ``("row", (array, offset))`` slots (not yet windowed)."""
     return [(kind, detail) for kind, detail in signature
             if kind == "row" and isinstance(detail, tuple)]
 
