@@ -296,3 +296,36 @@ def test_a_generator_feeding_its_output_back_rerolls():
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
         sizes[T] = len(fast.plan.steps)
     assert sizes[4] == sizes[12], sizes
+
+
+def test_a_product_written_twice_in_a_cell_runs_once_per_step():
+    # A peephole-style cell writes h @ W in two gates: the loop's body computes it once
+    # (CSE inside scan bodies), and the states still equal a numpy loop's.
+    T, B, D, H = 30, 3, 4, 5
+    rng = np.random.default_rng(7)
+    P = {"U": rng.normal(size=(D, H)) * 0.4, "W": rng.normal(size=(H, H)) * 0.4,
+         "Wf": rng.normal(size=(H, H)) * 0.4, "p": rng.normal(size=H) * 0.3}
+    g = tg.Graph()
+    U, W, Wf, p = (g.param(k, v) for k, v in P.items())
+    X = g.input("X", shape=(T, None, D))
+    h = c = g.input("h0", shape=(None, H))
+    outs = []
+    for t in range(T):
+        f = tg.sigmoid(h @ Wf + p * c)
+        c = f * c + (1 - f) * tg.tanh(X[t] @ U + h @ W)
+        h = tg.tanh(c) * tg.sigmoid(h @ W)
+        outs.append(h)
+    feeds = {"X": rng.normal(size=(T, B, D)), "h0": rng.normal(size=(B, H)) * 0.5}
+    fast = g.compile(tg.stack(outs), inputs=list(feeds))
+    hv = cv = feeds["h0"]
+    want = []
+    for x in feeds["X"]:
+        f = 1 / (1 + np.exp(-(hv @ P["Wf"] + P["p"] * cv)))
+        cv = f * cv + (1 - f) * np.tanh(x @ P["U"] + hv @ P["W"])
+        hv = np.tanh(cv) * (1 / (1 + np.exp(-(hv @ P["W"]))))
+        want.append(hv)
+    np.testing.assert_allclose(fast(**feeds), np.stack(want), rtol=1e-12, atol=1e-14)
+    (scan,) = [s.node for s in fast.plan.steps if s.node.op == "scan"]
+    body = scan.attrs["body"]
+    products = [n for n in body.nodes.values() if n.op == "matmul"]
+    assert len(products) == 2, [(n.name, [s.name for s in n.inputs]) for n in products]

@@ -18,6 +18,8 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
 - :func:`hoist`: the carry-free work of every scan body out of its loop, batched
   over the steps through each op's batch rule (:mod:`tinygraph.core.batch_rules`);
   per-step heads sink after the loop onto the stacked values.
+- :func:`body_cse`: equal nodes inside every scan body merged (a cell that writes
+  ``h @ W`` twice computes it once per step).
 - :func:`regrad`: ``tg.grad`` results rebuilt on the rerolled forward, so the
   backward is a reverse scan (plans call it before :func:`optimize`'s passes).
 - :func:`optimize`: reroll, vectorize what reads the loop's rows, hoist, sink,
@@ -45,6 +47,7 @@ from ..core.node import Node
 from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
+from .body_cse import body_cse_pass
 from .draft import Draft, Rec, freeze
 from .hoist import hoist_pass
 from .kernels import recurrence_kernel_pass
@@ -60,7 +63,7 @@ from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 from .vectorize import vectorize_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "bias_into_table", "unstack_rows",
-           "reroll", "hoist", "sequence_view", "regrad", "optimize", "rewrite"]
+           "reroll", "hoist", "body_cse", "sequence_view", "regrad", "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -203,6 +206,7 @@ onehot_to_take = _public([_onehot_take], "Rewrite ``one_hot(ids, n) @ M`` to ``t
 bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M + b, ids)``.")
 unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (through sum_to).")
 reroll = _public([reroll_pass], "T copies of a step -> one ``scan`` node (proved isomorphic).")
+body_cse = _public([body_cse_pass], "Merge equal nodes inside every scan body.")
 hoist = _public([reassociate_pass, hoist_pass, sink_pass],
                 "Carry-free work of every scan body out of its loop, batched over steps.")
 # Reroll into scan first (before CSE merges the steps' equal consts); stacks of its rows
@@ -210,8 +214,8 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # around the loop; one fused kernel for plain recurrences; then the local rewrites.
 # The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
 # forward outputs unread, and without them the forward body regroups and hoists further.
-_LOOP_PASSES: list[Pass] = [unread_outputs_pass, split_joined_products_pass, reassociate_pass,
-                            hoist_pass, accumulate_pass,
+_LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, split_joined_products_pass,
+                            reassociate_pass, hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
