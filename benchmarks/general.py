@@ -25,19 +25,31 @@ import tinygraph_rnn as rnn
 sys.path.insert(0, str(Path(__file__).parent))
 import workloads as wl  # noqa: E402
 
-ROUNDS = 9
+ROUNDS = 15
+# A timing covers at least this long (several calls of a sub-millisecond variant), as
+# timeit does: one call of W1's 0.2 ms forward is mostly timer and cache noise.
+MIN_TIMING_S = 2e-3
 
 
 def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict:
-    """Interleaved rounds (every variant once per round), the median of each."""
-    for f in variants.values():
-        f()
+    """Seconds per call of each variant: interleaved rounds (every variant in turn), the
+    median over rounds. Each variant is warmed up first (three calls: the first calls
+    after compiling are slower, as the allocator and caches settle)."""
+    calls = {}
+    for name, f in variants.items():
+        start = time.perf_counter()
+        for _ in range(3):
+            f()
+        once = (time.perf_counter() - start) / 3
+        calls[name] = max(1, int(np.ceil(MIN_TIMING_S / max(once, 1e-9))))
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
         for name, f in variants.items():
+            n = calls[name]
             start = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(n):
+                f()
+            times[name].append((time.perf_counter() - start) / n)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 

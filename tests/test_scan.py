@@ -422,3 +422,39 @@ def test_gradients_of_short_scans_with_a_broadcast_init_match_finite_differences
                     numeric[i] += sign * float(g.run(loss, feeds, optimize=False)) / 2e-6
             W.value = base
         np.testing.assert_allclose(value, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_a_broadcast_init_keeps_the_generated_loop_on_every_call(monkeypatch):
+    # A (1, H) initial carry against a batch of B: step 0 broadcasts. The generated body
+    # writes sums into dead operands, so step 0 must not run through it; before, the
+    # whole scan fell back to the plain step loop on every call after the first.
+    from tinygraph.exec.scan import ScanKernel
+
+    g = tg.Graph()
+    xs = g.input("xs", shape=(None, None, H))
+    s0 = g.input("s0", shape=(None, H))
+    W = g.param("W", RNG.normal(size=(H, H)) * 0.5)
+
+    def step(s, x):  # a gate: not a plain recurrence, so the scan stays a scan
+        f = tg.sigmoid(s @ W + x)
+        s = f * s + (1.0 - f) * tg.tanh(x)
+        return s, s
+
+    last, states = tg.scan(step, s0, xs)
+    fn = g.compile([last, tg.sum(states * states)], inputs=["xs", "s0"])
+    feeds = (RNG.normal(size=(6, 4, H)), np.zeros((1, H)))
+    fn(*feeds)
+    slow = []
+    plain_run = ScanKernel._run
+    monkeypatch.setattr(ScanKernel, "_run", lambda self, args, steps, fast: (
+        slow.append(self.node.name) if not fast else None,
+        plain_run(self, args, steps, fast))[1])
+    got_last, got_sum = fn(*feeds)
+    s, total = feeds[1], 0.0
+    for x in feeds[0]:
+        f = 1 / (1 + np.exp(-(s @ W.value + x)))
+        s = f * s + (1 - f) * np.tanh(x)
+        total += np.sum(s * s)
+    np.testing.assert_allclose(got_last, s, rtol=1e-12)
+    np.testing.assert_allclose(got_sum, total, rtol=1e-12)
+    assert slow == [], slow

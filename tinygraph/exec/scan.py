@@ -111,11 +111,14 @@ class ScanKernel:
         if steps == 0:
             return (*carry, *empty_outputs(self.node, carry, args))
         # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
-        # so outputs are allocated in the shape both steps broadcast to.
+        # so outputs are allocated in the shape both steps broadcast to. Step 0 runs the
+        # plain way: the generated body writes results into dead operands, and a (1, H)
+        # carry's product cannot hold a (B, H) sum (the fast path would fail on every call).
         head = order[:2]
         outs = []
-        for t in head:
-            step = self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params, fast)
+        for i, t in enumerate(head):
+            step = self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params,
+                              fast and i > 0)
             outs.append((list(step), list(carry)))
             carry = list(outs[-1][0][:k])
         ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
