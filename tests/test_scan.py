@@ -458,3 +458,32 @@ def test_a_broadcast_init_keeps_the_generated_loop_on_every_call(monkeypatch):
     np.testing.assert_allclose(got_last, s, rtol=1e-12)
     np.testing.assert_allclose(got_sum, total, rtol=1e-12)
     assert slow == [], slow
+
+
+def test_a_broadcast_init_still_gets_the_column_major_loop_weight(monkeypatch):
+    # The recurrent weight is handed to the loop column-major when a step holds several
+    # rows; a (1, H) init against a batch has several rows from step 1 on (it was read
+    # as one row, a matrix-vector product, and the weight left in C order).
+    import tinygraph.exec.scan as scan_module
+
+    made = []
+    plain = scan_module.loop_weight
+    monkeypatch.setattr(scan_module, "loop_weight", lambda w: made.append(w.shape) or plain(w))
+    g = tg.Graph()
+    xs = g.input("xs", shape=(None, None, H))
+    s0 = g.input("s0", shape=(None, H))
+    W = g.param("W", RNG.normal(size=(H, H)) * 0.5)
+
+    def step(s, x):
+        f = tg.sigmoid(s @ W + x)
+        return f * s + (1.0 - f) * tg.tanh(x), None
+
+    last, _ = tg.scan(step, s0, xs)
+    x_value = RNG.normal(size=(40, 3, H))
+    got = g.run(last, {"xs": x_value, "s0": np.zeros((1, H))})
+    s = np.zeros((1, H))
+    for x in x_value:
+        f = 1 / (1 + np.exp(-(s @ W.value + x)))
+        s = f * s + (1 - f) * np.tanh(x)
+    np.testing.assert_allclose(got, s, rtol=1e-12)
+    assert made == [(H, H)], made

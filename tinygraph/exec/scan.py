@@ -98,11 +98,6 @@ class ScanKernel:
 
     def _run(self, args: Sequence[np.ndarray], steps: int, fast: bool) -> tuple:
         k, m, ny = self.k, self.m, self.ny
-        rows = int(np.prod(np.shape(args[0])[:-1])) if self.k else 0
-        if steps >= LOOP_WEIGHT_MIN_STEPS and self.weights and rows > 1:  # one row: gemv
-            args = list(args)
-            for j in self.weights:
-                args[j] = loop_weight(args[j])
         carry = list(args[:k])
         xs = args[k:k + m]
         plan = self.plan
@@ -130,6 +125,12 @@ class ScanKernel:
         for t, (out, before) in zip(head, outs, strict=True):
             self._store(t, out, before, ys, saved)
         rest = order[2:]
+        # Rows per step as the loop runs them (after step 0, a (1, H) init has met the batch).
+        rows = int(np.prod(np.shape(carry[0])[:-1])) if k else 0
+        if len(rest) >= LOOP_WEIGHT_MIN_STEPS and self.weights and rows > 1:  # one row: gemv
+            args = list(args)
+            for j in self.weights:
+                args[j] = loop_weight(args[j])
         if fast:
             loop = self._loop or self._generate()
             carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *args[k + m:],
