@@ -30,6 +30,7 @@ WITHOUT_RULE = {
     "reverse_recurrence": "already a loop over steps",
     "scan": "already a loop over steps",
     "unpack": "reads a scan's outputs",
+    "cross_entropy_and_grad": "made by the optimizer after per-step losses are batched",
 }
 
 

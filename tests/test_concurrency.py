@@ -136,7 +136,8 @@ def test_every_returned_array_stays_unchanged_after_later_calls_for_every_op():
     g, _ = _every_op_graph()
     nodes = [n for n in g.nodes.values() if n.kind == "op" and n.op != "scan"]
     # (a scan node's value is the tuple of its outputs; it is fetched through its unpacks)
-    covered = {n.op for n in nodes} | {"scan"}
+    # (cross_entropy_and_grad: the optimizer's fusion of a loss fetched with its gradient)
+    covered = {n.op for n in nodes} | {"scan", "cross_entropy_and_grad"}
     # recurrence ops are made only by passes from unrolled loops (tested in test_recurrence);
     # sign/zeros_like/reshape_like/expand_dims/size come from vjp rules met elsewhere.
     elsewhere = {"recurrence", "reverse_recurrence", "sign", "zeros_like", "size",
@@ -150,8 +151,11 @@ def test_every_returned_array_stays_unchanged_after_later_calls_for_every_op():
     by_op: dict[str, list] = {}
     for node in nodes:
         by_op.setdefault(node.op, []).append(node)
+    by_op["cross_entropy_and_grad"] = by_op["cross_entropy"] + by_op["cross_entropy_grad"]
     for op, group in by_op.items():
         fn = g.compile(group, inputs=["a", "b", "c", "ids"])
+        if op == "cross_entropy_and_grad":  # fetched together, they run as one node
+            assert op in {step.node.op for step in fn.plan.steps}
         kept = [fn(**f) for f in feeds for _ in range(2)]
         copies = [[np.array(v, copy=True) for v in run] for run in kept]
         fn(**feeds[0])

@@ -49,19 +49,24 @@ def _per_prefix(value: Any, rank: int) -> Any:
     return value.reshape(value.shape + (1,) * (rank - value.ndim))
 
 
-def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
-                           ignore_index: int | None = None,
-                           label_smoothing: float = 0.0, batch_axes: int = 0) -> np.ndarray:
-    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
-    # log p = z - lse with z = logits - max: the NLL of a row is lse - z[target], so the
-    # (N, C) log-probabilities are never formed; exp runs in place on z (one temporary).
+def _shifted_exp(logits: np.ndarray, targets: np.ndarray, label_smoothing: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``exp(z)`` with ``z = logits - max`` (one new array), each row's sum of it (kept
+    axis), ``z`` at the targets and, with smoothing, the mean of ``z`` over classes."""
     z = logits - logits.max(axis=-1, keepdims=True)
     if z.dtype.kind != "f":
         z = z.astype(np.float64)
     picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
     mean_z = z.mean(axis=-1) if label_smoothing else None
     np.exp(z, out=z)
-    lse = np.log(z.sum(axis=-1))
+    return z, z.sum(axis=-1, keepdims=True), picked, mean_z
+
+
+def _loss(sums: np.ndarray, picked: np.ndarray, mean_z: np.ndarray | None,
+          mask: np.ndarray | None, targets: np.ndarray, label_smoothing: float,
+          batch_axes: int, dtype: np.dtype) -> np.ndarray:
+    """The mean NLL from the row sums of exp(z): a row's NLL is lse - z[target]."""
+    lse = np.log(sums[..., 0])
     rows = lse - picked
     if mean_z is not None:
         # PyTorch's form: (1 - eps) * NLL + eps * the mean NLL over all classes.
@@ -70,18 +75,14 @@ def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
         rows = rows * mask
     with np.errstate(invalid="ignore"):
         total = rows.sum(axis=tuple(range(batch_axes, rows.ndim)))
-        return np.asarray(total / _kept(mask, targets, batch_axes), dtype=z.dtype)
+        return np.asarray(total / _kept(mask, targets, batch_axes), dtype=dtype)
 
 
-def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.ndarray,
-                                ignore_index: int | None = None,
-                                label_smoothing: float = 0.0, batch_axes: int = 0
-                                ) -> np.ndarray:
-    # Fused softmax(logits) - one_hot(targets): stable, and no (N, C) one-hot array.
-    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
-    p = softmax_forward(logits, axis=-1)
+def _gradient(g: np.ndarray, p: np.ndarray, targets: np.ndarray, mask: np.ndarray | None,
+              label_smoothing: float, batch_axes: int) -> np.ndarray:
+    """``g`` times the loss's gradient from the softmax ``p`` (overwritten when it can be)."""
     if label_smoothing:
-        p -= label_smoothing / logits.shape[-1]
+        p -= label_smoothing / p.shape[-1]
     picked = np.take_along_axis(p, targets[..., None], axis=-1)
     np.put_along_axis(p, targets[..., None], picked - (1.0 - label_smoothing), axis=-1)
     if mask is not None:
@@ -94,6 +95,58 @@ def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.n
             p *= scale  # in place: p is this call's own array
             return p
         return p * scale
+
+
+def _cross_entropy_forward(logits: np.ndarray, targets: np.ndarray,
+                           ignore_index: int | None = None,
+                           label_smoothing: float = 0.0, batch_axes: int = 0) -> np.ndarray:
+    # The (N, C) log-probabilities are never formed; exp runs in place on z.
+    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
+    z, sums, picked, mean_z = _shifted_exp(logits, targets, label_smoothing)
+    return _loss(sums, picked, mean_z, mask, targets, label_smoothing, batch_axes, z.dtype)
+
+
+def _cross_entropy_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.ndarray,
+                                ignore_index: int | None = None,
+                                label_smoothing: float = 0.0, batch_axes: int = 0
+                                ) -> np.ndarray:
+    # Fused softmax(logits) - one_hot(targets): stable, and no (N, C) one-hot array.
+    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
+    return _gradient(g, softmax_forward(logits, axis=-1), targets, mask, label_smoothing,
+                     batch_axes)
+
+
+def _cross_entropy_and_grad_forward(g: np.ndarray, logits: np.ndarray, targets: np.ndarray,
+                                    ignore_index: int | None = None,
+                                    label_smoothing: float = 0.0, batch_axes: int = 0
+                                    ) -> Any:  # a multi-output op's forward: a tuple
+    """The loss and ``cross_entropy_grad(g, ...)`` from one softmax: the exp and the row
+    sums are computed once (:func:`tinygraph.passes.fuse_cross_entropy` puts it in place
+    of a loss and its gradient). Each result equals its op's, operation for operation."""
+    targets, mask = _cross_entropy_rows(logits, targets, ignore_index)
+    z, sums, picked, mean_z = _shifted_exp(logits, targets, label_smoothing)
+    loss = _loss(sums, picked, mean_z, mask, targets, label_smoothing, batch_axes, z.dtype)
+    z /= sums  # softmax_forward's last step: z is now the softmax
+    return loss, _gradient(g, z, targets, mask, label_smoothing, batch_axes)
+
+
+def _cross_entropy_and_grad_infer(specs: list, attrs: dict) -> tuple[tuple, np.dtype]:
+    # The same checks as the two ops it replaces; a multi-output node has no shape of its
+    # own (unpack nodes read its outputs), its dtype is the gradient's.
+    return (), nrules.cross_entropy_grad(specs, attrs)[1]
+
+
+def _cross_entropy_and_grad_vjp(node, cotangents, needs=None):
+    """The two ops' rules: the loss's cotangent reaches the logits through its gradient
+    op, the gradient's cotangent through :func:`_cross_entropy_grad_vjp`."""
+    d_loss, d_grad = cotangents
+    _, logits, targets = node.inputs
+    parts = list(_cross_entropy_grad_vjp(node, d_grad, needs)) if d_grad is not None else [
+        None, None, None]
+    if d_loss is not None and (needs is None or needs[1]):
+        via_loss = new_node("cross_entropy_grad", d_loss, logits, targets, **node.attrs)
+        parts[1] = via_loss if parts[1] is None else parts[1] + via_loss
+    return tuple(parts)
 
 
 def _cross_entropy_grad_vjp(node, gg, needs=None):
@@ -137,4 +190,9 @@ LOSS = [
     Op("cross_entropy_grad", 3, _cross_entropy_grad_forward, nrules.cross_entropy_grad,
        _cross_entropy_grad_vjp, doc="g * (softmax(logits) - one_hot(targets)) / targets.size",
            fresh=True),
+    Op("cross_entropy_and_grad", 3, _cross_entropy_and_grad_forward,
+       _cross_entropy_and_grad_infer, _cross_entropy_and_grad_vjp,
+       doc="(cross_entropy(logits, targets), cross_entropy_grad(g, logits, targets)) from one "
+           "softmax; made by the optimizer, read through unpack nodes", fresh=True,
+       outputs=lambda node: 2),
 ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.node import Node
 from ..core.op import OPS
 from .buffers import buffer_min_bytes, into_buffer, stack_into, stacked_matmul
 from .stacks import stack_lines
@@ -25,7 +26,7 @@ from .stacks import stack_lines
 if TYPE_CHECKING:
     from .plan import Plan
 
-__all__ = ["generate"]
+__all__ = ["generate", "fresh_output"]
 
 # Forwards that take out= for the steps plans keep buffers for (other ops: their own).
 _BUFFERED_FORWARD = {"matmul": np.matmul, "stack": stack_into}
@@ -94,6 +95,20 @@ def generate(plan: Plan, sizes: list[int]) -> tuple[Callable, str, dict[int, int
     return names["plan"], source, line_of_step
 
 
+def fresh_output(node: Node) -> bool:
+    """An output of a multi-output op that its forward allocates on every run: a scan's
+    stacked per-step output, or any output of an op marked ``fresh`` (the fused loss).
+
+    (A scan's final carry may be the init, a captured value or a row of a sequence.)
+    """
+    if node.op != "unpack":
+        return False
+    source = node.inputs[0]
+    if source.op == "scan":
+        return node.attrs["index"] >= source.attrs["num_carry"]
+    return source.op in OPS and OPS[source.op].fresh
+
+
 def _reusable(plan: Plan, position: int) -> int | None:
     """A dead input slot this ufunc step can write its result into, if any.
 
@@ -110,7 +125,8 @@ def _reusable(plan: Plan, position: int) -> int | None:
         return None
     for a in step.args:
         source = plan.order[a]
-        if (a in step.frees and source.op in OPS and OPS[source.op].fresh
+        if (a in step.frees and (source.op in OPS and OPS[source.op].fresh
+                                     or fresh_output(source))
                 and source.dtype == node.dtype
                 and len(source.shape) == len(node.shape) >= 1  # 0-d results are scalars
                 and all(d is None or r is None or d == r

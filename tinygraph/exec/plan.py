@@ -46,7 +46,7 @@ from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
 from .allocator import tune_allocator
 from .buffers import stacked_matmul
-from .codegen import generate
+from .codegen import fresh_output, generate
 from .feeds import missing_feed
 from .interpreter import failure, last_uses
 from .scan import ScanKernel
@@ -88,15 +88,6 @@ def bind(node: Node) -> Callable:
             return stacked_matmul
         return operator.matmul  # the @ operator dispatches faster than the np.matmul ufunc
     return bind_forward(node.op, node.attrs, [n.dtype for n in node.inputs], node.dtype)
-
-
-def _fresh_scan_output(node: Node) -> bool:
-    """A scan's stacked per-step output: an array its kernel allocates on every run.
-
-    (A final carry may be the init, a captured value or a row of a sequence.)
-    """
-    return (node.op == "unpack" and node.inputs[0].op == "scan"
-            and node.attrs["index"] >= node.inputs[0].attrs["num_carry"])
 
 
 class Plan:
@@ -222,7 +213,7 @@ class Plan:
         """
         leaving = set(self.fetch_slots)
         for step in reversed(self.steps):
-            if step.out not in leaving or OPS[step.node.op].fresh or _fresh_scan_output(step.node):
+            if step.out not in leaving or OPS[step.node.op].fresh or fresh_output(step.node):
                 continue
             leaving.update(step.args)
         return leaving

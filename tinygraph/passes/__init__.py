@@ -20,6 +20,7 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
   per-step heads sink after the loop onto the stacked values.
 - :func:`body_cse`: equal nodes inside every scan body merged (a cell that writes
   ``h @ W`` twice computes it once per step).
+- :func:`fuse_cross_entropy`: a loss and its gradient computed from one softmax.
 - :func:`regrad`: ``tg.grad`` results rebuilt on the rerolled forward, so the
   backward is a reverse scan (plans call it before :func:`optimize`'s passes).
 - :func:`optimize`: reroll, vectorize what reads the loop's rows, hoist, sink,
@@ -49,6 +50,7 @@ from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
 from .body_cse import body_cse_pass
 from .draft import Draft, Rec, freeze
+from .fused_loss import fuse_cross_entropy_pass
 from .hoist import hoist_pass
 from .kernels import recurrence_kernel_pass
 from .likes import stored_likes_pass
@@ -63,7 +65,8 @@ from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 from .vectorize import vectorize_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "bias_into_table", "unstack_rows",
-           "reroll", "hoist", "body_cse", "sequence_view", "regrad", "optimize", "rewrite"]
+           "reroll", "hoist", "body_cse", "fuse_cross_entropy", "sequence_view", "regrad",
+           "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -207,6 +210,8 @@ bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M 
 unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (through sum_to).")
 reroll = _public([reroll_pass], "T copies of a step -> one ``scan`` node (proved isomorphic).")
 body_cse = _public([body_cse_pass], "Merge equal nodes inside every scan body.")
+fuse_cross_entropy = _public([fuse_cross_entropy_pass],
+                             "A cross-entropy and its gradient from one softmax.")
 hoist = _public([reassociate_pass, hoist_pass, sink_pass],
                 "Carry-free work of every scan body out of its loop, batched over steps.")
 # Reroll into scan first (before CSE merges the steps' equal consts); stacks of its rows
@@ -220,5 +225,6 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, split_joined_pro
                             saved_carries_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
-                               _fold, _cse, _onehot_take, _bias_into_table, _cse]
+                               _fold, _cse, _onehot_take, _bias_into_table, _cse,
+                               fuse_cross_entropy_pass]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")
