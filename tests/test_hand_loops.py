@@ -329,3 +329,50 @@ def test_a_product_written_twice_in_a_cell_runs_once_per_step():
     body = scan.attrs["body"]
     products = [n for n in body.nodes.values() if n.op == "matmul"]
     assert len(products) == 2, [(n.name, [s.name for s in n.inputs]) for n in products]
+
+
+def test_an_attention_decoder_over_states_made_before_the_loop_rerolls():
+    # Every step attends over encoder states computed once before the loop; the encoder's
+    # tanh is the op each step ends with, so the repeating pattern also fits one node
+    # earlier (the encoder's tanh in step 0): that start is tried and refused, this one
+    # proves.
+    B, D, H, V = 3, 4, 5, 6
+    sizes = {}
+    for T in (8, 20):
+        rng = np.random.default_rng(T)
+        P = {"U": rng.normal(size=(D, H)) * 0.4, "W": rng.normal(size=(H, H)) * 0.4,
+             "A": rng.normal(size=(H, H)) * 0.4, "V": rng.normal(size=(H, V)) * 0.4}
+        g = tg.Graph()
+        U, W, A, Vp = (g.param(k, v) for k, v in P.items())
+        X = g.input("X", shape=(T, None, D))
+        Y = g.input("Y", shape=(T, None), dtype="int64")
+        h = g.input("h0", shape=(None, H))
+        enc = tg.tanh(X @ U)
+        states = []
+        for t in range(T):
+            weights = tg.softmax(tg.sum(enc * h, axis=-1), axis=0)
+            context = tg.sum(enc * tg.expand_dims(weights, -1), axis=0)
+            h = tg.tanh(context @ A + h @ W + X[t] @ U)
+            states.append(h)
+        loss = sum(tg.cross_entropy(s @ Vp, Y[t]) for t, s in enumerate(states)) / T
+        feeds = {"X": rng.normal(size=(T, B, D)), "Y": rng.integers(0, V, (T, B)),
+                 "h0": rng.normal(size=(B, H)) * 0.5}
+        fetch = [loss, *tg.grad(loss, [U, W, A, Vp])]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, plain = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        E, hv, want = np.tanh(feeds["X"] @ P["U"]), feeds["h0"], 0.0
+        for t in range(T):
+            scores = (E * hv).sum(axis=-1)
+            a = np.exp(scores - scores.max(axis=0))
+            a /= a.sum(axis=0)
+            hv = np.tanh((E * a[..., None]).sum(axis=0) @ P["A"] + hv @ P["W"]
+                         + feeds["X"][t] @ P["U"])
+            z = hv @ P["V"]
+            logp = z - z.max(axis=1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            want -= logp[np.arange(B), feeds["Y"][t]].mean()
+        np.testing.assert_allclose(got[0], want / T, rtol=1e-12)
+        for a, b in zip(got[1:], plain[1:], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        sizes[T] = len(fast.plan.steps)
+    assert sizes[8] == sizes[20], sizes

@@ -144,17 +144,17 @@ def _loop_over(order: list[Rec], ops: list[str], marked: list[int], leaves: list
     and read last first)."""
     for skip in (0, 1):
         reads = marked[skip:]
-        marks = _periods(order, ops, reads) if len(reads) >= min_steps else {}
-        if not marks:
-            continue
-        for t, p in enumerate(leaves[skip:]):
-            if order[p].id not in marks:
-                marks[order[p].id] = (t, "leaf")
+        found = list(_periods(order, ops, reads)) if len(reads) >= min_steps else []
         picks = [row_pick(order[p]) for p in leaves[skip:]]
         when = [pick[1] if pick is not None else p for pick, p in zip(picks, leaves[skip:],
                                                                         strict=True)]
-        yield marks, when[0] > when[-1]
-        return
+        for marks in found:
+            for t, p in enumerate(leaves[skip:]):
+                if order[p].id not in marks:
+                    marks[order[p].id] = (t, "leaf")
+            yield marks, when[0] > when[-1]
+        if found:
+            return
 
 
 def _run_bounds(places: list[int], min_steps: int) -> list[tuple[int, int]]:
@@ -173,17 +173,19 @@ def _runs(places: list[int], min_steps: int) -> list[list[int]]:
     return [places[a:b] for a, b in bounds if (a, b) != (0, len(places))]
 
 
-def _periods(order: list[Rec], ops: list[str], places: list[int]) -> Marks:
-    """Marks for steps that repeat one op pattern, one period per place in ``places``."""
+def _periods(order: list[Rec], ops: list[str], places: list[int]) -> Iterator[Marks]:
+    """Marks for steps that repeat one op pattern, one period per place in ``places``:
+    for every start that repeats, the earliest first. A node built just before the
+    loop may have the op a step ends with (an encoder's ``tanh`` before a decoder's
+    steps, each ending in ``tanh``); the start that leaves it out is the next one."""
     period = places[1] - places[0]
     if period < 1 or any(b - a != period for a, b in zip(places, places[1:], strict=False)):
-        return {}
-    for shift in range(period - 1, -1, -1):  # the earliest start that repeats
+        return
+    for shift in range(period - 1, -1, -1):
         starts = [p - shift for p in places]
         if starts[0] < 0 or starts[-1] + period > len(order):
             continue
         pattern = ops[starts[0]:starts[0] + period]
         if all(ops[s:s + period] == pattern for s in starts):
-            return {order[s + j].id: (t, f"{j}:{pattern[j]}")
-                    for t, s in enumerate(starts) for j in range(period)}
-    return {}
+            yield {order[s + j].id: (t, f"{j}:{pattern[j]}")
+                   for t, s in enumerate(starts) for j in range(period)}
