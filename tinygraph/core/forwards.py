@@ -42,7 +42,8 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     0.5*(1+tanh(x/2)) cancels to 0 below about -17); below -709 exp(-x) overflows to
     inf and the result is 0, which the true value (under 1e-308) rounds to anyway.
     Four numpy calls on one array; ``divide(1, z)``, not ``reciprocal(z)``, which
-    numpy does not vectorize (2.6 against 4.3 µs on (32, 256)).
+    numpy does not vectorize (2.6 against 4.3 µs on (32, 256)). Up to 64 values, the
+    equally accurate ``exp(-logaddexp(0, -x))``, which needs no errstate.
     """
     if x.dtype.kind != "f" or np.ndim(x) == 0:
         with np.errstate(over="ignore"):
@@ -52,10 +53,21 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         z += 1.0
         return np.divide(1.0, z, out=z)
     z = np.negative(x, out=out)
+    if z.size <= _SMALL_SIGMOID:
+        # exp(-log(1 + exp(-x))): accurate in both tails and never overflows, so no
+        # errstate (whose enter and exit cost more than the arithmetic of a few values)
+        np.logaddexp(0.0, z, out=z)
+        np.negative(z, out=z)
+        return np.exp(z, out=z)
     with np.errstate(over="ignore"):
         np.exp(z, out=z)
     np.add(z, 1.0, out=z)
     return np.divide(1.0, z, out=z)
+
+
+# Up to this many values the logaddexp form is faster (1.3 against 2.3 µs for 8 values:
+# the errstate dominates); numpy does not vectorize logaddexp, so beyond it is slower.
+_SMALL_SIGMOID = 64
 
 
 sigmoid_forward.takes_out = True  # type: ignore[attr-defined]  # plans may pass a dead operand
