@@ -487,3 +487,30 @@ def test_a_broadcast_init_still_gets_the_column_major_loop_weight(monkeypatch):
         s = f * s + (1 - f) * np.tanh(x)
     np.testing.assert_allclose(got, s, rtol=1e-12)
     assert made == [(H, H)], made
+
+
+def test_the_generated_loop_runs_the_body_inline_and_sigmoid_tails_stay_silent():
+    # The loop holds the body's code (no call per step); sigmoid's overflow (x < -709,
+    # result 0) is ignored once for the loop, so far tails give 0 without a warning.
+    import warnings
+
+    from tinygraph.exec.scan import ScanKernel
+
+    g = tg.Graph()
+    xs = g.input("xs", shape=(None, None, H))
+    s0 = g.input("s0", shape=(None, H))
+    W = g.param("W", RNG.normal(size=(H, H)) * 0.5)
+    last, states = tg.scan(lambda s, x: (tg.sigmoid(s @ W + x) * s + x * 0.5, None), s0, xs)
+    fn = g.compile(last, inputs=["xs", "s0"])
+    x_value = RNG.normal(size=(12, 70, H))  # 70 x H values a step: the errstate-free path
+    x_value[3:6] = -1000.0  # exp(1000) overflows inside sigmoid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fn(x_value, np.ones((70, H)))
+    s = np.ones((70, H))
+    for x in x_value:
+        with np.errstate(over="ignore"):
+            s = 1 / (1 + np.exp(-(s @ W.value + x))) * s + x * 0.5
+    np.testing.assert_allclose(got, s, rtol=1e-12)
+    (kernel,) = [st.forward for st in fn.plan.steps if isinstance(st.forward, ScanKernel)]
+    assert kernel.loop_source is not None and "body(" not in kernel.loop_source

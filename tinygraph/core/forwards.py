@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["softmax_forward", "log_softmax_forward", "sigmoid_forward", "check_ids"]
+__all__ = ["softmax_forward", "log_softmax_forward", "sigmoid_forward", "sigmoid_unguarded",
+           "check_ids"]
 
 
 def softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -52,6 +53,15 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
             return 1.0 / (1.0 + z)
         z += 1.0
         return np.divide(1.0, z, out=z)
+    if x.size <= _SMALL_SIGMOID:
+        return sigmoid_unguarded(x, out)
+    with np.errstate(over="ignore"):
+        return sigmoid_unguarded(x, out)
+
+
+def sigmoid_unguarded(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`sigmoid_forward` of a float array, for callers that already ignore overflow
+    (``np.errstate(over="ignore")``: a scan's loop, once for all its steps)."""
     z = np.negative(x, out=out)
     if z.size <= _SMALL_SIGMOID:
         # exp(-log(1 + exp(-x))): accurate in both tails and never overflows, so no
@@ -59,8 +69,7 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         np.logaddexp(0.0, z, out=z)
         np.negative(z, out=z)
         return np.exp(z, out=z)
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
+    np.exp(z, out=z)
     np.add(z, 1.0, out=z)
     return np.divide(1.0, z, out=z)
 
@@ -71,6 +80,7 @@ _SMALL_SIGMOID = 64
 
 
 sigmoid_forward.takes_out = True  # type: ignore[attr-defined]  # plans may pass a dead operand
+sigmoid_unguarded.takes_out = True  # type: ignore[attr-defined]
 
 
 def check_ids(ids: np.ndarray, size: int, what: str) -> None:

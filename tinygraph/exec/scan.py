@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
+from ..core.forwards import sigmoid_forward, sigmoid_unguarded
 from ..core.node import Node
 from ..errors import EvaluationError, FeedError, GraphError
 
@@ -69,6 +70,7 @@ class ScanKernel:
         everything = set(range(2 * self.k + self.ny))
         self.needed = everything if needed is None else set(needed) | set(range(self.k))
         self._loop: Any = None
+        self.loop_source: str | None = None
 
     def __call__(self, *args: np.ndarray) -> tuple:
         k, m = self.k, self.m
@@ -168,6 +170,8 @@ class ScanKernel:
         return np.empty((steps, *shape), np.result_type(*rows))
 
     def _generate(self) -> Any:
+        """The loop over steps 2.. (see the module docstring), with the body's generated
+        code inlined when it has some: no call, argument list or result list per step."""
         k, m, ny = self.k, self.m, self.ny
         c = [f"c{i}" for i in range(k)]
         x = [f"x{j}" for j in range(m)]
@@ -175,19 +179,59 @@ class ScanKernel:
         y = [f"y{j}" for j in range(ny)]
         s = [f"s{i}" for i in range(k)]
         per_step = [*c, *[f"{v}[t]" for v in x], *consts]
-        body_args = ", ".join(per_step[i] for i in self.arg_of_input)
-        lines = [f"def loop(body, params, buffers, ts, {', '.join([*c, *x, *consts, *y, *s])}):",
-                 "    for t in ts:",
-                 f"        o = body([{body_args}], params, buffers)"]
-        lines += [f"        {y[j]}[t] = o[{k + j}]" for j in range(ny) if k + j in self.needed]
-        lines += [f"        {s[i]}[t] = {c[i]}" for i in range(k) if k + ny + i in self.needed]
-        lines += [f"        {c[i]} = o[{i}]" for i in range(k)]
+        lines = [f"def loop(body, params, buffers, ts, {', '.join([*c, *x, *consts, *y, *s])}):"]
+        inlined = self._inlined_body()
+        if inlined is None:
+            body_args = ", ".join(per_step[i] for i in self.arg_of_input)
+            lines += ["    for t in ts:", f"        o = body([{body_args}], params, buffers)"]
+            result = [f"o[{j}]" for j in range(k + ny)]
+            names: dict[str, Any] = {}
+        else:
+            loads, steps, result = inlined
+            # Params and captured values are the same at every step (and a plan never
+            # frees or overwrites a leaf): loaded once, before the loop.
+            fixed = [(slot, per_step[self.arg_of_input[n]])
+                     for n, (slot, _) in enumerate(self.plan.inputs)]
+            lines += [f"    v{slot} = params[{n}]" for n, (slot, _) in enumerate(self.plan.params)]
+            lines += [f"    v{slot} = {arg}" for slot, arg in fixed if arg in consts]
+            names = dict(self.plan._body.__globals__)  # the body's kernels and consts
+            guarded = [name for name, f in names.items() if f is sigmoid_forward]
+            # Sigmoid's overflow (exp(-x) for x < -709, result 0) is ignored once for the
+            # loop instead of in every call: entering numpy's errstate costs ~0.6 µs.
+            for name in guarded:
+                names[name] = sigmoid_unguarded
+            indent = "        " if guarded else "    "
+            if guarded:
+                names["errstate"] = np.errstate
+                lines.append('    with errstate(over="ignore"):')
+            lines += [f"{indent}for t in ts:"]
+            lines += [f"{indent}    v{slot} = {arg}" for slot, arg in fixed if arg not in consts]
+            lines += [indent + line for line in [*loads, *steps]]
+        inner = "        " if inlined is None or not guarded else "            "
+        lines += [f"{inner}{y[j]}[t] = {result[k + j]}" for j in range(ny)
+                  if k + j in self.needed]
+        lines += [f"{inner}{s[i]}[t] = {c[i]}" for i in range(k) if k + ny + i in self.needed]
+        lines += [f"{inner}{c[i]} = {result[i]}" for i in range(k)]
         lines.append(f"    return [{', '.join(c)}]")
-        names: dict[str, Any] = {}
-        exec(compile("\n".join(lines), f"<scan loop of '{self.node.name}'>", "exec"),  # noqa: S102
+        self.loop_source = "\n".join(lines)  # kept for debugging, as plan.python_source
+        exec(compile(self.loop_source, f"<scan loop of '{self.node.name}'>", "exec"),  # noqa: S102
              names)  # our own generated source: identifiers only, no user text
         self._loop = names["loop"]
         return self._loop
+
+    def _inlined_body(self) -> tuple[list[str], list[str], list[str]] | None:
+        """The body's generated code as loop lines: its const loads, its steps and the
+        slots it returns (None while it has no generated code)."""
+        plan = self.plan
+        if plan.python_source is None:
+            return None
+        body = plan.python_source.split("\n")
+        skip = 1 + len(plan.inputs) + len(plan.params)  # the def line, input and param loads
+        consts = body[skip:skip + len(plan.consts)]
+        steps = body[skip + len(plan.consts):-1]
+        if not body[-1].startswith("    return ["):
+            return None
+        return consts, steps, [f"v{slot}" for slot in plan.fetch_slots]
 
 
 def empty_outputs(node: Node, init: Sequence[np.ndarray],
