@@ -150,6 +150,31 @@ def gated_rows() -> list[tuple[str, float, str]]:
     times = median_times({"numpy": lambda: numpy_mgu(X, p), "net.run": lambda: net.run(X)})
     rows.append(("MinimalGatedUnit (T=100, B=32, D=64, H=128) forward",
                  times["net.run"] / times["numpy"], "numpy loop"))
+    return rows + small_gated_rows()
+
+
+def small_gated_rows() -> list[tuple[str, float, str]]:
+    """The gated cells at W1's and W3's sizes (one sequence, small steps), where a step
+    costs its numpy calls rather than its arithmetic: forward against the numpy loop."""
+    from test_scan import MinimalGatedUnit  # the docs' custom cell (tests/ is on the path)
+
+    rows = []
+    for T, D, H in [(50, 64, 128), (1000, 8, 8)]:
+        X = np.random.default_rng(1).normal(size=(T, 1, D))
+        for name, cell, ref in [
+            ("GRU", rnn.GRUCell(input_size=D, hidden_size=H, seed=0),
+             lambda X, p, H=H: numpy_gru(X, p, H)),
+            ("LSTM", rnn.LSTMCell(input_size=D, hidden_size=H, seed=0),
+             lambda X, p, H=H: numpy_lstm(X, p, H)),
+            ("MinimalGatedUnit", MinimalGatedUnit(input_size=D, hidden_size=H, seed=0),
+             lambda X, p: numpy_mgu(X, p)),
+        ]:
+            net = rnn.unroll(cell, T)
+            p = {k: v.value for k, v in net.params.items()}
+            times = median_times({"numpy": lambda ref=ref, p=p, X=X: ref(X, p),
+                                  "net.run": lambda net=net, X=X: net.run(X)})
+            rows.append((f"{name} (T={T}, B=1, D={D}, H={H}) forward",
+                         times["net.run"] / times["numpy"], "numpy loop"))
     return rows
 
 
