@@ -358,3 +358,41 @@ def test_a_result_broadcast_larger_than_its_dead_operand_is_still_right(optimize
     np.testing.assert_allclose(fn(row, row), np.tanh(row) + row, rtol=1e-15)
     with pytest.raises(tg.EvaluationError, match="add"):
         fn(rows, np.ones((2, 2)))  # a real mismatch still names the node
+
+
+def test_a_long_plan_reuses_the_locals_of_dead_values():
+    # 3,000 chained nodes, each value dead after the next reads it: the generated
+    # function keeps a handful of locals (a frame of thousands of locals makes every
+    # call of it, and of the Python functions it calls, map a new frame-stack block).
+    g = tg.Graph()
+    x = g.input("x", shape=(3,))
+    y, want = x, np.array([0.1, -0.2, 0.3])
+    value = want.copy()
+    for k in range(1000):
+        y = tg.tanh(y * 0.9 + float(k % 3) * 0.01)
+        value = np.tanh(value * 0.9 + (k % 3) * 0.01)
+    fn = g.compile(y, inputs=["x"], optimize=False)
+    for _ in range(2):  # the second call runs the generated code
+        np.testing.assert_allclose(fn(want), value, rtol=1e-12)
+    assert len(fn.plan.steps) > 2000
+    assert fn.plan._body.__code__.co_nlocals < 20, fn.plan._body.__code__.co_nlocals
+
+
+def test_a_plan_of_many_inputs_loads_each_where_it_is_first_read():
+    # 200 step inputs (an unrolled net's): each is loaded before its reader and dropped
+    # after it, so the frame stays small; a fetched input comes back as fed.
+    g = tg.Graph()
+    xs = [g.input(f"x{k}", shape=(2,)) for k in range(200)]
+    total = xs[0]
+    for x in xs[1:]:
+        total = tg.tanh(total + x)
+    fn = g.compile([total, xs[7]], inputs=[x.name for x in xs], optimize=False)
+    values = np.random.default_rng(0).normal(size=(200, 2))
+    want = values[0]
+    for v in values[1:]:
+        want = np.tanh(want + v)
+    for _ in range(2):
+        got, seventh = fn(*values)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_array_equal(seventh, values[7])
+    assert fn.plan._body.__code__.co_nlocals < 20, fn.plan._body.__code__.co_nlocals

@@ -158,6 +158,7 @@ class Plan:
         self._failed_sizes: set[tuple] = set()  # input sizes the fast path failed on
         self.python_source: str | None = None  # the generated code, once made
         self.line_of_step: dict[int, int] = {}  # generated line -> step position
+        self.slot_names: dict[int, str] = {}  # slot -> the generated code's local for it
         self._code: Any = None
         self._threads = threading.local()  # per-thread output buffers, see buffers.py
         # The first call runs the loop and records each step's result size; code is
@@ -230,7 +231,8 @@ class Plan:
         sizes: list[int] = []
         values = self._loop(inputs, params, buffers, sizes)
         with gc_paused():
-            self._body, self.python_source, self.line_of_step = generate(self, sizes)
+            self._body, self.python_source, self.line_of_step, self.slot_names = generate(
+                self, sizes)
             self._code = self._body.__code__
         return values
 
@@ -266,8 +268,9 @@ class Plan:
                 position = self.line_of_step.get(tb.tb_lineno)
                 if position is not None:
                     step = self.steps[position]
-                    frame = tb.tb_frame.f_locals
-                    return failure(step.node, [frame.get(f"v{a}") for a in step.args], exc)
+                    local, shared = tb.tb_frame.f_locals, tb.tb_frame.f_globals  # consts: globals
+                    names = [self.slot_names[a] for a in step.args]
+                    return failure(step.node, [local.get(n, shared.get(n)) for n in names], exc)
             tb = tb.tb_next
         return EvaluationError(f"evaluating graph '{self.graph.name}' failed: {exc}")
 

@@ -192,8 +192,10 @@ class ScanKernel:
             # frees or overwrites a leaf): loaded once, before the loop.
             fixed = [(slot, per_step[self.arg_of_input[n]])
                      for n, (slot, _) in enumerate(self.plan.inputs)]
-            lines += [f"    v{slot} = params[{n}]" for n, (slot, _) in enumerate(self.plan.params)]
-            lines += [f"    v{slot} = {arg}" for slot, arg in fixed if arg in consts]
+            local = self.plan.slot_names
+            lines += [f"    {local[slot]} = params[{n}]"
+                      for n, (slot, _) in enumerate(self.plan.params)]
+            lines += [f"    {local[slot]} = {arg}" for slot, arg in fixed if arg in consts]
             names = dict(self.plan._body.__globals__)  # the body's kernels and consts
             guarded = [name for name, f in names.items() if f is sigmoid_forward]
             # Sigmoid's overflow (exp(-x) for x < -709, result 0) is ignored once for the
@@ -205,7 +207,8 @@ class ScanKernel:
                 names["errstate"] = np.errstate
                 lines.append('    with errstate(over="ignore"):')
             lines += [f"{indent}for t in ts:"]
-            lines += [f"{indent}    v{slot} = {arg}" for slot, arg in fixed if arg not in consts]
+            lines += [f"{indent}    {local[slot]} = {arg}" for slot, arg in fixed
+                      if arg not in consts]
             lines += [indent + line for line in [*loads, *steps]]
         inner = "        " if inlined is None or not guarded else "            "
         lines += [f"{inner}{y[j]}[t] = {result[k + j]}" for j in range(ny)
@@ -220,18 +223,19 @@ class ScanKernel:
         return self._loop
 
     def _inlined_body(self) -> tuple[list[str], list[str], list[str]] | None:
-        """The body's generated code as loop lines: its const loads, its steps and the
-        slots it returns (None while it has no generated code)."""
+        """The body's generated code as loop lines: its steps and the locals it returns
+        (None while it has no generated code, or when it loads its inputs lazily)."""
         plan = self.plan
         if plan.python_source is None:
             return None
         body = plan.python_source.split("\n")
         skip = 1 + len(plan.inputs) + len(plan.params)  # the def line, input and param loads
-        consts = body[skip:skip + len(plan.consts)]
-        steps = body[skip + len(plan.consts):-1]
-        if not body[-1].startswith("    return ["):
+        loads = [line.split(" = ")[1] for line in body[1:skip]]
+        wanted = ([f"inputs[{k}]" for k in range(len(plan.inputs))]
+                  + [f"params[{k}]" for k in range(len(plan.params))])
+        if loads != wanted or not body[-1].startswith("    return ["):
             return None
-        return consts, steps, [f"v{slot}" for slot in plan.fetch_slots]
+        return [], body[skip:-1], [plan.slot_names[slot] for slot in plan.fetch_slots]
 
 
 def empty_outputs(node: Node, init: Sequence[np.ndarray],
