@@ -376,3 +376,46 @@ def test_an_attention_decoder_over_states_made_before_the_loop_rerolls():
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
         sizes[T] = len(fast.plan.steps)
     assert sizes[8] == sizes[20], sizes
+
+
+@pytest.mark.parametrize("delay", [2, 3])
+def test_a_cell_reading_its_state_from_several_steps_back_rerolls(delay):
+    # h_t = tanh(x_t U + h_{t-1} W + h_{t-delay} W2): the older states ride along as a
+    # chain of carries, their initial values the reads before step `delay`.
+    B, D, H, V = 2, 3, 4, 5
+    sizes = {}
+    for T in (9, 21):
+        rng = np.random.default_rng(T + delay)
+        P = {"U": rng.normal(size=(D, H)) * 0.4, "W": rng.normal(size=(H, H)) * 0.4,
+             "W2": rng.normal(size=(H, H)) * 0.4, "V": rng.normal(size=(H, V)) * 0.4}
+        g = tg.Graph()
+        U, W, W2, Vp = (g.param(k, v) for k, v in P.items())
+        X = g.input("X", shape=(T, None, D))
+        Y = g.input("Y", shape=(T, None), dtype="int64")
+        h0 = g.input("h0", shape=(None, H))
+        past = [h0] * delay  # past[-1] is h_{t-1}, past[0] is h_{t-delay}
+        states = []
+        for t in range(T):
+            h = tg.tanh(X[t] @ U + past[-1] @ W + past[0] @ W2)
+            past = [*past[1:], h]
+            states.append(h)
+        loss = sum(tg.cross_entropy(s @ Vp, Y[t]) for t, s in enumerate(states)) / T
+        feeds = {"X": rng.normal(size=(T, B, D)), "Y": rng.integers(0, V, (T, B)),
+                 "h0": rng.normal(size=(B, H)) * 0.5}
+        fetch = [loss, *tg.grad(loss, [U, W, W2, Vp, h0])]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, plain = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        hist, want = [feeds["h0"]] * delay, 0.0
+        for t in range(T):
+            hv = np.tanh(feeds["X"][t] @ P["U"] + hist[-1] @ P["W"] + hist[0] @ P["W2"])
+            hist = [*hist[1:], hv]
+            z = hv @ P["V"]
+            logp = z - z.max(axis=1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            want -= logp[np.arange(B), feeds["Y"][t]].mean()
+        np.testing.assert_allclose(got[0], want / T, rtol=1e-12)
+        for a, b in zip(got[1:], plain[1:], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        sizes[T] = len(fast.plan.steps)
+        assert any(s.node.op == "scan" for s in fast.plan.steps)
+    assert sizes[9] == sizes[21], sizes

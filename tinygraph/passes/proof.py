@@ -16,8 +16,9 @@ must be, at every step, one of:
 
 A const that differs between steps (a time embedding row ``pos[t]``) is a
 sequence too: the stack of its values. Anything else (a skip connection to
-step t-2, a step that reads an attr with its own t in it, a captured value
-computed from the steps) is no loop. Step values read from outside the steps
+step t-5, a step that reads an attr with its own t in it, a captured value
+computed from the steps) is no loop. A read of a value from a few steps back
+(``h_{t-2}``) is a chain of carries (:func:`delayed`). Step values read from outside the steps
 (outputs, losses, the backward pass) become the scan's per-step outputs; the
 last step's carries read from outside become its final carries. A loop that
 only sums per-step terms is left to vectorizing, and the last step may lack
@@ -31,9 +32,12 @@ from typing import Any
 from .draft import Draft, Rec, freeze
 from .steps import Marks, row_pick
 
-__all__ = ["StepPlan", "prove", "only_common_nodes", "MIN_STEPS"]
+__all__ = ["StepPlan", "prove", "only_common_nodes", "delayed", "MIN_STEPS", "MAX_DELAY"]
 
 MIN_STEPS = 2  # fewer steps are no loop
+# Reads of a value from up to this many steps back (h_{t-2}: a second-order cell)
+# become a chain of carries; further back is no loop.
+MAX_DELAY = 4
 
 
 def only_common_nodes(steps: dict[int, list[Rec]], count: int, marks: Marks) -> set[str]:
@@ -67,6 +71,27 @@ class StepPlan:
         self.captures: dict[int, None] = {}  # outside rec ids read by every step
         self.sequences: list[tuple[str, Any]] = []  # ("leaf", template) / ("slice", (id, rows))
         self.outputs: list[str] = []  # templates read from outside (per-step outputs)
+        self.delays: dict[str, int] = {}  # template -> the most steps back it is read
+
+
+def delayed(name: str) -> tuple[str, int]:
+    """``(template, k)`` of a carry: ``"3:tanh@2"`` holds ``3:tanh`` of two steps back."""
+    base, _, k = name.rpartition("@")
+    return (base, int(k)) if base else (name, 1)
+
+
+def _delayed_carry(carried: str, inits: list[int], plan: StepPlan) -> tuple[str, Any] | None:
+    """A read of ``carried`` from ``d = len(inits)`` steps back, before step d a value
+    outside (``inits[t]`` at step t: the value of time t - d). It becomes the carries
+    ``carried`` (one step back), ``carried@2`` … ``carried@d``: each new one is the one
+    before it, their initial values the reads before step d."""
+    d = len(inits)
+    for k in range(1, d + 1):
+        name = carried if k == 1 else f"{carried}@{k}"
+        if plan.carries.setdefault(name, inits[d - k]) != inits[d - k]:
+            return None  # two readers disagree about a value before the loop
+    plan.delays[carried] = max(plan.delays.get(carried, 1), d)
+    return ("carry", f"{carried}@{d}")
 
 
 def prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
@@ -151,7 +176,7 @@ def prove(draft: Draft, steps: dict[int, list[Rec]], count: int,
                 if later is None:
                     if name not in plan.outputs and not final_carry:
                         plan.outputs.append(name)
-                elif later not in (t, t + 1):
+                elif not 0 <= later - t <= plan.delays.get(name, 1):
                     return None
             if rec.id in draft.root_set and name not in plan.outputs and not final_carry:
                 plan.outputs.append(name)
@@ -228,6 +253,11 @@ def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int
         if plan.carries.setdefault(carried, init) != init:
             return None  # two readers disagree about the carry's initial value
         return ("carry", carried)
+    for delay in range(2, min(MAX_DELAY, count - 1) + 1):
+        if (all(st is None for st in steps[:delay])
+                and all(st == t - delay for t, st in enumerate(steps) if t >= delay)
+                and len(set(names[delay:])) == 1):
+            return _delayed_carry(names[delay], sources[:delay], plan)
     if all(st is None for st in steps) and len(set(sources)) == 1:
         plan.captures[sources[0]] = None
         return ("capture", sources[0])

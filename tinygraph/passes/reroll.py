@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .draft import Draft, Rec
-from .proof import MIN_STEPS, StepPlan, only_common_nodes, prove
+from .proof import MIN_STEPS, StepPlan, delayed, only_common_nodes, prove
 from .rows import single_row_slices
 from .steps import Marks, propose_steps
 
@@ -100,8 +100,9 @@ def _build_body(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: Ste
     ref = {marks[r.id][1]: r for r in steps[min(1, count - 1)]}
     carry_in = {}
     for i, name in enumerate(plan.carries):
-        shape = tuple(None if d == 1 else d for d in ref[name].shape)
-        carry_in[name] = body.input(f"carry{i}", shape=shape, dtype=ref[name].dtype)
+        value = ref[delayed(name)[0]]
+        shape = tuple(None if d == 1 else d for d in value.shape)
+        carry_in[name] = body.input(f"carry{i}", shape=shape, dtype=value.dtype)
     seq_in = {}
     for i, seq in enumerate(plan.sequences):
         if seq[0] == "slice":
@@ -128,12 +129,19 @@ def _build_body(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: Ste
                     seq_in[("stack", d)] if k == "stacked" else cap_in[d] for k, d in wiring]
             made[name] = body.add_node(rec.op, args, dict(rec.attrs),
                                        name=name if name not in body.nodes else None)
-    outs = [made[n] for n in plan.carries] + [made[n] for n in plan.outputs]
+    outs = [_new_carry(n, made, carry_in) for n in plan.carries] + [made[n] for n in plan.outputs]
     attrs = {"body": body, "num_carry": len(plan.carries), "num_xs": len(plan.sequences),
              "num_ys": len(plan.outputs), "length": count, "reverse": False,
              "inputs": tuple(n.name for n in body.inputs.values()),
              "outputs": tuple(n.name for n in [*outs, *carry_in.values()])}
     return attrs, ref, carry_in
+
+
+def _new_carry(name: str, made: dict[str, Any], carry_in: dict[str, Any]) -> Any:
+    """A carry's value for the next step: its template's new value, or for a value from
+    k steps back, the carry of k - 1 steps back."""
+    base, k = delayed(name)
+    return made[base] if k == 1 else carry_in[base if k == 2 else f"{base}@{k - 1}"]
 
 
 def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: StepPlan,
@@ -156,7 +164,8 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: StepPl
             xs.append(draft.add("stack", rows, {"axis": 0}, name=f"opt/{seq[1]}"))
     scan = draft.add("scan", [*plan.carries.values(), *xs, *plan.captures], attrs, name="scan")
     last = {marks[r.id][1]: r for r in steps[count - 1]}
-    last_shape = {n: (last[n] if n in last else ref[n]) for n in plan.carries}
+    last_shape = {n: (last[b] if b in last else ref[b])
+                  for n, b in ((n, delayed(n)[0]) for n in plan.carries)}
     specs = ([(last_shape[n].shape, last_shape[n].dtype) for n in plan.carries]
              + [((count, *ref[n].shape), ref[n].dtype) for n in plan.outputs]
              + [((count, *n.shape), n.dtype) for n in carry_in.values()])
@@ -164,7 +173,7 @@ def _rewrite(draft: Draft, steps: dict[int, list[Rec]], count: int, plan: StepPl
                           name=f"scan.out{i}") for i, (shape, dt) in enumerate(specs)]
     k = len(plan.carries)
     for i, name in enumerate(plan.carries):
-        if name in missing or name in plan.outputs:
+        if name in missing or name in plan.outputs or delayed(name)[1] > 1:
             continue
         if draft.users[last[name].id] or last[name].id in draft.root_set:
             draft.replace(last[name].id, unpacked[i])
