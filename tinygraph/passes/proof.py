@@ -257,7 +257,9 @@ def _input_kind(draft: Draft, recs: list[Rec], j: int, step_of_id: dict[int, int
         if (all(st is None for st in steps[:delay])
                 and all(st == t - delay for t, st in enumerate(steps) if t >= delay)
                 and len(set(names[delay:])) == 1):
-            return _delayed_carry(names[delay], sources[:delay], plan)
+            carried = names[delay]
+            assert carried is not None  # a record in a step has a template
+            return _delayed_carry(carried, sources[:delay], plan)
     if all(st is None for st in steps) and len(set(sources)) == 1:
         plan.captures[sources[0]] = None
         return ("capture", sources[0])
