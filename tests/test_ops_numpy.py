@@ -233,3 +233,35 @@ def test_docs_core_op_table_lists_every_primitive():
             assert f"`{name}`" in table, name
     for name in ("split", "squeeze", "take", "one_hot", "getitem", "pow", "sigmoid"):
         assert f"`{name}`" in table, name
+
+
+def _softmax_parts(z):
+    """Written out with each row's own max: log-probabilities and probabilities."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return logp, np.exp(logp)
+
+
+@pytest.mark.parametrize("spread", [1.0, 80.0, 2000.0])
+def test_softmax_log_softmax_and_cross_entropy_on_rows_far_apart(spread):
+    # The rows are shifted by the whole array's max when every row's max is near it
+    # (fast for short rows), by their own max otherwise: both agree with the reference.
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 7))
+    t = g.input("t", shape=(None,), dtype="int64")
+    z = RNG.normal(size=(40, 7)) + np.linspace(-spread, spread, 40)[:, None]
+    targets = RNG.integers(0, 7, 40)
+    logp, p = _softmax_parts(z)
+    np.testing.assert_allclose(run(tg.softmax(x), {"x": z}), p, rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(run(tg.log_softmax(x), {"x": z}), logp, rtol=1e-13)
+    loss = run(tg.cross_entropy(x, t), {"x": z, "t": targets})
+    np.testing.assert_allclose(loss, -logp[np.arange(40), targets].mean(), rtol=1e-13)
+
+
+def test_a_nan_logit_spoils_only_its_own_row():
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 3))
+    z = np.array([[0.0, 1.0, 2.0], [np.nan, 0.0, 1.0], [-1.0, 0.0, 1.0]])
+    got = run(tg.softmax(x), {"x": z})
+    np.testing.assert_allclose(got[[0, 2]], _softmax_parts(z[[0, 2]])[1], rtol=1e-14)
+    assert np.isnan(got[1]).all()

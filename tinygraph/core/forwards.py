@@ -11,29 +11,68 @@ to the formula changes every caller.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["softmax_forward", "log_softmax_forward", "sigmoid_forward", "sigmoid_unguarded",
-           "check_ids"]
+__all__ = ["softmax_forward", "log_softmax_forward", "exp_shifted", "row_sums",
+           "sigmoid_forward", "sigmoid_unguarded", "check_ids"]
 
 
 def softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = x - x.max(axis=axis, keepdims=True)  # the one new array; the rest works in place
-    if z.dtype.kind != "f":
-        z = z.astype(np.float64)  # integer logits: the shape rule promises float64
-    np.exp(z, out=z)
-    z /= z.sum(axis=axis, keepdims=True)
+    z, sums, _ = exp_shifted(x, axis)
+    z /= sums
     return z
 
 
 def log_softmax_forward(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = x - x.max(axis=axis, keepdims=True)
+    z, sums, shift = exp_shifted(x, axis)
+    np.log(sums, out=sums)
+    np.subtract(x, shift, out=z)  # z held exp(x - shift): now x - shift, minus the lse below
+    z -= sums
+    return z
+
+
+def exp_shifted(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, Any]:
+    """``exp(x - shift)`` (a new float array), its sums along ``axis`` (kept) and the shift.
+
+    The shift keeps exp from overflowing: each row's max, as usual, or — when every
+    row's max is within ~30 of it, so no row loses precision — the one max of the
+    whole array. Along a short last axis (the classes of a batch of logits) numpy
+    reduces row by row, slowly: for (100, 32, 64) logits the rows' maxes take 183 µs,
+    the array's max 16 µs; the row sums are a BLAS product with ones for the same
+    reason (70 against 17 µs). A non-finite max, or a row whose sum shows its max far
+    below the array's, takes the per-row way.
+    """
+    if axis in (-1, x.ndim - 1) and x.size and x.dtype.kind == "f":
+        top = x.max()
+        if np.isfinite(top):
+            z = np.subtract(x, top)
+            np.exp(z, out=z)
+            sums = row_sums(z)
+            if sums.min() >= _SUM_FLOOR:
+                return z, sums, top
+    shift = x.max(axis=axis, keepdims=True)
+    z = x - shift  # the one new array; the rest works in place
     if z.dtype.kind != "f":
         z = z.astype(np.float64)  # integer logits: the shape rule promises float64
-    lse = np.exp(z).sum(axis=axis, keepdims=True)
-    np.log(lse, out=lse)
-    z -= lse  # z is this call's own array: no third one
-    return z
+    np.exp(z, out=z)
+    return z, z.sum(axis=axis, keepdims=True), shift
+
+
+# The smallest row sum of exp(x - max(x)) taken as is: the row's own max is then
+# within ~30 + log(classes) of the array's, and what underflows in it weighs < 1e-290.
+_SUM_FLOOR = float(np.exp(-30.0))
+
+
+def row_sums(z: np.ndarray) -> np.ndarray:
+    """Sums along the last axis, kept: ``z @ ones`` (one BLAS call) for a C-ordered float
+    array, numpy's reduction otherwise."""
+    if z.flags.c_contiguous and z.dtype in (np.float64, np.float32) and z.ndim >= 1 and z.size:
+        classes = z.shape[-1]
+        flat = np.dot(z.reshape(-1, classes), np.ones(classes, z.dtype))
+        return flat.reshape(*z.shape[:-1], 1)
+    return z.sum(axis=-1, keepdims=True)
 
 
 def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

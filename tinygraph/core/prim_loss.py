@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import shape_rules_numpy as nrules
+from .forwards import exp_shifted
 from .node import build
 from .op import Op, new_node, select, wanted_grads
 from .primitives import check_ids, softmax_forward
@@ -53,13 +54,15 @@ def _shifted_exp(logits: np.ndarray, targets: np.ndarray, label_smoothing: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """``exp(z)`` with ``z = logits - max`` (one new array), each row's sum of it (kept
     axis), ``z`` at the targets and, with smoothing, the mean of ``z`` over classes."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    if z.dtype.kind != "f":
-        z = z.astype(np.float64)
-    picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
-    mean_z = z.mean(axis=-1) if label_smoothing else None
-    np.exp(z, out=z)
-    return z, z.sum(axis=-1, keepdims=True), picked, mean_z
+    z, sums, shift = exp_shifted(logits)
+    picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0] - _flat(shift)
+    mean_z = logits.mean(axis=-1) - _flat(shift) if label_smoothing else None
+    return z, sums, picked, mean_z
+
+
+def _flat(shift: Any) -> Any:
+    """A shift per row (kept last axis) as one value per row; a scalar as it is."""
+    return shift[..., 0] if np.ndim(shift) else shift
 
 
 def _loss(sums: np.ndarray, picked: np.ndarray, mean_z: np.ndarray | None,
