@@ -2,17 +2,8 @@
 
 A :class:`ScanKernel` compiles the body graph into a :class:`Plan` and, on
 the first call, generates a loop specialised to the node (how many carry
-parts, sequences, captured values and outputs it has)::
-
-    def loop(body, params, buffers, ts, c0, x0, k0, y0, s0):
-        for t in ts:
-            o = body([c0, x0[t], k0], params, buffers)   # the body's plan
-            y0[t] = o[1]                                 # per-step outputs, preallocated
-            s0[t] = c0                                   # saved carries (only if read)
-            c0 = o[0]
-        return [c0]
-
-Memory is the stacked outputs plus one carry: no graph and no value per step
+parts, sequences, captured values and outputs it has), with the body's
+generated code inline (:mod:`tinygraph.exec.scan_loop`). Memory is the stacked outputs plus one carry: no graph and no value per step
 survive the step. Step 0 runs on its own first, to learn the outputs' shapes.
 If the fast loop fails (e.g. a size only the run shows wrong), the scan runs
 again through the body's plain step loop, whose error names the body node.
@@ -28,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
-from ..core.forwards import sigmoid_forward, sigmoid_unguarded
 from ..core.node import Node
 from ..errors import EvaluationError, FeedError, GraphError
+from .scan_loop import generate_loop
 
 __all__ = ["ScanKernel", "scan_steps", "empty_outputs"]
 
@@ -170,72 +161,9 @@ class ScanKernel:
         return np.empty((steps, *shape), np.result_type(*rows))
 
     def _generate(self) -> Any:
-        """The loop over steps 2.. (see the module docstring), with the body's generated
-        code inlined when it has some: no call, argument list or result list per step."""
-        k, m, ny = self.k, self.m, self.ny
-        c = [f"c{i}" for i in range(k)]
-        x = [f"x{j}" for j in range(m)]
-        consts = [f"k{i}" for i in range(len(self.node.inputs) - k - m)]
-        y = [f"y{j}" for j in range(ny)]
-        s = [f"s{i}" for i in range(k)]
-        per_step = [*c, *[f"{v}[t]" for v in x], *consts]
-        lines = [f"def loop(body, params, buffers, ts, {', '.join([*c, *x, *consts, *y, *s])}):"]
-        inlined = self._inlined_body()
-        if inlined is None:
-            body_args = ", ".join(per_step[i] for i in self.arg_of_input)
-            lines += ["    for t in ts:", f"        o = body([{body_args}], params, buffers)"]
-            result = [f"o[{j}]" for j in range(k + ny)]
-            names: dict[str, Any] = {}
-        else:
-            loads, steps, result = inlined
-            # Params and captured values are the same at every step (and a plan never
-            # frees or overwrites a leaf): loaded once, before the loop.
-            fixed = [(slot, per_step[self.arg_of_input[n]])
-                     for n, (slot, _) in enumerate(self.plan.inputs)]
-            local = self.plan.slot_names
-            lines += [f"    {local[slot]} = params[{n}]"
-                      for n, (slot, _) in enumerate(self.plan.params)]
-            lines += [f"    {local[slot]} = {arg}" for slot, arg in fixed if arg in consts]
-            names = dict(self.plan._body.__globals__)  # the body's kernels and consts
-            guarded = [name for name, f in names.items() if f is sigmoid_forward]
-            # Sigmoid's overflow (exp(-x) for x < -709, result 0) is ignored once for the
-            # loop instead of in every call: entering numpy's errstate costs ~0.6 µs.
-            for name in guarded:
-                names[name] = sigmoid_unguarded
-            indent = "        " if guarded else "    "
-            if guarded:
-                names["errstate"] = np.errstate
-                lines.append('    with errstate(over="ignore"):')
-            lines += [f"{indent}for t in ts:"]
-            lines += [f"{indent}    {local[slot]} = {arg}" for slot, arg in fixed
-                      if arg not in consts]
-            lines += [indent + line for line in [*loads, *steps]]
-        inner = "        " if inlined is None or not guarded else "            "
-        lines += [f"{inner}{y[j]}[t] = {result[k + j]}" for j in range(ny)
-                  if k + j in self.needed]
-        lines += [f"{inner}{s[i]}[t] = {c[i]}" for i in range(k) if k + ny + i in self.needed]
-        lines += [f"{inner}{c[i]} = {result[i]}" for i in range(k)]
-        lines.append(f"    return [{', '.join(c)}]")
-        self.loop_source = "\n".join(lines)  # kept for debugging, as plan.python_source
-        exec(compile(self.loop_source, f"<scan loop of '{self.node.name}'>", "exec"),  # noqa: S102
-             names)  # our own generated source: identifiers only, no user text
-        self._loop = names["loop"]
+        """The loop over steps 2.. (see :mod:`tinygraph.exec.scan_loop`)."""
+        self._loop, self.loop_source = generate_loop(self)
         return self._loop
-
-    def _inlined_body(self) -> tuple[list[str], list[str], list[str]] | None:
-        """The body's generated code as loop lines: its steps and the locals it returns
-        (None while it has no generated code, or when it loads its inputs lazily)."""
-        plan = self.plan
-        if plan.python_source is None:
-            return None
-        body = plan.python_source.split("\n")
-        skip = 1 + len(plan.inputs) + len(plan.params)  # the def line, input and param loads
-        loads = [line.split(" = ")[1] for line in body[1:skip]]
-        wanted = ([f"inputs[{k}]" for k in range(len(plan.inputs))]
-                  + [f"params[{k}]" for k in range(len(plan.params))])
-        if loads != wanted or not body[-1].startswith("    return ["):
-            return None
-        return [], body[skip:-1], [plan.slot_names[slot] for slot in plan.fetch_slots]
 
 
 def empty_outputs(node: Node, init: Sequence[np.ndarray],
