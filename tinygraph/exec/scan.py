@@ -3,8 +3,9 @@
 A :class:`ScanKernel` compiles the body graph into a :class:`Plan` and, on
 the first call, generates a loop specialised to the node (how many carry
 parts, sequences, captured values and outputs it has), with the body's
-generated code inline (:mod:`tinygraph.exec.scan_loop`). Memory is the stacked outputs plus one carry: no graph and no value per step
-survive the step. Step 0 runs on its own first, to learn the outputs' shapes.
+generated code inline (:mod:`tinygraph.exec.scan_loop`). Memory is the
+stacked outputs plus one carry: no graph and no value per step survive the
+step. Step 0 runs on its own first, to learn the outputs' shapes.
 If the fast loop fails (e.g. a size only the run shows wrong), the scan runs
 again through the body's plain step loop, whose error names the body node.
 :func:`tinygraph.exec.interpreter.interpret_scan` is the reference: the
