@@ -419,3 +419,38 @@ def test_a_cell_reading_its_state_from_several_steps_back_rerolls(delay):
         sizes[T] = len(fast.plan.steps)
         assert any(s.node.op == "scan" for s in fast.plan.steps)
     assert sizes[9] == sizes[21], sizes
+
+
+def test_gate_slices_of_a_biased_product_leave_the_bias_out_of_the_loop():
+    # gates = h @ W + b, sliced per gate: each slice becomes (h @ W)[:, k] + b[k], and
+    # b[k] joins the hoisted input part, so no step adds the whole (B, 4H) block.
+    T, B, D, H = 12, 3, 4, 5
+    rng = np.random.default_rng(11)
+    P = {"U": rng.normal(size=(D, 4 * H)) * 0.4, "W": rng.normal(size=(H, 4 * H)) * 0.4,
+         "b": rng.normal(size=4 * H)}
+    g = tg.Graph()
+    U, W, b = (g.param(k, v) for k, v in P.items())
+    X = g.input("X", shape=(T, None, D))
+    h = c = g.input("h0", shape=(None, H))
+    states = []
+    for t in range(T):
+        xs, gates = X[t] @ U, h @ W + b
+        i, f = tg.sigmoid(xs[:, :H] + gates[:, :H]), tg.sigmoid(xs[:, H:2 * H] + gates[:, H:2 * H])
+        o = tg.sigmoid(xs[:, 3 * H:] + gates[:, 3 * H:])
+        c = f * c + i * tg.tanh(xs[:, 2 * H:3 * H] + gates[:, 2 * H:3 * H])
+        h = o * tg.tanh(c)
+        states.append(h)
+    feeds = {"X": rng.normal(size=(T, B, D)), "h0": rng.normal(size=(B, H)) * 0.5}
+    fast = g.compile(tg.stack(states), inputs=list(feeds))
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    hv = cv = feeds["h0"]
+    want = []
+    for x in feeds["X"]:
+        z = x @ P["U"] + hv @ P["W"] + P["b"]
+        cv = sig(z[:, H:2 * H]) * cv + sig(z[:, :H]) * np.tanh(z[:, 2 * H:3 * H])
+        hv = sig(z[:, 3 * H:]) * np.tanh(cv)
+        want.append(hv)
+    np.testing.assert_allclose(fast(**feeds), np.stack(want), rtol=1e-12, atol=1e-14)
+    (scan,) = [s.node for s in fast.plan.steps if s.node.op == "scan"]
+    wide = [n for n in scan.attrs["body"].nodes.values() if n.op == "add" and n.shape[-1] == 4 * H]
+    assert not wide, [(n.name, [s.name for s in n.inputs]) for n in wide]

@@ -20,6 +20,8 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
   per-step heads sink after the loop onto the stacked values.
 - :func:`body_cse`: equal nodes inside every scan body merged (a cell that writes
   ``h @ W`` twice computes it once per step).
+- :func:`slice_sums`: ``(h @ W + b)[:, k]`` in a scan body becomes
+  ``(h @ W)[:, k] + b[k]``, so the bias joins the hoisted input projection.
 - :func:`fuse_cross_entropy`: a loss and its gradient computed from one softmax.
 - :func:`regrad`: ``tg.grad`` results rebuilt on the rerolled forward, so the
   backward is a reverse scan (plans call it before :func:`optimize`'s passes).
@@ -60,13 +62,14 @@ from .rows import unstack_rows as _unstack_rows
 from .running import running_sums_pass
 from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
+from .slices import slice_sums_pass
 from .split import split_joined_products_pass
 from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 from .vectorize import vectorize_pass
 
 __all__ = ["cull", "cse", "fold_constants", "onehot_to_take", "bias_into_table", "unstack_rows",
-           "reroll", "hoist", "body_cse", "fuse_cross_entropy", "sequence_view", "regrad",
-           "optimize", "rewrite"]
+           "reroll", "hoist", "body_cse", "slice_sums", "fuse_cross_entropy", "sequence_view",
+           "regrad", "optimize", "rewrite"]
 
 _FOLD_MAX_ELEMENTS = 1 << 20  # a folded const larger than this would cost more memory than time
 
@@ -210,6 +213,8 @@ bias_into_table = _public([_bias_into_table], "``take(M, ids) + b`` -> ``take(M 
 unstack_rows = _public([_unstack_rows], "``stack(X[0], …, X[T-1])`` -> ``X`` (through sum_to).")
 reroll = _public([reroll_pass], "T copies of a step -> one ``scan`` node (proved isomorphic).")
 body_cse = _public([body_cse_pass], "Merge equal nodes inside every scan body.")
+slice_sums = _public([slice_sums_pass],
+                     "Slices of a sum with a carry-free term in scan bodies, term by term.")
 fuse_cross_entropy = _public([fuse_cross_entropy_pass],
                              "A cross-entropy and its gradient from one softmax.")
 hoist = _public([reassociate_pass, hoist_pass, sink_pass],
@@ -220,7 +225,7 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
 # forward outputs unread, and without them the forward body regroups and hoists further.
 _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, split_joined_products_pass,
-                            reassociate_pass, hoist_pass, accumulate_pass,
+                            slice_sums_pass, reassociate_pass, hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
