@@ -54,6 +54,7 @@ from .body_cse import body_cse_pass
 from .draft import Draft, Rec, freeze
 from .fused_loss import fuse_cross_entropy_pass
 from .hoist import hoist_pass
+from .joins import join_slice_sums_pass
 from .kernels import recurrence_kernel_pass
 from .likes import stored_likes_pass
 from .regrad import regrad
@@ -229,7 +230,8 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, split_joined_pro
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
-                               *_LOOP_PASSES, *_LOOP_PASSES, recurrence_kernel_pass,
+                               *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
+                               recurrence_kernel_pass,
                                _fold, _cse, _onehot_take, _bias_into_table, _cse,
                                fuse_cross_entropy_pass]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")
