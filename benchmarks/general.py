@@ -29,18 +29,21 @@ ROUNDS = 15
 # A timing covers at least this long (several calls of a sub-millisecond variant), as
 # timeit does: one call of W1's 0.2 ms forward is mostly timer and cache noise.
 MIN_TIMING_S = 2e-3
+WARMUP_CALLS = 20
 
 
 def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict:
     """Seconds per call of each variant: interleaved rounds (every variant in turn), the
-    median over rounds. Each variant is warmed up first (three calls: the first calls
-    after compiling are slower, as the allocator and caches settle)."""
+    median over rounds. Each variant is warmed up first, as pyperf does: 20 calls or
+    0.2 s, whichever is shorter (W1's forward needs ~20 calls to settle, 0.38-0.40 of
+    the numpy loop after 3 and 0.35-0.36 after 20; the numpy loop is warmed alike)."""
     calls = {}
     for name, f in variants.items():
-        start = time.perf_counter()
-        for _ in range(3):
+        start, count = time.perf_counter(), 0
+        while count < WARMUP_CALLS and (count < 3 or time.perf_counter() - start < 0.2):
             f()
-        once = (time.perf_counter() - start) / 3
+            count += 1
+        once = (time.perf_counter() - start) / count
         calls[name] = max(1, int(np.ceil(MIN_TIMING_S / max(once, 1e-9))))
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
