@@ -65,6 +65,7 @@ from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 from .slices import slice_sums_pass
 from .split import split_joined_products_pass
+from .stored_concats import stored_concats_pass
 from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 from .vectorize import vectorize_pass
 
@@ -228,7 +229,7 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, split_joined_products_pass,
                             slice_sums_pass, reassociate_pass, hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
-                            saved_carries_pass]
+                            saved_carries_pass, stored_concats_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
                                recurrence_kernel_pass,
