@@ -265,3 +265,14 @@ def test_a_nan_logit_spoils_only_its_own_row():
     got = run(tg.softmax(x), {"x": z})
     np.testing.assert_allclose(got[[0, 2]], _softmax_parts(z[[0, 2]])[1], rtol=1e-14)
     assert np.isnan(got[1]).all()
+
+
+@pytest.mark.parametrize("dtype,classes,rtol", [("float32", 20000, 2e-6), ("float64", 3000, 1e-13)])
+def test_softmax_rows_sum_accurately(dtype, classes, rtol):
+    # Row sums of short float64 rows are one BLAS product; float32 and long rows keep
+    # numpy's pairwise reduction: each probability within rtol of a float64 reference.
+    g = tg.Graph()
+    x = g.input("x", shape=(None, classes), dtype=dtype)
+    z = (RNG.normal(size=(3, classes)) * 3).astype(dtype)
+    got = run(tg.softmax(x), {"x": z}).astype(np.float64)
+    np.testing.assert_allclose(got, _softmax_parts(z.astype(np.float64))[1], rtol=rtol, atol=0)

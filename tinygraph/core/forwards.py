@@ -60,15 +60,20 @@ def exp_shifted(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, 
     return z, z.sum(axis=axis, keepdims=True), shift
 
 
+_BLAS_ROW_MAX = 4096
 # The smallest row sum of exp(x - max(x)) taken as is: the row's own max is then
 # within ~30 + log(classes) of the array's, and what underflows in it weighs < 1e-290.
 _SUM_FLOOR = float(np.exp(-30.0))
 
 
 def row_sums(z: np.ndarray) -> np.ndarray:
-    """Sums along the last axis, kept: ``z @ ones`` (one BLAS call) for a C-ordered float
-    array, numpy's reduction otherwise."""
-    if z.flags.c_contiguous and z.dtype in (np.float64, np.float32) and z.ndim >= 1 and z.size:
+    """Sums along the last axis, kept: ``z @ ones`` (one BLAS call) for a C-ordered float64
+    array with short rows, numpy's (pairwise, more accurate) reduction otherwise. BLAS
+    adds a row in a few running sums: for up to 4,096 float64 values the error stays
+    below ~1e-13 relative; float32 or longer rows keep numpy's reduction, which is
+    also fast on long rows."""
+    if (z.flags.c_contiguous and z.dtype == np.float64 and z.ndim >= 1 and z.size
+            and z.shape[-1] <= _BLAS_ROW_MAX):
         classes = z.shape[-1]
         flat = np.dot(z.reshape(-1, classes), np.ones(classes, z.dtype))
         return flat.reshape(*z.shape[:-1], 1)
