@@ -63,3 +63,53 @@ def test_tune_allocator_reports_the_switch(monkeypatch):
     monkeypatch.setattr(allocator, "_state", {})
     monkeypatch.setenv("TINYGRAPH_MALLOC_TUNING", "off")
     assert allocator.tune_allocator() is False
+
+
+KEEP_SCRIPT = """
+import ctypes, sys, numpy as np
+from tinygraph.exec import allocator
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+allocator.tune_allocator()
+if sys.argv[1] == "keep":
+    assert allocator.keep_freed(400 << 20)
+arrays = [np.ones(1 << 20) for _ in range(20)]   # 20 x 8 MiB from the heap
+del arrays
+print(libc.mallinfo2().fordblks)
+"""
+
+
+def _freed_after_large_plan(mode):
+    env = {k: v for k, v in os.environ.items() if k != "TINYGRAPH_MALLOC_TUNING"}
+    out = subprocess.run([sys.executable, "-c", KEEP_SCRIPT, mode], env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    return int(out.stdout.split()[-1])
+
+
+@glibc
+def test_a_plan_with_large_temporaries_keeps_them_mapped():
+    # 160 MiB freed at the top of the heap: with the 64 MiB threshold glibc gives it back
+    # (the next call faults every page in again); after keep_freed it stays.
+    assert _freed_after_large_plan("keep") >= 100 << 20
+    assert _freed_after_large_plan("default") < 100 << 20
+
+
+def test_a_plan_asks_to_keep_what_its_steps_allocate(monkeypatch):
+    import numpy as np
+
+    import tinygraph as tg
+    from tinygraph.exec import plan as plan_module
+
+    asked = []
+    monkeypatch.setattr(plan_module, "keep_freed", asked.append)
+    g = tg.Graph()
+    x = g.input("x", shape=(None, 1000))
+    fn = g.compile(tg.sum(tg.tanh(x) * 2.0), inputs=["x"])
+    fn(np.zeros((100, 1000)))
+    assert asked and asked[0] >= 2 * 100 * 1000 * 8  # tanh's and the product's 800 kB each

@@ -44,7 +44,7 @@ from ..core.op import LEAF_OPS, OPS, bind_forward
 from ..core.shape_rules_numpy import to_numpy_index
 from ..core.traverse import Fetches, ancestors
 from ..errors import EvaluationError, GraphError
-from .allocator import tune_allocator
+from .allocator import keep_freed, tune_allocator
 from .buffers import stacked_matmul
 from .codegen import fresh_output, generate
 from .feeds import missing_feed
@@ -230,6 +230,7 @@ class Plan:
     def _first_call(self, inputs: list, params: list, buffers: dict) -> list[Any]:
         sizes: list[int] = []
         values = self._loop(inputs, params, buffers, sizes)
+        keep_freed(sum(sizes))  # the next calls reuse these pages instead of faulting them in
         with gc_paused():
             self._body, self.python_source, self.line_of_step, self.slot_names = generate(
                 self, sizes)
