@@ -460,15 +460,20 @@ def test_a_broadcast_init_keeps_the_generated_loop_on_every_call(monkeypatch):
     assert slow == [], slow
 
 
-def test_a_broadcast_init_still_gets_the_column_major_loop_weight(monkeypatch):
-    # The recurrent weight is handed to the loop column-major when a step holds several
-    # rows; a (1, H) init against a batch has several rows from step 1 on (it was read
-    # as one row, a matrix-vector product, and the weight left in C order).
+def test_a_broadcast_init_still_gets_the_loop_weight_of_a_batch(monkeypatch):
+    # The recurrent weight is laid out for the loop's products by the rows a step holds;
+    # a (1, H) init against a batch has several rows from step 1 on (it was read as one
+    # row, a matrix-vector product, and the weight left as it was).
     import tinygraph.exec.scan as scan_module
 
     made = []
     plain = scan_module.loop_weight
-    monkeypatch.setattr(scan_module, "loop_weight", lambda w: made.append(w.shape) or plain(w))
+
+    def spy(w, rows, steps):
+        made.append((w.shape, rows))
+        return plain(w, rows, steps)
+
+    monkeypatch.setattr(scan_module, "loop_weight", spy)
     g = tg.Graph()
     xs = g.input("xs", shape=(None, None, H))
     s0 = g.input("s0", shape=(None, H))
@@ -486,7 +491,7 @@ def test_a_broadcast_init_still_gets_the_column_major_loop_weight(monkeypatch):
         f = 1 / (1 + np.exp(-(s @ W.value + x)))
         s = f * s + (1 - f) * np.tanh(x)
     np.testing.assert_allclose(got, s, rtol=1e-12)
-    assert made == [(H, H)], made
+    assert made == [((H, H), 3)], made
 
 
 def test_the_generated_loop_runs_the_body_inline_and_sigmoid_tails_stay_silent():

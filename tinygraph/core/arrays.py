@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import DtypeError, GraphError, ShapeError
 
-__all__ = ["ALIGNMENT", "aligned_copy", "loop_weight", "to_array", "check_dtype", "cast_exact",
+__all__ = ["ALIGNMENT", "aligned_copy", "to_array", "check_dtype", "cast_exact",
            "check_size", "machine_memory", "format_bytes"]
 
 ALIGNMENT = 64
@@ -44,33 +44,6 @@ def aligned_copy(arr: np.ndarray) -> np.ndarray:
     out = raw[start:start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
     out[...] = arr
     return out
-
-
-# Below this many steps a loop does not earn back the copy loop_weight makes.
-LOOP_WEIGHT_MIN_STEPS = 4
-
-
-def loop_weight(w: np.ndarray) -> np.ndarray:
-    """``w`` laid out for many small products ``rows @ w``: column-major (a copy if needed).
-
-    OpenBLAS multiplies a few rows by a matrix stored column by column (its
-    "transposed B" kernel) markedly faster than by the same matrix in C order.
-    Measured here, one thread: (32, 256) @ (256, 768) takes 236 µs against 330
-    µs, (8, 256) @ (256, 256) 28 against 60 µs, (1, 128) @ (128, 128) 1.4
-    against 1.6 µs (but one row alone is a matrix-vector product, where the
-    copy does not pay: callers skip it then). A loop over time pays the copy
-    once (about one product's time) and saves on every step; only matrices of
-    floats are touched.
-
-    >>> import numpy as np
-    >>> w = loop_weight(np.arange(6.0).reshape(2, 3))
-    >>> w.flags.f_contiguous, w.tolist()
-    (True, [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
-    """
-    if not isinstance(w, np.ndarray) or w.ndim != 2 or w.dtype.kind != "f" \
-            or w.flags.f_contiguous:
-        return w
-    return np.asfortranarray(w)
 
 
 def check_dtype(dtype: Any, name: str) -> np.dtype:

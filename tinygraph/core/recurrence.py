@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
+from .loop_weight import loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
 from .primitives import sigmoid_forward
 from .shape_rules import DtypeMismatch, Spec
@@ -73,8 +73,7 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
         a, b = a + b, None  # small steps: one add over all of them beats one per step
     states = np.empty(a.shape, dtype)
     z = np.empty(step, dtype)
-    if len(a) >= LOOP_WEIGHT_MIN_STEPS and np.prod(step[:-1]) > 1:  # a row: gemv, no gain
-        w = loop_weight(w)
+    w = loop_weight(w, rows=int(np.prod(step[:-1])), steps=len(a))
     dot, add = np.dot, np.add
     prev = s0
     # Iterating an array yields its rows as views, at C speed.

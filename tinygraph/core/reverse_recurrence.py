@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
+from .loop_weight import loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
 from .recurrence import AUGMENT_MAX
 from .shape_rules import DtypeMismatch, Spec
@@ -60,8 +60,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
         return _small_steps(g, d, wt, dtype)
     dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dz.dtype)
-    if len(g) >= LOOP_WEIGHT_MIN_STEPS and np.prod(g.shape[1:-1]) > 1:  # a row: gemv, no gain
-        wt = loop_weight(wt)
+    wt = loop_weight(wt, rows=int(np.prod(g.shape[1:-1])), steps=len(g))
     dot, add, mul = np.dot, np.add, np.multiply
     mul(g[-1], d[-1], dz[-1])
     later = dz[-1]

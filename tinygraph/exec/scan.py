@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.arrays import LOOP_WEIGHT_MIN_STEPS, loop_weight
+from ..core.loop_weight import loop_weight
 from ..core.node import Node
 from ..errors import EvaluationError, FeedError, GraphError
 from .scan_loop import generate_loop
@@ -77,8 +77,8 @@ class ScanKernel:
     def _loop_weights(self, names: Sequence[str]) -> list[int]:
         """The captured values (argument positions) the body reads only as ``rows @ w``.
 
-        They are handed to the loop column-major (:func:`~tinygraph.core.arrays.loop_weight`):
-        one copy per run, a faster product on every step.
+        They are handed to the loop in the layout that multiplies fastest here
+        (:func:`~tinygraph.core.loop_weight.loop_weight`): at most one copy per run.
         """
         readers: dict[str, list[tuple[Node, int]]] = {}
         for step in self.plan.steps:
@@ -121,10 +121,10 @@ class ScanKernel:
         rest = order[2:]
         # Rows per step as the loop runs them (after step 0, a (1, H) init has met the batch).
         rows = int(np.prod(np.shape(carry[0])[:-1])) if k else 0
-        if len(rest) >= LOOP_WEIGHT_MIN_STEPS and self.weights and rows > 1:  # one row: gemv
+        if self.weights:
             args = list(args)
             for j in self.weights:
-                args[j] = loop_weight(args[j])
+                args[j] = loop_weight(args[j], rows, len(rest))
         if fast:
             loop = self._loop or self._generate()
             carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *args[k + m:],
