@@ -11,6 +11,7 @@ to the formula changes every caller.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -87,8 +88,9 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     0.5*(1+tanh(x/2)) cancels to 0 below about -17); below -709 exp(-x) overflows to
     inf and the result is 0, which the true value (under 1e-308) rounds to anyway.
     Four numpy calls on one array; ``divide(1, z)``, not ``reciprocal(z)``, which
-    numpy does not vectorize (2.6 against 4.3 µs on (32, 256)). Up to 64 values, the
-    equally accurate ``exp(-logaddexp(0, -x))``, which needs no errstate.
+    numpy does not vectorize (2.6 against 4.3 µs on (32, 256)). Up to 256 values
+    (float32, float64), SciPy's ``expit``: the same function in one call, which
+    neither overflows nor warns (see :func:`sigmoid_unguarded`).
     """
     if x.dtype.kind != "f" or np.ndim(x) == 0:
         with np.errstate(over="ignore"):
@@ -97,7 +99,7 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
             return 1.0 / (1.0 + z)
         z += 1.0
         return np.divide(1.0, z, out=z)
-    if x.size <= _SMALL_SIGMOID:
+    if x.size <= _SMALL_SIGMOID or (x.size <= _EXPIT_MAX and x.dtype.char in _EXPIT_TYPES):
         return sigmoid_unguarded(x, out)
     with np.errstate(over="ignore"):
         return sigmoid_unguarded(x, out)
@@ -106,6 +108,8 @@ def sigmoid_forward(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def sigmoid_unguarded(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`sigmoid_forward` of a float array, for callers that already ignore overflow
     (``np.errstate(over="ignore")``: a scan's loop, once for all its steps)."""
+    if x.size <= _EXPIT_MAX and x.dtype.char in _EXPIT_TYPES:
+        return _expit()(x, out=out)
     z = np.negative(x, out=out)
     if z.size <= _SMALL_SIGMOID:
         # exp(-log(1 + exp(-x))): accurate in both tails and never overflows, so no
@@ -121,6 +125,20 @@ def sigmoid_unguarded(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 # Up to this many values the logaddexp form is faster (1.3 against 2.3 µs for 8 values:
 # the errstate dominates); numpy does not vectorize logaddexp, so beyond it is slower.
 _SMALL_SIGMOID = 64
+# Up to this many values SciPy's expit (one ufunc call: a scalar loop of ~13 ns a value)
+# beats the four vectorized numpy calls, whose per-call cost dominates a small step: on
+# an Intel Xeon, 1.4 against 5.4 µs for 8 values, 3.1 against 6.1 for 128, 4.9 against
+# 6.3 for 256, but 56 against 18 µs for 4,096 (gated cells at batch 1: 10-39 % faster).
+_EXPIT_MAX = 256
+_EXPIT_TYPES = "fdg"  # expit's own loops: float32, float64, long double (float16 would cast)
+
+
+@functools.cache
+def _expit() -> Any:
+    """``scipy.special.expit``, imported at the first small sigmoid (the import takes ~0.2 s)."""
+    from scipy.special import expit
+
+    return expit
 
 
 sigmoid_forward.takes_out = True  # type: ignore[attr-defined]  # plans may pass a dead operand
