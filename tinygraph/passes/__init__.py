@@ -56,6 +56,7 @@ from .fused_loss import fuse_cross_entropy_pass
 from .hoist import hoist_pass
 from .joins import join_slice_sums_pass
 from .kernels import recurrence_kernel_pass
+from .lerp import lerp_pass
 from .likes import stored_likes_pass
 from .regrad import regrad
 from .reroll import reroll_pass
@@ -226,7 +227,8 @@ hoist = _public([reassociate_pass, hoist_pass, sink_pass],
 # around the loop; one fused kernel for plain recurrences; then the local rewrites.
 # The loop passes run twice: tidying the backward scan (inputs it no longer reads) leaves
 # forward outputs unread, and without them the forward body regroups and hoists further.
-_LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, split_joined_products_pass,
+_LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, lerp_pass,
+                            split_joined_products_pass,
                             slice_sums_pass, reassociate_pass, hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass, stored_concats_pass]
