@@ -60,7 +60,10 @@ def _one_round(draft: Draft) -> bool:
     if not lengths:
         return False
     row_of = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
-    exact, general = _groups(draft, live, row_of)
+    exact, general, twins = _groups(draft, live, row_of)
+    if twins:  # a step computing one value twice (softmax(z_t) and log_softmax(z_t) of
+        draft.replace_all(twins)  # z_t = h_t @ V written twice) would hide the loop
+        return True
     changed = False
     done: set[int] = set()
     for groups in (exact, general):
@@ -107,14 +110,17 @@ _Groups = list[tuple[tuple, dict[int, int]]]
 
 
 def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
-            ) -> tuple[_Groups, _Groups]:
+            ) -> tuple[_Groups, _Groups, dict[int, int]]:
     """Per-step nodes grouped by op, attrs and what they read: ``exact`` groups read
     equal consts at every step; ``general`` ones may read a different const at each
     step (``w_t * loss_t``), which becomes one stacked const, or an input of its own
-    (targets fed as ``y_t``), which become one stack. A group whose key two
-    nodes of one step share is no loop (dropped)."""
+    (targets fed as ``y_t``), which become one stack. Two nodes of one step with the
+    same exact key compute the same value: the third result maps the second to the
+    first (twins, to merge). Otherwise a group whose key two nodes of one step share
+    is no loop (dropped)."""
     exact: dict[Any, dict[int, int]] = {}
     general: dict[Any, dict[int, int]] = {}
+    twins: dict[int, int] = {}
     clashes: set[Any] = set()
     consts: dict[Any, int] = {}  # equal consts (each step builds its own) count as one
     for rec in live:
@@ -145,6 +151,10 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
             if step is None:
                 continue
             head = (rec.op, freeze(rec.attrs))
+            twin = exact.get((*head, tuple(same)), {}).get(step)
+            if twin is not None:
+                twins[rec.id] = twin
+                continue
             for groups, signature in ((exact, same), (general, loose)):
                 key = (*head, tuple(signature))
                 if step in groups.setdefault(key, {}):
@@ -152,7 +162,7 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
                 groups[key][step] = rec.id
     return ([(key[2], m) for key, m in exact.items() if key not in clashes],
             [(key[2], m) for key, m in general.items()
-             if key not in clashes and any(kind == "leaf" for kind, _ in key[2])])
+             if key not in clashes and any(kind == "leaf" for kind, _ in key[2])], twins)
 
 
 def _leaf_slots(draft: Draft, signature: tuple, members: dict[int, int]) -> tuple | None:
@@ -212,9 +222,10 @@ class _Shaped:
 
 
 def _sum_rows(draft: Draft) -> None:
-    """A tree of adds and subtractions whose terms are rows 0 … T-1 of one array, all
-    of one sign -> ``sum(array, axis=0)`` (or its negative: ``-l_0 - l_1 - …``), plus
-    the tree's other terms (the 0 that Python's ``sum`` starts from)."""
+    """A tree of adds and subtractions whose terms are rows 0 … T-1 of an array, all of
+    one sign -> ``sum(array, axis=0)`` (or its negative: ``-l_0 - l_1 - …``), one such
+    sum per array (``entropy + smoothness``, each a sum over steps), plus the tree's
+    other terms (the 0 that Python's ``sum`` starts from)."""
     live = draft.live()
     users = {rec.id: draft.readers(rec.id) for rec in live}
     for rec in live:
@@ -233,22 +244,34 @@ def _sum_rows(draft: Draft) -> None:
                                                               strict=True))
             else:
                 terms.append((rid, sign))
-        rows = [(rid, sign, row) for rid, sign in terms
-                if (row := _row(draft.recs[rid])) is not None]
-        others = [(rid, sign) for rid, sign in terms if _row(draft.recs[rid]) is None]
-        signs = {sign for _, sign, _ in rows}
-        arrays = {a for _, _, (a, _) in rows}
-        if len(rows) < 2 or len(signs) != 1 or len(arrays) != 1:
+        by_array: dict[int, list[tuple[int, int, int]]] = {}
+        others = []
+        for rid, sign in terms:
+            row = _row(draft.recs[rid])
+            if row is None:
+                others.append((rid, sign))
+            else:
+                by_array.setdefault(row[0], []).append((rid, sign, row[1]))
+        sums = []  # (array, sign): every row of the array, all of one sign, is a term
+        for array, rows in by_array.items():
+            signs = {sign for _, sign, _ in rows}
+            steps = sorted(t for _, _, t in rows)
+            shape = draft.recs[array].shape
+            if len(rows) >= 2 and len(signs) == 1 and steps == list(range(len(steps))) \
+                    and shape[:1] == (len(steps),) and shape[1:] == rec.shape:
+                sums.append((array, signs.pop()))
+            else:
+                others.extend((rid, sign) for rid, sign, _ in rows)
+        if not sums:
             continue
-        array = arrays.pop()
-        steps = sorted(t for _, _, (_, t) in rows)
-        if steps != list(range(len(steps))) or draft.recs[array].shape[:1] != (len(steps),):
-            continue
-        if draft.recs[array].shape[1:] != rec.shape:
-            continue
-        total = draft.add("sum", [array], {"axis": 0, "keepdims": False}, name=rec.name)
-        if signs == {-1}:
+        first, sign = sums[0]  # entropy + smoothness: one sum over time per array
+        total = draft.add("sum", [first], {"axis": 0, "keepdims": False}, name=rec.name)
+        if sign < 0:
             total = draft.add("neg", [total], {}, name=rec.name)
+        for array, sign in sums[1:]:
+            over_time = draft.add("sum", [array], {"axis": 0, "keepdims": False}, name=rec.name)
+            total = draft.add("add" if sign > 0 else "sub", [total, over_time], {},
+                              name=rec.name)
         for rid, sign in others:  # sum(losses) starts from 0: `0 + l_0 + l_1 + ...`
             total = draft.add("add" if sign > 0 else "sub", [total, rid], {}, name=rec.name)
         draft.replace(rec.id, total)
