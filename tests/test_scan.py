@@ -519,3 +519,33 @@ def test_the_generated_loop_runs_the_body_inline_and_sigmoid_tails_stay_silent()
     np.testing.assert_allclose(got, s, rtol=1e-12)
     (kernel,) = [st.forward for st in fn.plan.steps if isinstance(st.forward, ScanKernel)]
     assert kernel.loop_source is not None and "body(" not in kernel.loop_source
+
+
+def test_step_zero_runs_the_generated_body_once_carries_keep_their_shapes(monkeypatch):
+    # Step 0 runs the plain way on a first call (a (1, H) init may meet a batch there);
+    # when it left the carries' shapes as they were, later calls with those shapes run it
+    # through the generated body too. A (1, H) init against a batch never does.
+    from tinygraph.exec.scan import ScanKernel
+
+    g = tg.Graph()
+    xs = g.input("xs", shape=(None, None, H))
+    s0 = g.input("s0", shape=(None, H))
+    W = g.param("W", RNG.normal(size=(H, H)) * 0.5)
+    last, _ = tg.scan(lambda s, x: (s + 0.5 * tg.tanh(s @ W + x), None), s0, xs)
+    fn = g.compile(last, inputs=["xs", "s0"])
+    (kernel,) = [st.forward for st in fn.plan.steps if isinstance(st.forward, ScanKernel)]
+    flags = []  # per call of a step: did it run the generated body?
+    real = kernel._step
+    monkeypatch.setattr(kernel, "_step", lambda full, params, fast:
+                        flags.append(fast) or real(full, params, fast))
+    x_value = RNG.normal(size=(7, 3, H))
+    for init, step_zero_fast in ((np.ones((3, H)) * 0.1, [False, True, True]),
+                                 (np.zeros((1, H)), [False, False, False])):
+        for want in step_zero_fast:
+            flags.clear()
+            got = fn(x_value, init)
+            s = init
+            for x in x_value:
+                s = s + 0.5 * np.tanh(s @ W.value + x)
+            np.testing.assert_allclose(got, s, rtol=1e-12)
+            assert flags == [want, True], flags  # steps 0 and 1; the loop runs the rest

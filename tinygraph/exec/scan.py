@@ -14,6 +14,7 @@ interpreter on the body, one step at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +64,8 @@ class ScanKernel:
         self.needed = everything if needed is None else set(needed) | set(range(self.k))
         self._loop: Any = None
         self.loop_source: str | None = None
+        # Carry shapes that step 0 leaves unchanged: step 0 may run the generated body.
+        self._stable: set[tuple] = set()
 
     def __call__(self, *args: np.ndarray) -> tuple:
         k, m = self.k, self.m
@@ -101,15 +104,20 @@ class ScanKernel:
             return (*carry, *empty_outputs(self.node, carry, args))
         # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
         # so outputs are allocated in the shape both steps broadcast to. Step 0 runs the
-        # plain way: the generated body writes results into dead operands, and a (1, H)
-        # carry's product cannot hold a (B, H) sum (the fast path would fail on every call).
+        # plain way unless carries of these shapes came out of it unchanged before: the
+        # generated body writes results into dead operands, and a (1, H) carry's product
+        # cannot hold a (B, H) sum (the fast path would fail on every call).
         head = order[:2]
         outs = []
+        shapes = tuple(np.shape(c) for c in carry)
         for i, t in enumerate(head):
             step = self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params,
-                              fast and i > 0)
+                              fast and (i > 0 or shapes in self._stable))
             outs.append((list(step), list(carry)))
             carry = list(outs[-1][0][:k])
+        if fast and shapes not in self._stable \
+                and tuple(np.shape(c) for c in outs[0][0][:k]) == shapes:
+            self._stable.add(shapes)
         ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
               for j in range(ny)]
         # Saved carries take the shape every carry broadcasts to, the new ones included
@@ -120,7 +128,7 @@ class ScanKernel:
             self._store(t, out, before, ys, saved)
         rest = order[2:]
         # Rows per step as the loop runs them (after step 0, a (1, H) init has met the batch).
-        rows = int(np.prod(np.shape(carry[0])[:-1])) if k else 0
+        rows = math.prod(np.shape(carry[0])[:-1]) if k else 0
         if self.weights:
             args = list(args)
             for j in self.weights:
