@@ -109,14 +109,14 @@ class ScanKernel:
         # cannot hold a (B, H) sum (the fast path would fail on every call).
         head = order[:2]
         outs = []
-        shapes = tuple(np.shape(c) for c in carry)
+        shapes = tuple(_shape(c) for c in carry)
         for i, t in enumerate(head):
             step = self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params,
                               fast and (i > 0 or shapes in self._stable))
             outs.append((list(step), list(carry)))
             carry = list(outs[-1][0][:k])
         if fast and shapes not in self._stable \
-                and tuple(np.shape(c) for c in outs[0][0][:k]) == shapes:
+                and tuple(_shape(c) for c in outs[0][0][:k]) == shapes:
             self._stable.add(shapes)
         ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
               for j in range(ny)]
@@ -128,7 +128,7 @@ class ScanKernel:
             self._store(t, out, before, ys, saved)
         rest = order[2:]
         # Rows per step as the loop runs them (after step 0, a (1, H) init has met the batch).
-        rows = math.prod(np.shape(carry[0])[:-1]) if k else 0
+        rows = math.prod(_shape(carry[0])[:-1]) if k else 0
         if self.weights:
             args = list(args)
             for j in self.weights:
@@ -166,13 +166,21 @@ class ScanKernel:
     @staticmethod
     def _alloc(steps: int, rows: list) -> np.ndarray:
         """Room for ``steps`` rows of the shape the first ``rows`` broadcast to."""
-        shape = np.broadcast_shapes(*[np.shape(r) for r in rows])
-        return np.empty((steps, *shape), np.result_type(*rows))
+        shapes = {_shape(r) for r in rows}  # one shape, one dtype: the usual case, and
+        dtypes = {getattr(r, "dtype", None) for r in rows}  # numpy's general path costs
+        shape = shapes.pop() if len(shapes) == 1 else np.broadcast_shapes(*shapes)  # ~20 µs
+        dtype = dtypes.pop() if len(dtypes) == 1 and None not in dtypes else np.result_type(*rows)
+        return np.empty((steps, *shape), dtype)
 
     def _generate(self) -> Any:
         """The loop over steps 2.. (see :mod:`tinygraph.exec.scan_loop`)."""
         self._loop, self.loop_source = generate_loop(self)
         return self._loop
+
+
+def _shape(value: Any) -> tuple:
+    """``np.shape(value)``, without its dispatch for an array (~1 µs, several per call)."""
+    return value.shape if isinstance(value, np.ndarray) else np.shape(value)
 
 
 def empty_outputs(node: Node, init: Sequence[np.ndarray],
