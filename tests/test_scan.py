@@ -521,31 +521,37 @@ def test_the_generated_loop_runs_the_body_inline_and_sigmoid_tails_stay_silent()
     assert kernel.loop_source is not None and "body(" not in kernel.loop_source
 
 
-def test_step_zero_runs_the_generated_body_once_carries_keep_their_shapes(monkeypatch):
-    # Step 0 runs the plain way on a first call (a (1, H) init may meet a batch there);
-    # when it left the carries' shapes as they were, later calls with those shapes run it
-    # through the generated body too. A (1, H) init against a batch never does.
+def test_a_loop_whose_carries_keep_their_shapes_runs_every_step_generated(monkeypatch):
+    # A first call runs steps 0 and 1 apart (step 0 the plain way: a (1, H) init may meet
+    # a batch there) and allocates the outputs from them; when step 0 left the carries'
+    # shapes as they were, later calls with inputs of those shapes and dtypes run every
+    # step in the generated loop. A (1, H) init against a batch never does.
     from tinygraph.exec.scan import ScanKernel
 
     g = tg.Graph()
     xs = g.input("xs", shape=(None, None, H))
     s0 = g.input("s0", shape=(None, H))
     W = g.param("W", RNG.normal(size=(H, H)) * 0.5)
-    last, _ = tg.scan(lambda s, x: (s + 0.5 * tg.tanh(s @ W + x), None), s0, xs)
-    fn = g.compile(last, inputs=["xs", "s0"])
+    last, ys = tg.scan(lambda s, x: (s + 0.5 * tg.tanh(s @ W + x), s * 2.0), s0, xs)
+    fn = g.compile([last, ys], inputs=["xs", "s0"])
     (kernel,) = [st.forward for st in fn.plan.steps if isinstance(st.forward, ScanKernel)]
-    flags = []  # per call of a step: did it run the generated body?
+    flags = []  # per step run apart: did it run the generated body?
     real = kernel._step
     monkeypatch.setattr(kernel, "_step", lambda full, params, fast:
                         flags.append(fast) or real(full, params, fast))
     x_value = RNG.normal(size=(7, 3, H))
-    for init, step_zero_fast in ((np.ones((3, H)) * 0.1, [False, True, True]),
-                                 (np.zeros((1, H)), [False, False, False])):
-        for want in step_zero_fast:
+    for init, apart in ((np.ones((3, H)) * 0.1, [[False, True], [], []]),
+                        (np.zeros((1, H)), [[False, True]] * 3)):
+        for steps_apart in apart:
             flags.clear()
-            got = fn(x_value, init)
-            s = init
+            got_last, got_ys = fn(x_value, init)
+            s, want_ys = init, []
             for x in x_value:
+                want_ys.append(np.broadcast_to(s * 2.0, (3, H)))
                 s = s + 0.5 * np.tanh(s @ W.value + x)
-            np.testing.assert_allclose(got, s, rtol=1e-12)
-            assert flags == [want, True], flags  # steps 0 and 1; the loop runs the rest
+            np.testing.assert_allclose(got_last, s, rtol=1e-12)
+            np.testing.assert_allclose(got_ys, np.stack(want_ys), rtol=1e-12)
+            assert flags == steps_apart, flags
+    flags.clear()
+    fn(x_value[:2], np.ones((3, H)))  # T = 2, same shapes: the loop alone, two steps
+    assert flags == []

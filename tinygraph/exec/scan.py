@@ -66,6 +66,9 @@ class ScanKernel:
         self.loop_source: str | None = None
         # Carry shapes that step 0 leaves unchanged: step 0 may run the generated body.
         self._stable: set[tuple] = set()
+        # Input shapes and dtypes -> how their outputs were laid out (and rows per step),
+        # for inputs whose carries keep their shapes: such calls run every step in the loop.
+        self._layouts: dict[tuple, tuple] = {}
 
     def __call__(self, *args: np.ndarray) -> tuple:
         k, m = self.k, self.m
@@ -102,6 +105,10 @@ class ScanKernel:
         order = range(steps - 1, -1, -1) if self.node.attrs["reverse"] else range(steps)
         if steps == 0:
             return (*carry, *empty_outputs(self.node, carry, args))
+        key = _signature(args, k, m) if fast else ()
+        known = self._layouts.get(key) if fast else None
+        if known is not None:  # every step in the generated loop (see below)
+            return self._run_known(args, order, params, known)
         # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
         # so outputs are allocated in the shape both steps broadcast to. Step 0 runs the
         # plain way unless carries of these shapes came out of it unchanged before: the
@@ -137,12 +144,34 @@ class ScanKernel:
             loop = self._loop or self._generate()
             carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *args[k + m:],
                          *ys, *saved)
+            if shapes in self._stable:  # the next call with these inputs skips the head
+                self._layouts[key] = ([_layout(y) for y in ys], [_layout(c) for c in saved],
+                                      rows)
         else:
             for t in rest:
                 full = [*carry, *[x[t] for x in xs], *args[k + m:]]
                 out = self._step(full, params, fast)
                 self._store(t, out, carry, ys, saved)
                 carry = list(out[:k])
+        return (*carry, *ys, *saved)
+
+    def _run_known(self, args: Sequence[np.ndarray], order: range, params: list,
+                   known: tuple) -> tuple:
+        """All steps in the generated loop, outputs allocated as a call with inputs of these
+        shapes and dtypes allocated them (its carries kept their shapes through step 0)."""
+        k, m = self.k, self.m
+        ys_layout, saved_layout, rows = known
+        steps = len(order)
+        ys = [None if spec is None else np.empty((steps, *spec[0]), spec[1])
+              for spec in ys_layout]
+        saved = [None if spec is None else np.empty((steps, *spec[0]), spec[1])
+                 for spec in saved_layout]
+        consts = list(args[k + m:])
+        for j in self.weights:
+            consts[j - k - m] = loop_weight(consts[j - k - m], rows, steps)
+        loop = self._loop or self._generate()
+        carry = loop(self.plan._body, params, self.plan._buffers(), order, *args[:k],
+                     *args[k:k + m], *consts, *ys, *saved)
         return (*carry, *ys, *saved)
 
     def _store(self, t: int, out: list, before: list, ys: list, saved: list) -> None:
@@ -176,6 +205,19 @@ class ScanKernel:
         """The loop over steps 2.. (see :mod:`tinygraph.exec.scan_loop`)."""
         self._loop, self.loop_source = generate_loop(self)
         return self._loop
+
+
+def _signature(args: Sequence[Any], k: int, m: int) -> tuple:
+    """The shapes and dtypes of a scan's arguments, a sequence's without its length: what
+    its outputs' layout depends on."""
+    return tuple(((a.shape[1:] if k <= i < k + m else a.shape), a.dtype)
+                 if isinstance(a, np.ndarray) else (np.shape(a), type(a))
+                 for i, a in enumerate(args))
+
+
+def _layout(out: np.ndarray | None) -> tuple | None:
+    """A stacked output's row shape and dtype (None: not stored)."""
+    return None if out is None else (out.shape[1:], out.dtype)
 
 
 def _shape(value: Any) -> tuple:
