@@ -8,8 +8,9 @@ stacked outputs plus one carry: no graph and no value per step survive the
 step. Steps 0 and 1 run on their own first, to learn the outputs' shapes (a
 ``(1, H)`` initial carry may meet a batch in step 0); once a call showed the
 carries keep their shapes, later calls with inputs of the same shapes and
-dtypes run every step in the loop. If the fast loop fails (e.g. a size only the run shows wrong), the scan runs
-again through the body's plain step loop, whose error names the body node.
+dtypes run every step in the loop. If the fast loop fails (e.g. a size only the
+run shows wrong), the scan runs again through the body's plain step loop, whose
+error names the body node.
 :func:`tinygraph.exec.interpreter.interpret_scan` is the reference: the
 interpreter on the body, one step at a time.
 """
