@@ -14,8 +14,9 @@ import sys
 
 import pytest
 
-SCRIPT = """
-import ctypes, numpy as np, tinygraph as tg
+# glibc's heap accounting, read from a script run in a fresh interpreter.
+MALLINFO = """
+import ctypes
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -24,6 +25,10 @@ class MallInfo2(ctypes.Structure):
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
+"""
+
+SCRIPT = MALLINFO + """
+import numpy as np, tinygraph as tg
 g = tg.Graph()
 x = g.input("x", shape=(2,))
 g.run(tg.tanh(x), feeds={"x": np.zeros(2)})   # builds a plan: tunes malloc unless told not to
@@ -65,17 +70,9 @@ def test_tune_allocator_reports_the_switch(monkeypatch):
     assert allocator.tune_allocator() is False
 
 
-KEEP_SCRIPT = """
-import ctypes, sys, numpy as np
+KEEP_SCRIPT = MALLINFO + """
+import sys, numpy as np
 from tinygraph.exec import allocator
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                 "uordblks", "fordblks", "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
 allocator.tune_allocator()
 if sys.argv[1] == "keep":
     assert allocator.keep_freed(400 << 20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_scan import central_differences
 
 import tinygraph as tg
 
@@ -22,16 +23,6 @@ def numpy_cross_entropy(z, targets, ignore_index=None, label_smoothing=0.0, batc
     rows = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=-1)
     axes = tuple(range(batch_axes, targets.ndim))
     return (rows * keep).sum(axis=axes) / keep.sum(axis=axes)
-
-
-def finite_difference(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += eps
-        down[i] -= eps
-        grad[i] = (f(up) - f(down)) / (2 * eps)
-    return grad
 
 
 OPTIONS = [{}, {"ignore_index": -1}, {"label_smoothing": 0.1},
@@ -63,7 +54,7 @@ def test_a_loss_and_its_gradient_run_as_one_node_with_the_reference_values(optio
 
     np.testing.assert_allclose(got_loss, reference(z_value), rtol=1e-13)
     # central differences of a sum of O(1) terms: rounding leaves ~1e-9 absolute error
-    np.testing.assert_allclose(got_grad, finite_difference(reference, z_value),
+    np.testing.assert_allclose(got_grad, central_differences(reference, z_value),
                                rtol=1e-6, atol=1e-8)
     ops = [step.node.op for step in fn.plan.steps]
     assert "cross_entropy_and_grad" in ops and "cross_entropy" not in ops, ops
@@ -84,7 +75,7 @@ def test_a_gradient_that_depends_on_the_loss_value_is_not_fused():
         return numpy_cross_entropy(value, targets) ** 2
 
     np.testing.assert_allclose(got, reference(z_value), rtol=1e-13)
-    np.testing.assert_allclose(grad, finite_difference(reference, z_value), rtol=1e-6,
+    np.testing.assert_allclose(grad, central_differences(reference, z_value), rtol=1e-6,
                                atol=1e-9)
     assert "cross_entropy_and_grad" not in [step.node.op for step in fn.plan.steps]
 
@@ -106,10 +97,10 @@ def test_the_fused_node_differentiates_through_both_outputs():
     got = g.run(grads, {"z": z_value, "scale": np.array(0.7)}, optimize=False)
 
     def reference(value, s=0.7):
-        grad = finite_difference(lambda v: numpy_cross_entropy(v, targets), value)
+        grad = central_differences(lambda v: numpy_cross_entropy(v, targets), value)
         return 3.0 * numpy_cross_entropy(value, targets) + (w * grad * s).sum()
 
-    np.testing.assert_allclose(got[0], finite_difference(reference, z_value, eps=1e-4),
+    np.testing.assert_allclose(got[0], central_differences(reference, z_value, eps=1e-4),
                                rtol=1e-4, atol=1e-6)
     by_scale = (reference(z_value, 0.7 + 1e-4) - reference(z_value, 0.7 - 1e-4)) / 2e-4
     np.testing.assert_allclose(got[1], by_scale, rtol=1e-5)

@@ -79,6 +79,22 @@ def _numpy_loss(recipe, P, xv, h0, y, loss_form):
     return float((states[-1] ** 2).sum())
 
 
+def _log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _mean_nll(z, targets):
+    """numpy's mean negative log-likelihood of ``targets`` under the rows of ``z``."""
+    return -_log_softmax(z)[np.arange(len(targets)), targets].mean()
+
+
+def _assert_same_gradients(got, plain):
+    """The optimized plan's gradients (after the loss) equal the plain plan's."""
+    for a, b in zip(got[1:], plain[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("seed", range(6))
 def test_a_hand_written_loop_optimizes_to_one_loop_with_the_same_values(seed, style):
@@ -146,8 +162,7 @@ def test_a_hand_written_bidirectional_pair_of_loops_rerolls_both(picks_first):
             want_b[t] = hb
         want = sum((f ** 2).sum() + (b ** 2).sum() for f, b in zip(want_f, want_b, strict=True))
         np.testing.assert_allclose(got[0], want, rtol=1e-12)
-        for a, b in zip(got[1:], plain[1:], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        _assert_same_gradients(got, plain)
         ops = [s.node.op for s in fast.plan.steps]
         loops = sum(ops.count(op) for op in ("scan", "recurrence", "reverse_recurrence"))
         assert loops == 4, ops  # two loops forward, their two backward loops
@@ -292,8 +307,7 @@ def test_a_generator_feeding_its_output_back_rerolls():
             xv /= xv.sum(axis=1, keepdims=True)
             want += (xv * xv).sum()
         np.testing.assert_allclose(got[0], want, rtol=1e-12)
-        for a, b in zip(got[1:], plain[1:], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        _assert_same_gradients(got, plain)
         sizes[T] = len(fast.plan.steps)
     assert sizes[4] == sizes[12], sizes
 
@@ -368,12 +382,9 @@ def test_an_attention_decoder_over_states_made_before_the_loop_rerolls():
             hv = np.tanh((E * a[..., None]).sum(axis=0) @ P["A"] + hv @ P["W"]
                          + feeds["X"][t] @ P["U"])
             z = hv @ P["V"]
-            logp = z - z.max(axis=1, keepdims=True)
-            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-            want -= logp[np.arange(B), feeds["Y"][t]].mean()
+            want += _mean_nll(z, feeds["Y"][t])
         np.testing.assert_allclose(got[0], want / T, rtol=1e-12)
-        for a, b in zip(got[1:], plain[1:], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        _assert_same_gradients(got, plain)
         sizes[T] = len(fast.plan.steps)
     assert sizes[8] == sizes[20], sizes
 
@@ -410,12 +421,9 @@ def test_a_cell_reading_its_state_from_several_steps_back_rerolls(delay):
             hv = np.tanh(feeds["X"][t] @ P["U"] + hist[-1] @ P["W"] + hist[0] @ P["W2"])
             hist = [*hist[1:], hv]
             z = hv @ P["V"]
-            logp = z - z.max(axis=1, keepdims=True)
-            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-            want -= logp[np.arange(B), feeds["Y"][t]].mean()
+            want += _mean_nll(z, feeds["Y"][t])
         np.testing.assert_allclose(got[0], want / T, rtol=1e-12)
-        for a, b in zip(got[1:], plain[1:], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        _assert_same_gradients(got, plain)
         sizes[T] = len(fast.plan.steps)
         assert any(s.node.op == "scan" for s in fast.plan.steps)
     assert sizes[9] == sizes[21], sizes
@@ -509,11 +517,6 @@ def _numpy_states(p, feeds):
         h = (1 - z) * h + z * np.tanh(x @ U)
         out.append(h)
     return out
-
-
-def _log_softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def test_a_per_step_value_written_twice_still_vectorizes():

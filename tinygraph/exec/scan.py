@@ -67,8 +67,6 @@ class ScanKernel:
         self.needed = everything if needed is None else set(needed) | set(range(self.k))
         self._loop: Any = None
         self.loop_source: str | None = None
-        # Carry shapes that step 0 leaves unchanged: step 0 may run the generated body.
-        self._stable: set[tuple] = set()
         # Input shapes and dtypes -> how their outputs were laid out (and rows per step),
         # for inputs whose carries keep their shapes: such calls run every step in the loop.
         self._layouts: dict[tuple, tuple] = {}
@@ -114,20 +112,18 @@ class ScanKernel:
             return self._run_known(args, order, params, known)
         # Steps 0 and 1 run here: a (1, H) initial carry may meet a batch of B in step 0,
         # so outputs are allocated in the shape both steps broadcast to. Step 0 runs the
-        # plain way unless carries of these shapes came out of it unchanged before: the
-        # generated body writes results into dead operands, and a (1, H) carry's product
-        # cannot hold a (B, H) sum (the fast path would fail on every call).
+        # plain way: the generated body writes results into dead operands, and a (1, H)
+        # carry's product cannot hold a (B, H) sum (the fast path would fail on every call).
         head = order[:2]
         outs = []
-        shapes = tuple(_shape(c) for c in carry)
         for i, t in enumerate(head):
             step = self._step([*carry, *[x[t] for x in xs], *args[k + m:]], params,
-                              fast and (i > 0 or shapes in self._stable))
+                              fast and i > 0)
             outs.append((list(step), list(carry)))
             carry = list(outs[-1][0][:k])
-        if fast and shapes not in self._stable \
-                and tuple(_shape(c) for c in outs[0][0][:k]) == shapes:
-            self._stable.add(shapes)
+        # Carries that kept their shapes through step 0: later calls with these inputs
+        # may run step 0 in the generated loop too.
+        stable = fast and all(_shape(a) == _shape(c) for a, c in zip(args[:k], carry, strict=True))
         ys = [self._alloc(steps, [o[k + j] for o, _ in outs]) if k + j in self.needed else None
               for j in range(ny)]
         # Saved carries take the shape every carry broadcasts to, the new ones included
@@ -139,20 +135,17 @@ class ScanKernel:
         rest = order[2:]
         # Rows per step as the loop runs them (after step 0, a (1, H) init has met the batch).
         rows = math.prod(_shape(carry[0])[:-1]) if k else 0
-        if self.weights:
-            args = list(args)
-            for j in self.weights:
-                args[j] = loop_weight(args[j], rows, len(rest))
+        consts = self._laid_out(args[k + m:], rows, len(rest))
         if fast:
             loop = self._loop or self._generate()
-            carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *args[k + m:],
+            carry = loop(plan._body, params, plan._buffers(), rest, *carry, *xs, *consts,
                          *ys, *saved)
-            if shapes in self._stable:  # the next call with these inputs skips the head
+            if stable:  # the next call with inputs like these runs every step in the loop
                 self._layouts[key] = ([_layout(y) for y in ys], [_layout(c) for c in saved],
                                       rows)
         else:
             for t in rest:
-                full = [*carry, *[x[t] for x in xs], *args[k + m:]]
+                full = [*carry, *[x[t] for x in xs], *consts]
                 out = self._step(full, params, fast)
                 self._store(t, out, carry, ys, saved)
                 carry = list(out[:k])
@@ -165,17 +158,21 @@ class ScanKernel:
         k, m = self.k, self.m
         ys_layout, saved_layout, rows = known
         steps = len(order)
-        ys = [None if spec is None else np.empty((steps, *spec[0]), spec[1])
-              for spec in ys_layout]
-        saved = [None if spec is None else np.empty((steps, *spec[0]), spec[1])
-                 for spec in saved_layout]
-        consts = list(args[k + m:])
-        for j in self.weights:
-            consts[j - k - m] = loop_weight(consts[j - k - m], rows, steps)
+        ys = [_empty(steps, spec) for spec in ys_layout]
+        saved = [_empty(steps, spec) for spec in saved_layout]
+        consts = self._laid_out(args[k + m:], rows, steps)
         loop = self._loop or self._generate()
         carry = loop(self.plan._body, params, self.plan._buffers(), order, *args[:k],
                      *args[k:k + m], *consts, *ys, *saved)
         return (*carry, *ys, *saved)
+
+    def _laid_out(self, consts: Sequence[Any], rows: int, steps: int) -> list:
+        """The captured values, the weights among them laid out for the loop's products."""
+        consts = list(consts)
+        start = self.k + self.m
+        for j in self.weights:
+            consts[j - start] = loop_weight(consts[j - start], rows, steps)
+        return consts
 
     def _store(self, t: int, out: list, before: list, ys: list, saved: list) -> None:
         """Step ``t``'s per-step outputs and the carries it started from, where stored."""
@@ -221,6 +218,11 @@ def _signature(args: Sequence[Any], k: int, m: int) -> tuple:
 def _layout(out: np.ndarray | None) -> tuple | None:
     """A stacked output's row shape and dtype (None: not stored)."""
     return None if out is None else (out.shape[1:], out.dtype)
+
+
+def _empty(steps: int, layout: tuple | None) -> np.ndarray | None:
+    """Room for ``steps`` rows of a :func:`_layout` (None: not stored)."""
+    return None if layout is None else np.empty((steps, *layout[0]), layout[1])
 
 
 def _shape(value: Any) -> tuple:
