@@ -19,7 +19,10 @@ import tinygraph as tg
 
 D, H, B, V = 3, 4, 2, 5
 STYLES = ("rows", "batch_first", "inputs_first", "inputs_inside")
-LOSSES = ("per_step", "next_token", "last_state")
+# Ways users write a loss over the steps: a Python sum of per-step cross-entropies, the
+# next token's, the last state only, the mean of the stacked per-step losses, a negative
+# log-likelihood from log_softmax and fed one-hot targets, a squared error per step.
+LOSSES = ("per_step", "next_token", "last_state", "mean_of_stack", "one_hot_nll", "squared")
 
 
 def _build(recipe, T, style, loss_form, seed):
@@ -46,14 +49,27 @@ def _build(recipe, T, style, loss_form, seed):
         h = tg.tanh(values[recipe[-1][1]] + values["xU"] + values["hW"] + values["b"])
         states.append(h)
     Y = g.input("Y", shape=(T, None), dtype="int64")
+    Z = g.input("Z", shape=(T, None, V))  # one-hot targets or regression targets
     if loss_form == "per_step":
         loss = sum(tg.cross_entropy(s @ p["V"], Y[t]) for t, s in enumerate(states)) / T
     elif loss_form == "next_token":
         loss = sum(tg.cross_entropy(states[t] @ p["V"], Y[t + 1]) for t in range(T - 1))
+    elif loss_form == "mean_of_stack":
+        loss = tg.mean(tg.stack([tg.cross_entropy(s @ p["V"], Y[t])
+                                 for t, s in enumerate(states)]))
+    elif loss_form == "one_hot_nll":
+        loss = 0.0 - sum(tg.sum(tg.log_softmax(s @ p["V"], axis=-1) * Z[t])
+                         for t, s in enumerate(states))
+    elif loss_form == "squared":
+        loss = sum(tg.sum((s @ p["V"] - Z[t]) ** 2) for t, s in enumerate(states))
     else:
         loss = tg.sum(states[-1] * states[-1])
     xv = rng.normal(size=(T, B, D))
-    feeds = {"h0": rng.normal(size=(B, H)) * 0.5, "Y": rng.integers(0, V, (T, B))}
+    y = rng.integers(0, V, (T, B))
+    feeds = {"h0": rng.normal(size=(B, H)) * 0.5, "Y": y}
+    if loss_form in ("one_hot_nll", "squared"):
+        del feeds["Y"]
+        feeds["Z"] = np.eye(V)[y] if loss_form == "one_hot_nll" else rng.normal(size=(T, B, V))
     if style == "rows":
         feeds["X"] = xv
     elif style == "batch_first":
@@ -63,19 +79,18 @@ def _build(recipe, T, style, loss_form, seed):
     return g, p, loss, feeds, xv
 
 
-def _numpy_loss(recipe, P, xv, h0, y, loss_form):
+def _numpy_loss(recipe, P, xv, h0, feeds, loss_form):
     states, _ = numpy_forward(recipe, {**P, "c": 0.0}, xv, h0)  # the recipe's numpy loop
-
-    def ce(z, target):
-        z = z - z.max(axis=-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        return -logp[np.arange(len(target)), target].mean()
-
     T = len(states)
-    if loss_form == "per_step":
-        return sum(ce(s @ P["V"], y[t]) for t, s in enumerate(states)) / T
+    if loss_form in ("per_step", "mean_of_stack"):
+        return sum(_mean_nll(s @ P["V"], feeds["Y"][t]) for t, s in enumerate(states)) / T
     if loss_form == "next_token":
-        return sum(ce(states[t] @ P["V"], y[t + 1]) for t in range(T - 1))
+        return sum(_mean_nll(states[t] @ P["V"], feeds["Y"][t + 1]) for t in range(T - 1))
+    if loss_form == "one_hot_nll":
+        return -sum((_log_softmax(s @ P["V"]) * feeds["Z"][t]).sum()
+                    for t, s in enumerate(states))
+    if loss_form == "squared":
+        return sum(((s @ P["V"] - feeds["Z"][t]) ** 2).sum() for t, s in enumerate(states))
     return float((states[-1] ** 2).sum())
 
 
@@ -110,7 +125,7 @@ def test_a_hand_written_loop_optimizes_to_one_loop_with_the_same_values(seed, st
             got, want = fast(**feeds), plain(**feeds)
             P = {k: v.value for k, v in p.items()}
             np.testing.assert_allclose(
-                got[0], _numpy_loss(recipe, P, xv, feeds["h0"], feeds["Y"], loss_form),
+                got[0], _numpy_loss(recipe, P, xv, feeds["h0"], feeds, loss_form),
                 rtol=1e-11)
             for a, b in zip(got[1:], want[1:], strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
@@ -547,3 +562,40 @@ def test_a_per_step_value_written_twice_still_vectorizes():
         sizes[T] = len(fast.plan.steps)
     assert sizes[6] == sizes[24], sizes
 
+
+
+def test_a_layer_normalized_cell_rerolls_and_trains_like_numpy():
+    # A custom cell that normalizes its pre-activation over the hidden axis (mean and
+    # variance inside the step), trained on a Python sum of per-step losses.
+    rng = np.random.default_rng(7)
+    P = {"U": rng.normal(size=(D, H)), "W": rng.normal(size=(H, H)) * 0.5,
+         "g": 1.0 + 0.1 * rng.normal(size=H), "V": rng.normal(size=(H, V))}
+    sizes = {}
+    for T in (5, 13):
+        g = tg.Graph()
+        p = {k: g.param(k, v.copy()) for k, v in P.items()}
+        X, Y = g.input("X", shape=(T, None, D)), g.input("Y", shape=(T, None), dtype="int64")
+        h, states = g.input("h0", shape=(None, H)), []
+        for t in range(T):
+            a = X[t] @ p["U"] + h @ p["W"]
+            centred = a - tg.mean(a, axis=-1, keepdims=True)
+            scale = tg.sqrt(tg.mean(centred * centred, axis=-1, keepdims=True) + 1e-5)
+            h = tg.tanh(centred / scale * p["g"])
+            states.append(h)
+        loss = sum(tg.cross_entropy(s @ p["V"], Y[t]) for t, s in enumerate(states)) / T
+        feeds = {"X": rng.normal(size=(T, B, D)), "Y": rng.integers(0, V, (T, B)),
+                 "h0": np.zeros((B, H))}
+        fetch = [loss, *tg.grad(loss, list(p.values()))]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, want = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        hv, reference = feeds["h0"], 0.0
+        for t in range(T):
+            a = feeds["X"][t] @ P["U"] + hv @ P["W"]
+            c = a - a.mean(axis=-1, keepdims=True)
+            hv = np.tanh(c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + 1e-5) * P["g"])
+            reference += _mean_nll(hv @ P["V"], feeds["Y"][t]) / T
+        np.testing.assert_allclose(got[0], reference, rtol=1e-12)
+        _assert_same_gradients(got, want)
+        assert "scan" in [s.node.op for s in fast.plan.steps]
+        sizes[T] = len(fast.plan.steps)
+    assert sizes[5] == sizes[13], sizes
