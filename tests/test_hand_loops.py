@@ -599,3 +599,61 @@ def test_a_layer_normalized_cell_rerolls_and_trains_like_numpy():
         assert "scan" in [s.node.op for s in fast.plan.steps]
         sizes[T] = len(fast.plan.steps)
     assert sizes[5] == sizes[13], sizes
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_a_loss_on_every_kth_step_vectorizes_over_strided_rows(every):
+    # A label every k steps (sparse supervision): the per-step work reads ys[0::k], a
+    # view, and the plan no longer grows with T (it had one more node per loss term; a
+    # loss on every other step trained 1.7x slower than one on every step at T=50).
+    rng = np.random.default_rng(11)
+    P = {"U": rng.normal(size=(D, H)), "W": rng.normal(size=(H, H)) * 0.5,
+         "b": rng.normal(size=H), "V": rng.normal(size=(H, V))}
+    sizes = {}
+    for T in (13, 43):  # the last step labelled in both (one node more when it is not)
+        g = tg.Graph()
+        p = {k: g.param(k, v.copy()) for k, v in P.items()}
+        X, Y = g.input("X", shape=(T, None, D)), g.input("Y", shape=(T, None), dtype="int64")
+        h, states = g.input("h0", shape=(None, H)), []
+        for t in range(T):
+            h = tg.tanh(X[t] @ p["U"] + h @ p["W"] + p["b"])
+            states.append(h)
+        loss = sum(tg.cross_entropy(states[t] @ p["V"], Y[t]) for t in range(0, T, every))
+        labelled = tg.stack(states[::every])  # also fetched: a stack of every k-th state
+        feeds = {"X": rng.normal(size=(T, B, D)), "Y": rng.integers(0, V, (T, B)),
+                 "h0": rng.normal(size=(B, H))}
+        fetch = [loss, *tg.grad(loss, list(p.values())), labelled]
+        fast = g.compile(fetch, inputs=list(feeds))
+        got, want = fast(**feeds), g.compile(fetch, inputs=list(feeds), optimize=False)(**feeds)
+        hv, hs = feeds["h0"], []
+        for x in feeds["X"]:
+            hv = np.tanh(x @ P["U"] + hv @ P["W"] + P["b"])
+            hs.append(hv)
+        reference = sum(_mean_nll(hs[t] @ P["V"], feeds["Y"][t]) for t in range(0, T, every))
+        np.testing.assert_allclose(got[0], reference, rtol=1e-12)
+        np.testing.assert_allclose(got[-1], np.stack(hs[::every]), rtol=1e-12)
+        _assert_same_gradients(got[:-1], want[:-1])
+        sizes[T] = len(fast.plan.steps)
+    assert sizes[13] == sizes[43], sizes
+
+
+def test_a_stack_of_one_run_of_rows_between_two_values_is_a_concat():
+    # stack(a, X[0], …, X[n-1], b) reads the run as one slice: its size is constant in n.
+    from tinygraph import passes
+
+    sizes = []
+    for n in (3, 9):
+        g = tg.Graph()
+        X, a, b = (g.input(k, shape=s) for k, s in (("X", (n, 2)), ("a", (2,)), ("b", (2,))))
+        stacked = tg.stack([a, *[X[t] for t in range(n)], b]) * 2.0
+        rewritten = passes.unstack_rows(g, [stacked])
+        ops = [node.op for node in rewritten.nodes.values()]
+        assert "stack" not in ops and ops.count("concat") == 1, ops
+        sizes.append(len(ops))
+        feeds = {"X": RNG_STACK.normal(size=(n, 2)), "a": np.ones(2), "b": -np.ones(2)}
+        want = np.concatenate([feeds["a"][None], feeds["X"], feeds["b"][None]]) * 2.0
+        np.testing.assert_array_equal(rewritten.run(rewritten.node(stacked.name), feeds), want)
+    assert sizes[0] == sizes[1], sizes
+
+
+RNG_STACK = np.random.default_rng(5)

@@ -28,7 +28,9 @@ __all__ = ["unstack_rows", "single_row_slices"]
 
 def unstack_rows(draft: Draft) -> None:
     """``stack(X[0], …, X[T-1])`` -> ``X`` (``stack(X[T-1], …, X[0])`` -> ``X[::-1]``,
-    a view), also through ``sum_to(…, like)`` wrappers:
+    ``stack(X[0], X[2], …)`` -> ``X[0::2]``, views; a run of rows between two other
+    values -> a ``concat`` of the run's slice and the two), also through
+    ``sum_to(…, like)`` wrappers:
     a stack of ``sum_to(X[t], L[t])`` is ``sum_to(X, L)`` (each row is reduced to its
     like's shape either way), so reverse mode's stacks of per-step gradients read
     whole arrays too. Rows or ranges read from a
@@ -51,9 +53,55 @@ def unstack_rows(draft: Draft) -> None:
                                                  name=user.name + "/parts"))
     for rec in draft.live():
         if rec.op == "stack" and rec.attrs.get("axis", 0) == 0 and len(rec.inputs) >= 2:
-            whole = _stack_of_rows(draft, [draft.recs[i] for i in rec.inputs])
+            parts = [draft.recs[i] for i in rec.inputs]
+            whole = _stack_of_rows(draft, parts)
+            if whole is None:
+                whole = _concat_of_runs(draft, parts, rec)
             if whole is not None and whole != rec.id:
                 draft.replace(rec.id, whole)
+
+
+def _concat_of_runs(draft: Draft, parts: list[Rec], stack: Rec) -> int | None:
+    """``stack(a, X[0], …, X[n-1], b)`` -> ``concat(a[None], X[0:n], b[None])``: at most
+    one value of its own on each side of one run of rows in order (a loss's first and
+    last steps, handled apart, around its vectorized middle), so the stack's size no
+    longer grows with T."""
+    runs: list[tuple[int, int, int]] = []  # (first part, count, source)
+    i = 0
+    while i < len(parts):
+        row = _row_of(parts[i])
+        j = i + 1
+        if row is not None:
+            while j < len(parts) and _row_of(parts[j]) == (row[0], row[1] + j - i):
+                j += 1
+        if j - i >= 2:
+            runs.append((i, j - i, row[0]))  # type: ignore[index]
+        i = j
+    if len(runs) != 1:
+        return None
+    first, count, source = runs[0]
+    if first > 1 or len(parts) - first - count > 1:
+        return None
+    start = _row_of(parts[first])[1]  # type: ignore[index]
+    pieces = [draft.add("expand_dims", [p.id], {"axis": 0}, name=f"{stack.name}/head")
+              for p in parts[:first]]
+    pieces.append(draft.add("getitem", [source], {"index": ((start, start + count, None),)},
+                            name=f"{stack.name}/rows"))
+    pieces += [draft.add("expand_dims", [p.id], {"axis": 0}, name=f"{stack.name}/tail")
+               for p in parts[first + count:]]
+    joined = draft.add("concat", pieces, {"axis": 0}, name=stack.name)
+    if draft.recs[joined].shape != stack.shape or draft.recs[joined].dtype != stack.dtype:
+        return None
+    return joined
+
+
+def _row_of(rec: Rec) -> tuple[int, int] | None:
+    """``(source, t)`` when ``rec`` is ``source[t]`` (t a non-negative int)."""
+    index = rec.attrs.get("index") if rec.op == "getitem" else None
+    if isinstance(index, tuple) and len(index) == 1 and type(index[0]) is int \
+            and index[0] >= 0:
+        return rec.inputs[0], index[0]
+    return None
 
 
 def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
@@ -63,17 +111,19 @@ def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
         source, start = first.inputs[0], first.attrs["index"][0]
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
             return None
-        for step in (1, -1):  # rows in time order, or backwards (a loop run from the end)
-            if all(p.op == "getitem" and p.inputs[0] == source
-                   and p.attrs["index"] == (start + step * t,) for t, p in enumerate(parts)):
-                break
-        else:
+        # Rows in time order, backwards (a loop run from the end) or every k-th one.
+        second = parts[1].attrs.get("index") if parts[1].op == "getitem" else None
+        step = second[0] - start if isinstance(second, tuple) and len(second) == 1 \
+            and type(second[0]) is int else 0
+        if step == 0 or not all(p.op == "getitem" and p.inputs[0] == source
+                                and p.attrs["index"] == (start + step * t,)
+                                for t, p in enumerate(parts)):
             return None
         count = len(parts)
         if step == 1 and start == 0 and draft.recs[source].shape[:1] == (count,):
             return source
         stop = start + step * count
-        index = (start, stop, 1) if step == 1 else (start, stop if stop >= 0 else None, -1)
+        index = (start, stop, step) if step > 0 else (start, stop if stop >= 0 else None, step)
         return draft.add("getitem", [source], {"index": (index,)}, name=first.name + "/rows")
     if first.op == "sum_to" and all(p.op == "sum_to" for p in parts):
         values = _stack_of_rows(draft, [draft.recs[p.inputs[0]] for p in parts])

@@ -11,7 +11,8 @@ are the rows 0 … T-1 of one array becomes a sum over the time axis::
     loss = ce(ys[0], y[0]) + ce(ys[1], y[1]) + … + ce(ys[T-1], y[T-1])
        ==>  loss = sum(ce_per_step(ys, y), axis=0)
 
-Only rows proved to come from one array, indices 0 … T-1 each once, count.
+Only rows proved to come from one array, indices 0 … T-1 each once, count, or
+evenly spaced ones (a loss on every k-th step reads ``ys[0::k]``, a view).
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ def _one_round(draft: Draft) -> bool:
         for signature, members in groups:
             steps = sorted(members)
             lo, count = steps[0], len(steps)
+            # Steps evenly spaced: every step, or every k-th (a loss on every other step)
+            stride = steps[1] - lo if count >= 2 else 1
             if done.intersection(members.values()) or count < 2 \
-                    or steps != list(range(lo, lo + count)) \
-                    or any(not 0 <= lo + off and lo + off + count <= lengths[a]
+                    or steps != list(range(lo, lo + stride * count, stride)) \
+                    or any(not 0 <= lo + off and lo + off + stride * (count - 1) < lengths[a]
                            for kind, (a, off) in _row_slots(signature)):
                 continue
             if any(kind == "leaf" for kind, _ in signature):
@@ -80,10 +83,11 @@ def _one_round(draft: Draft) -> bool:
                 if concrete is None:
                     continue
                 signature = concrete
-            signature = tuple((kind, _window(draft, detail, lo, count, lengths[detail[0]]))
+            signature = tuple((kind, _window(draft, detail, lo, count, lengths[detail[0]],
+                                             stride))
                               if kind == "row" and isinstance(detail, tuple) else
                               (kind, detail) for kind, detail in signature)
-            if _lift_group(draft, signature, members, lo):
+            if _lift_group(draft, signature, members, lo, stride):
                 done.update(members.values())
                 changed = True
     return changed
@@ -95,14 +99,18 @@ def _row_slots(signature: tuple) -> list:
             if kind == "row" and isinstance(detail, tuple)]
 
 
-def _window(draft: Draft, row: tuple[int, int], lo: int, count: int, length: int) -> int:
-    """The rows ``lo + offset …`` of an array that a group of ``count`` steps reads (the
-    array itself when that is all of it): ``ids[t + 1]`` beside ``logits[t]``."""
+def _window(draft: Draft, row: tuple[int, int], lo: int, count: int, length: int,
+            stride: int = 1) -> int:
+    """The rows ``lo + offset``, ``+ stride`` … of an array that a group of ``count``
+    steps reads (the array itself when that is all of it): ``ids[t + 1]`` beside
+    ``logits[t]``; ``ys[0::2]`` for a loss on every other step (a view either way)."""
     array, offset = row
     start = lo + offset
-    if start == 0 and count == length:
+    if start == 0 and count == length and stride == 1:
         return array
-    return draft.add("getitem", [array], {"index": ((start, start + count, None),)},
+    stop = start + stride * (count - 1) + 1
+    return draft.add("getitem", [array],
+                     {"index": ((start, stop, None if stride == 1 else stride),)},
                      name="vectorized/rows")
 
 
@@ -193,7 +201,8 @@ def _leaf_slots(draft: Draft, signature: tuple, members: dict[int, int]) -> tupl
     return tuple(out)
 
 
-def _lift_group(draft: Draft, signature: tuple, members: dict[int, int], lo: int) -> bool:
+def _lift_group(draft: Draft, signature: tuple, members: dict[int, int], lo: int,
+                stride: int = 1) -> bool:
     """The members as rows of one op on the stacks, through the op's batch rule."""
     first = draft.recs[members[lo]]
     args = [Value(draft, a) for _, a in signature]
@@ -209,7 +218,7 @@ def _lift_group(draft: Draft, signature: tuple, members: dict[int, int], lo: int
     if out is None:
         return False
     for t, member in members.items():
-        draft.replace(member, draft.add("getitem", [out.id], {"index": (t - lo,)},
+        draft.replace(member, draft.add("getitem", [out.id], {"index": ((t - lo) // stride,)},
                                         name=draft.recs[member].name))
     return True
 
