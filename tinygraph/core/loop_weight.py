@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from .forwards import dot
+
 __all__ = ["LOOP_WEIGHT_MIN_STEPS", "MARGIN", "layout_speed", "loop_weight"]
 
 # Below this many steps a loop does not earn back the copy a new layout makes.
@@ -90,12 +92,12 @@ def _measure(rows: int, k: int, n: int, dtype: str) -> float:
     columns = np.asfortranarray(c_order)
     out = np.empty((rows, n), dtype)
     best = {"C": np.inf, "F": np.inf}
-    np.dot(a, c_order, out)  # first calls pay for page faults and BLAS's start-up
-    np.dot(a, columns, out)
+    dot(a, c_order, out)  # first calls pay for page faults and BLAS's start-up
+    dot(a, columns, out)
     for _ in range(_ROUNDS):  # interleaved, the best of each: noise only slows a call down
         for name, w in (("C", c_order), ("F", columns)):
             start = time.perf_counter()
-            np.dot(a, w, out)
-            np.dot(a, w, out)
+            dot(a, w, out)
+            dot(a, w, out)
             best[name] = min(best[name], time.perf_counter() - start)
     return float(best["F"] / best["C"])

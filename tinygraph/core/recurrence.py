@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .forwards import dot as fast_dot
 from .loop_weight import loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
 from .primitives import sigmoid_forward
@@ -74,7 +75,7 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
     states = np.empty(a.shape, dtype)
     z = np.empty(step, dtype)
     w = loop_weight(w, rows=int(np.prod(step[:-1])), steps=len(a))
-    dot, add = np.dot, np.add
+    dot, add = fast_dot, np.add
     prev = s0
     # Iterating an array yields its rows as views, at C speed.
     for a_t, row in zip(a, states, strict=True):
@@ -115,7 +116,7 @@ def _small_steps(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.ndarray | N
     blocks = [w, np.eye(hidden, dtype=dtype)] + ([] if b is None else [np.reshape(b, (1, -1))])
     stacked = np.concatenate(blocks)
     z = np.empty(a.shape[1:], dtype)
-    dot = np.dot
+    dot = fast_dot
     for row, nxt in zip(rows[:-1], rows[1:, ..., :hidden], strict=True):
         dot(row, stacked, z)
         act(z, nxt)

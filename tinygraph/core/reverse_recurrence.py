@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .forwards import dot as fast_dot
 from .loop_weight import loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
 from .recurrence import AUGMENT_MAX
@@ -61,7 +62,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
     dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dz.dtype)
     wt = loop_weight(wt, rows=int(np.prod(g.shape[1:-1])), steps=len(g))
-    dot, add, mul = np.dot, np.add, np.multiply
+    dot, add, mul = fast_dot, np.add, np.multiply
     mul(g[-1], d[-1], dz[-1])
     later = dz[-1]
     # Rows from the second last back to the first, as views, at C speed.
@@ -87,7 +88,7 @@ def _small_steps(g: np.ndarray, d: np.ndarray, wt: np.ndarray, dtype: np.dtype) 
     stacked = np.concatenate([wt, np.eye(hidden, dtype=dtype)])
     dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dtype)
-    dot, mul = np.dot, np.multiply
+    dot, mul = fast_dot, np.multiply
     lefts = rows[:-1, ..., :hidden]  # lefts[t - 1] receives dz_t
     for row, d_t, left in zip(rows[:0:-1], d[:0:-1], lefts[::-1], strict=True):
         dot(row, stacked, carry)

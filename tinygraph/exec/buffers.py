@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.forwards import dot
 from .allocator import MMAP_THRESHOLD, tune_allocator
 
 __all__ = ["BUFFER_MIN_BYTES", "TUNED_BUFFER_MIN_BYTES", "buffer_min_bytes", "into_buffer",
@@ -74,7 +75,7 @@ def result_shape(forward: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
     """The shape ``forward(*args)`` will have (elementwise ufunc, matmul or stack)."""
     if forward is stack_into:
         return (len(args), *np.shape(args[0]))
-    if forward is np.matmul or forward is stacked_matmul or forward is np.dot:
+    if forward is np.matmul or forward is stacked_matmul or forward is dot:
         a, b = args
         if a.ndim == 2 and b.ndim == 2:
             return (a.shape[0], b.shape[1])

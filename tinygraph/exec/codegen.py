@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.forwards import dot
 from ..core.node import Node
 from ..core.op import OPS
 from .buffers import buffer_min_bytes, into_buffer, stack_into, stacked_matmul
@@ -82,7 +83,7 @@ def generate(plan: Plan, sizes: list[int]
             backed.add(out)
             # np.dot and the stacked matmul take out= themselves (np.dot of two matrices
             # is about twice as fast as the np.matmul ufunc writing into a buffer).
-            names[f"f{out}"] = (step.forward if step.forward in (stacked_matmul, np.dot)
+            names[f"f{out}"] = (step.forward if step.forward in (stacked_matmul, dot)
                                 else _BUFFERED_FORWARD.get(step.node.op, step.forward))
             lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
                          f"{', '.join(f'v{a}' for a in args)})")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.forwards import dot
 from ..core.gcpause import gc_paused
 from ..core.node import Node
 from ..core.op import LEAF_OPS, OPS, bind_forward
@@ -81,8 +82,9 @@ def bind(node: Node) -> Callable:
     if node.op == "matmul":
         if all(len(src.shape) == 2 and src.dtype in _FLOATS for src in node.inputs):
             # Matrix by matrix: np.dot has the least overhead (0.39 µs against 0.66
-            # for @ on 8 x 8), which is what a recurrence pays once per step.
-            return np.dot
+            # for @ on 8 x 8), which is what a recurrence pays once per step; without
+            # its array-function dispatch, less still (core/forwards.py).
+            return dot
         a, b = node.inputs
         if len(a.shape) >= 3 and len(b.shape) == 2 and a.dtype == b.dtype and a.dtype in _FLOATS:
             return stacked_matmul
