@@ -293,3 +293,22 @@ def test_a_backward_chain_whose_weight_depends_on_its_last_step_is_left_alone():
         later = (feeds["g"][t] + later @ w_eff) * feeds["d"][t]
         want.append(later)
     np.testing.assert_allclose(g.run(fetch, feeds), want[::-1], rtol=1e-12)
+
+
+def test_plans_multiply_small_matrices_with_numpys_dot_minus_its_dispatch():
+    # The loops' np.dot skips numpy's Python-level __array_function__ dispatcher where
+    # numpy exposes the C function beneath it; same function, same values, out= too.
+    from tinygraph.core.forwards import dot
+    from tinygraph.exec.plan import bind
+
+    if hasattr(np.dot, "_implementation"):
+        assert dot is np.dot._implementation and dot is not np.dot
+    rng = np.random.default_rng(2)
+    a, w = rng.normal(size=(3, 5)), rng.normal(size=(5, 4))
+    out = np.empty((3, 4))
+    assert dot(a, w, out) is out
+    np.testing.assert_array_equal(out, np.dot(a, w))
+    g = tg.Graph()
+    x, W = g.input("x", shape=(None, 5)), g.param("W", w)
+    assert bind(x @ W) is dot
+    np.testing.assert_array_equal(g.run(x @ W, {"x": a}), np.dot(a, w))
