@@ -283,3 +283,38 @@ def test_softmax_rows_sum_accurately(dtype, classes, rtol):
     z = (RNG.normal(size=(3, classes)) * 3).astype(dtype)
     got = run(tg.softmax(x), {"x": z}).astype(np.float64)
     np.testing.assert_allclose(got, _softmax_parts(z.astype(np.float64))[1], rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "int64", "bool"])
+@pytest.mark.parametrize("axis", [None, 0, -1, (0, 2), (-1, 1)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_the_wrapper_free_reductions_equal_numpys_to_the_bit(dtype, axis, keepdims):
+    # sum and mean skip numpy's Python wrappers (core/forwards.py); values, dtypes and
+    # shapes must be numpy's own, 0-d arrays included.
+    from tinygraph.core.forwards import mean_forward, sum_forward
+
+    x = np.random.default_rng(3).normal(size=(3, 4, 5)).astype(dtype)
+    for ours, theirs in ((sum_forward, np.sum), (mean_forward, np.mean)):
+        got, want = ours(x, axis, keepdims=keepdims), np.asarray(theirs(x, axis,
+                                                                         keepdims=keepdims))
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype, (got, want)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_wrapper_free_shape_forwards_equal_numpys():
+    from tinygraph.core.forwards import (concat_forward, expand_dims_forward,
+                                         reshape_forward, transpose_forward)
+
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for axis in (0, 1, -1, -4, (0, 2), (-1, 0), (1, -2)):
+        np.testing.assert_array_equal(expand_dims_forward(x, axis), np.expand_dims(x, axis))
+        assert expand_dims_forward(x, axis).shape == np.expand_dims(x, axis).shape
+    for bad in (4, -5, (0, 0)):  # numpy's own error
+        with pytest.raises((np.exceptions.AxisError, ValueError)):
+            expand_dims_forward(x, bad)
+    assert expand_dims_forward(np.float64(2.0), 0).shape == (1,)
+    np.testing.assert_array_equal(transpose_forward(x), np.transpose(x))
+    np.testing.assert_array_equal(transpose_forward(x, (1, 0, 2)), np.transpose(x, (1, 0, 2)))
+    np.testing.assert_array_equal(reshape_forward(x, (4, -1)), np.reshape(x, (4, -1)))
+    np.testing.assert_array_equal(concat_forward(x, x, axis=-1), np.concatenate([x, x], -1))
+    assert np.shares_memory(expand_dims_forward(x, 0), x)  # views, as numpy's

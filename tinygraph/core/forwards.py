@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 __all__ = ["softmax_forward", "log_softmax_forward", "exp_shifted", "row_sums",
-           "sigmoid_forward", "sigmoid_unguarded", "check_ids", "dot"]
+           "sigmoid_forward", "sigmoid_unguarded", "check_ids", "dot", "concat_forward",
+           "transpose_forward", "reshape_forward", "expand_dims_forward", "sum_forward",
+           "mean_forward"]
 
 # ``np.dot`` without its ``__array_function__`` dispatch. numpy 2 sends every ``np.dot``
 # call through a Python-level dispatcher first: 0.33 µs of the 1.09 µs a (1, 8) @ (8, 8)
@@ -157,3 +159,58 @@ def check_ids(ids: np.ndarray, size: int, what: str) -> None:
     if ids.size and (ids.min() < 0 or ids.max() >= size):
         bad = ids.min() if ids.min() < 0 else ids.max()
         raise IndexError(f"{what} {int(bad)} is out of range [0, {size})")
+
+
+# Shape and reduction forwards a loop may run on every step (a layer-normalized cell's
+# means, a backward's expand_dims and concat), without numpy's Python-level wrappers:
+# measured on a (1, 8) array, mean 4.0 -> 2.0 µs, expand_dims 3.0 -> 0.4 µs,
+# transpose 0.53 -> 0.10 µs. Each computes exactly what the numpy function does.
+_concatenate: Any = getattr(np.concatenate, "_implementation", np.concatenate)
+_FLOAT_MEANS = (np.dtype("float32"), np.dtype("float64"))
+_add_reduce: Any = np.add.reduce  # (numpy's stubs overload keepdims by literal value)
+
+
+def concat_forward(*xs: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``np.concatenate(xs, axis)``."""
+    return _concatenate(xs, axis=axis)
+
+
+def transpose_forward(x: Any, axes: Any = None) -> Any:
+    """``np.transpose(x, axes)``."""
+    return x.transpose(axes) if isinstance(x, np.ndarray) else np.transpose(x, axes)
+
+
+def reshape_forward(x: Any, shape: Any) -> Any:
+    """``np.reshape(x, shape)``."""
+    return x.reshape(shape) if isinstance(x, np.ndarray) else np.reshape(x, shape)
+
+
+def expand_dims_forward(x: Any, axis: Any) -> Any:
+    """``np.expand_dims(x, axis)``: a view with size-1 axes inserted."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    rank = np.ndim(x) + len(axes)
+    places = sorted(a + rank if type(a) is int and a < 0 else a for a in axes)
+    if not isinstance(x, np.ndarray) or any(type(a) is not int or not 0 <= a < rank
+                                            for a in places) or len(set(places)) < len(places):
+        return np.expand_dims(x, axis)  # numpy's own error for a bad axis
+    shape = list(x.shape)
+    for a in places:
+        shape.insert(a, 1)
+    return x.reshape(shape)
+
+
+def sum_forward(x: Any, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    """``np.sum(x, axis, keepdims=keepdims)`` as an array (0-d for a full sum)."""
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return np.asarray(_add_reduce(x, axis=axis, keepdims=keepdims))
+    return np.asarray(np.sum(x, axis, keepdims=keepdims))
+
+
+def mean_forward(x: Any, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    """``np.mean(x, axis, keepdims=keepdims)`` as an array: for float32/64, the sum divided
+    by the count, as numpy's mean computes it."""
+    if isinstance(x, np.ndarray) and x.dtype in _FLOAT_MEANS and x.size:
+        total = _add_reduce(x, axis=axis, keepdims=keepdims)
+        count = x.size // max(np.size(total), 1)
+        return np.asarray(np.true_divide(total, count))
+    return np.asarray(np.mean(x, axis, keepdims=keepdims))

@@ -26,7 +26,18 @@ import numpy as np
 
 from . import shape_rules as rules
 from . import shape_rules_numpy as nrules
-from .forwards import check_ids, log_softmax_forward, sigmoid_forward, softmax_forward
+from .forwards import (
+    check_ids,
+    concat_forward,
+    expand_dims_forward,
+    log_softmax_forward,
+    mean_forward,
+    reshape_forward,
+    sigmoid_forward,
+    softmax_forward,
+    sum_forward,
+    transpose_forward,
+)
 from .node import build
 from .op import Op, new_node, select, unbroadcast, wanted_grads
 from .shapes import normalize_axes, normalize_axis
@@ -312,16 +323,16 @@ PRIMITIVES = [
         fresh=True),
     Op("log_softmax", 1, log_softmax_forward, rules.along_axis, _log_softmax_vjp,
        doc="stable log-softmax along axis", fresh=True),
-    Op("sum", 1, lambda x, axis=None, keepdims=False: np.asarray(x.sum(axis, keepdims=keepdims)),
+    Op("sum", 1, sum_forward,
        rules.reduce, _reduce_vjp, doc="sum over axis (None: all)", fresh=True),
-    Op("mean", 1, lambda x, axis=None, keepdims=False: np.asarray(x.mean(axis, keepdims=keepdims)),
+    Op("mean", 1, mean_forward,
        lambda s, a: rules.reduce(s, a, mean=True), _reduce_vjp, doc="mean over axis", fresh=True),
-    Op("transpose", 1, lambda x, axes=None: np.transpose(x, axes), rules.transpose,
+    Op("transpose", 1, transpose_forward, rules.transpose,
        _transpose_vjp, doc="permute axes (default: reverse)", view=True),
-    Op("reshape", 1, lambda x, shape: np.reshape(x, shape), rules.reshape,
+    Op("reshape", 1, reshape_forward, rules.reshape,
        _unary(lambda g, x, y: new_node("reshape_like", g, x)), doc="reshape (one -1 allowed)",
            view=True),
-    Op("concat", None, lambda *xs, axis=0: np.concatenate(xs, axis=axis), rules.concat,
+    Op("concat", None, concat_forward, rules.concat,
        _concat_vjp, doc="join along an existing axis", fresh=True),
     Op("stack", None, _stack_forward, rules.stack, _stack_vjp,
        doc="join along a new axis", fresh=True),
@@ -346,7 +357,7 @@ PRIMITIVES = [
     Op("reshape_like", 2, lambda x, like: np.reshape(x, like.shape), rules.reshape_like,
        _like_vjp("reshape_like"), doc="x reshaped to like's shape",
            view=True, identity_when_shapes_agree=True),
-    Op("expand_dims", 1, lambda x, axis: np.expand_dims(x, axis), rules.expand_dims,
+    Op("expand_dims", 1, expand_dims_forward, rules.expand_dims,
        _unary(lambda g, x, y: new_node("reshape_like", g, x)), doc="insert size-1 axes", view=True),
     Op("size", 1, _size_forward, rules.size, _no_grad,
        doc="number of elements of x along axis (None: all), as a scalar", fresh=True),
