@@ -657,3 +657,16 @@ def test_a_stack_of_one_run_of_rows_between_two_values_is_a_concat():
 
 
 RNG_STACK = np.random.default_rng(5)
+
+
+def test_a_stack_of_rows_wrapping_around_the_end_is_left_a_stack():
+    # X[0], X[-1], X[-2] are rows 0, n-1, n-2: not the slice X[0::-1] (one row).
+    from tinygraph import passes
+
+    g = tg.Graph()
+    X = g.input("X", shape=(4, 2))
+    picked = tg.stack([X[0], X[-1], X[-2]]) * 1.0
+    rewritten = passes.unstack_rows(g, [picked])
+    x = RNG_STACK.normal(size=(4, 2))
+    np.testing.assert_array_equal(rewritten.run(rewritten.node(picked.name), {"X": x}),
+                                  np.stack([x[0], x[-1], x[-2]]))

@@ -115,11 +115,11 @@ def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
         second = parts[1].attrs.get("index") if parts[1].op == "getitem" else None
         step = second[0] - start if isinstance(second, tuple) and len(second) == 1 \
             and type(second[0]) is int else 0
-        if step == 0 or not all(p.op == "getitem" and p.inputs[0] == source
-                                and p.attrs["index"] == (start + step * t,)
-                                for t, p in enumerate(parts)):
-            return None
         count = len(parts)
+        if step == 0 or start + step * (count - 1) < 0 or not all(
+                p.op == "getitem" and p.inputs[0] == source
+                and p.attrs["index"] == (start + step * t,) for t, p in enumerate(parts)):
+            return None  # (X[0], X[-1], … wraps around: not one slice)
         if step == 1 and start == 0 and draft.recs[source].shape[:1] == (count,):
             return source
         stop = start + step * count
