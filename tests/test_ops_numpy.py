@@ -302,8 +302,12 @@ def test_the_wrapper_free_reductions_equal_numpys_to_the_bit(dtype, axis, keepdi
 
 
 def test_the_wrapper_free_shape_forwards_equal_numpys():
-    from tinygraph.core.forwards import (concat_forward, expand_dims_forward,
-                                         reshape_forward, transpose_forward)
+    from tinygraph.core.forwards import (
+        concat_forward,
+        expand_dims_forward,
+        reshape_forward,
+        transpose_forward,
+    )
 
     x = np.arange(24.0).reshape(2, 3, 4)
     for axis in (0, 1, -1, -4, (0, 2), (-1, 0), (1, -2)):
