@@ -362,3 +362,23 @@ def test_per_step_consts_of_equal_value_vectorize_as_one():
     assert _ops(og).count("sub") == 1 and "stack" not in _ops(og)
     mv = RNG.random((5, 2, 1))
     np.testing.assert_allclose(og.run(root, {"M": mv}), 1 - mv, rtol=1e-15)
+
+
+@pytest.mark.parametrize("start, stop", [(1, None), (0, 3), (2, 5), (None, -1), (-3, None),
+                                         (3, 4), (0, None)])
+def test_slices_of_joined_rows_read_the_parts_with_the_same_values(start, stop):
+    from tinygraph.passes.concat_slices import concat_slices_pass
+    from tinygraph.passes.draft import Draft
+
+    g = tg.Graph()
+    S, a = g.input("S", shape=(5, 2)), g.input("a", shape=(2,))
+    joined = tg.concat([tg.expand_dims(a, 0), S[1:4], tg.expand_dims(S[-1], 0), S[:2]])
+    picked = joined[start:stop] * 1.0
+    draft = Draft(g, [picked])
+    concat_slices_pass(draft)
+    rewritten, (node,) = draft.build()
+    feeds = {"S": np.arange(10.0).reshape(5, 2), "a": np.array([-1.0, -2.0])}
+    want = np.concatenate([feeds["a"][None], feeds["S"][1:4], feeds["S"][-1:],
+                           feeds["S"][:2]])[start:stop]
+    present = {k: v for k, v in feeds.items() if k in rewritten.nodes}  # a may be gone
+    np.testing.assert_array_equal(rewritten.run(node, present), want)

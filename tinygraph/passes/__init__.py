@@ -51,6 +51,7 @@ from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
 from .body_cse import body_cse_pass
+from .concat_slices import concat_slices_pass
 from .draft import Draft, Rec, freeze
 from .fused_loss import fuse_cross_entropy_pass
 from .hoist import hoist_pass
@@ -234,7 +235,7 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, lerp_pass,
                             saved_carries_pass, stored_concats_pass]
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
-                               recurrence_kernel_pass,
+                               recurrence_kernel_pass, concat_slices_pass,
                                _fold, _cse, _onehot_take, _bias_into_table, _cse,
                                fuse_cross_entropy_pass]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")
