@@ -382,3 +382,18 @@ def test_slices_of_joined_rows_read_the_parts_with_the_same_values(start, stop):
                            feeds["S"][:2]])[start:stop]
     present = {k: v for k, v in feeds.items() if k in rewritten.nodes}  # a may be gone
     np.testing.assert_array_equal(rewritten.run(node, present), want)
+
+
+def test_a_slice_of_a_mixed_dtype_join_keeps_the_joins_dtype():
+    from tinygraph.passes.concat_slices import concat_slices_pass
+    from tinygraph.passes.draft import Draft
+
+    g = tg.Graph()
+    ids, x = g.input("ids", shape=(2, 3), dtype="int64"), g.input("x", shape=(2, 3))
+    picked = tg.concat([ids, x])[0:2]
+    draft = Draft(g, [picked])
+    concat_slices_pass(draft)
+    rewritten, (node,) = draft.build()
+    assert node.dtype == np.float64
+    got = rewritten.run(node, {"ids": np.ones((2, 3), np.int64), "x": np.zeros((2, 3))})
+    assert got.dtype == np.float64 and got.tolist() == [[1.0] * 3] * 2

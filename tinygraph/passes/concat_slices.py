@@ -76,7 +76,8 @@ def _slice_of_concat(draft: Draft, rec: Rec) -> int | None:
         offset += n
     new = pieces[0] if len(pieces) == 1 else draft.add("concat", pieces, {"axis": 0},
                                                        name=rec.name)
-    return new if draft.recs[new].shape == rec.shape else None
+    found = draft.recs[new]  # (an int part of a float join would come out as ints)
+    return new if found.shape == rec.shape and found.dtype == rec.dtype else None
 
 
 def _rows(draft: Draft, rec: Rec) -> tuple[int, int, int] | None:
