@@ -52,20 +52,37 @@ def _length(rec: Rec) -> int | None:
     return first if type(first) is int else None
 
 
+def _span(rec: Rec, length: int) -> tuple[int, int] | None:
+    """``(start, stop)`` when ``rec`` is ``x[start:stop]`` (step 1) of an ``x`` of ``length``
+    rows, bounds resolved as numpy does; None for any other index."""
+    index = rec.attrs.get("index") if rec.op == "getitem" else None
+    if not isinstance(index, tuple) or len(index) != 1 or not isinstance(index[0], tuple) \
+            or index[0][2] not in (None, 1):
+        return None
+    start, stop, _ = slice(index[0][0], index[0][1]).indices(length)
+    return start, stop
+
+
+def _joined(draft: Draft, pieces: list[int], rec: Rec) -> int | None:
+    """The one piece, or a concat of the pieces, when it has ``rec``'s shape and dtype (an
+    int part of a float join alone would come out as ints)."""
+    new = pieces[0] if len(pieces) == 1 else draft.add("concat", pieces, {"axis": 0},
+                                                       name=rec.name)
+    found = draft.recs[new]
+    return new if found.shape == rec.shape and found.dtype == rec.dtype else None
+
+
 def _slice_of_concat(draft: Draft, rec: Rec) -> int | None:
-    index = rec.attrs.get("index")
     source = draft.recs[rec.inputs[0]]
-    if (source.op != "concat" or source.attrs.get("axis", 0) != 0 or not isinstance(index, tuple)
-            or len(index) != 1 or not isinstance(index[0], tuple) or index[0][2] not in (None, 1)):
+    if source.op != "concat" or source.attrs.get("axis", 0) != 0:
         return None
     parts = [draft.recs[i] for i in source.inputs]
     lengths = [n for n in (_length(p) for p in parts) if n is not None]
-    if len(lengths) != len(parts):
-        return None
     total = sum(lengths)
-    start, stop, _ = slice(index[0][0], index[0][1]).indices(total)
-    if start >= stop or (start == 0 and stop == total):
+    span = _span(rec, total) if len(lengths) == len(parts) else None
+    if span is None or span[0] >= span[1] or span == (0, total):
         return None
+    start, stop = span
     pieces, offset = [], 0
     for part, n in zip(parts, lengths, strict=True):
         lo, hi = max(start, offset), min(stop, offset + n)
@@ -74,10 +91,7 @@ def _slice_of_concat(draft: Draft, rec: Rec) -> int | None:
                 "getitem", [part.id], {"index": ((lo - offset, hi - offset, None),)},
                 name=f"{rec.name}/part"))
         offset += n
-    new = pieces[0] if len(pieces) == 1 else draft.add("concat", pieces, {"axis": 0},
-                                                       name=rec.name)
-    found = draft.recs[new]  # (an int part of a float join would come out as ints)
-    return new if found.shape == rec.shape and found.dtype == rec.dtype else None
+    return _joined(draft, pieces, rec)
 
 
 def _rows(draft: Draft, rec: Rec) -> tuple[int, int, int] | None:
@@ -93,16 +107,12 @@ def _rows(draft: Draft, rec: Rec) -> tuple[int, int, int] | None:
             return None
         i = index[0] + n if index[0] < 0 else index[0]
         return (source.id, i, i + 1) if 0 <= i < n else None
-    index = rec.attrs.get("index") if rec.op == "getitem" else None
-    if not isinstance(index, tuple) or len(index) != 1 or not isinstance(index[0], tuple) \
-            or index[0][2] not in (None, 1):
+    if rec.op != "getitem":
         return None
     source = draft.recs[rec.inputs[0]]
     n = _length(source)
-    if n is None:
-        return None
-    start, stop, _ = slice(index[0][0], index[0][1]).indices(n)
-    return (source.id, start, stop) if start < stop else None
+    span = None if n is None else _span(rec, n)
+    return (source.id, *span) if span is not None and span[0] < span[1] else None
 
 
 def _joined_ranges(draft: Draft, rec: Rec) -> int | None:
@@ -128,7 +138,4 @@ def _joined_ranges(draft: Draft, rec: Rec) -> int | None:
         whole = (start, stop) == (0, _length(draft.recs[array]))
         pieces.append(array if whole else draft.add(
             "getitem", [array], {"index": ((start, stop, None),)}, name=f"{rec.name}/rows"))
-    new = pieces[0] if len(pieces) == 1 else draft.add("concat", pieces, {"axis": 0},
-                                                       name=rec.name)
-    found = draft.recs[new]
-    return new if found.shape == rec.shape and found.dtype == rec.dtype else None
+    return _joined(draft, pieces, rec)

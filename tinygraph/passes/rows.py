@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .draft import Draft, Rec
 
-__all__ = ["unstack_rows", "single_row_slices"]
+__all__ = ["unstack_rows", "single_row_slices", "row_of"]
 
 
 def unstack_rows(draft: Draft) -> None:
@@ -69,10 +69,10 @@ def _concat_of_runs(draft: Draft, parts: list[Rec], stack: Rec) -> int | None:
     runs: list[tuple[int, int, int]] = []  # (first part, count, source)
     i = 0
     while i < len(parts):
-        row = _row_of(parts[i])
+        row = row_of(parts[i])
         j = i + 1
         if row is not None:
-            while j < len(parts) and _row_of(parts[j]) == (row[0], row[1] + j - i):
+            while j < len(parts) and row_of(parts[j]) == (row[0], row[1] + j - i):
                 j += 1
         if j - i >= 2:
             runs.append((i, j - i, row[0]))  # type: ignore[index]
@@ -82,7 +82,7 @@ def _concat_of_runs(draft: Draft, parts: list[Rec], stack: Rec) -> int | None:
     first, count, source = runs[0]
     if first > 1 or len(parts) - first - count > 1:
         return None
-    start = _row_of(parts[first])[1]  # type: ignore[index]
+    start = row_of(parts[first])[1]  # type: ignore[index]
     pieces = [draft.add("expand_dims", [p.id], {"axis": 0}, name=f"{stack.name}/head")
               for p in parts[:first]]
     pieces.append(draft.add("getitem", [source], {"index": ((start, start + count, None),)},
@@ -95,9 +95,9 @@ def _concat_of_runs(draft: Draft, parts: list[Rec], stack: Rec) -> int | None:
     return joined
 
 
-def _row_of(rec: Rec) -> tuple[int, int] | None:
-    """``(source, t)`` when ``rec`` is ``source[t]`` (t a non-negative int)."""
-    index = rec.attrs.get("index") if rec.op == "getitem" else None
+def row_of(rec: Rec) -> tuple[int, int] | None:
+    """``(source id, t)`` when ``rec`` is ``source[t]`` (one non-negative int index)."""
+    index = rec.attrs.get("index") if rec.op == "getitem" and len(rec.inputs) == 1 else None
     if isinstance(index, tuple) and len(index) == 1 and type(index[0]) is int \
             and index[0] >= 0:
         return rec.inputs[0], index[0]
@@ -108,18 +108,16 @@ def _stack_of_rows(draft: Draft, parts: list[Rec]) -> int | None:
     """A node equal to ``stack(parts)`` built from whole arrays, if there is one."""
     first = parts[0]
     if first.op == "getitem":
-        source, start = first.inputs[0], first.attrs["index"][0]
-        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        # Rows in time order, backwards (a loop run from the end) or every k-th one;
+        # only non-negative indices (X[0], X[-1], … wraps around: not one slice).
+        rows = [row_of(p) for p in parts]
+        if rows[0] is None or rows[1] is None:
             return None
-        # Rows in time order, backwards (a loop run from the end) or every k-th one.
-        second = parts[1].attrs.get("index") if parts[1].op == "getitem" else None
-        step = second[0] - start if isinstance(second, tuple) and len(second) == 1 \
-            and type(second[0]) is int else 0
+        source, start = rows[0]
+        step = rows[1][1] - start
         count = len(parts)
-        if step == 0 or start + step * (count - 1) < 0 or not all(
-                p.op == "getitem" and p.inputs[0] == source
-                and p.attrs["index"] == (start + step * t,) for t, p in enumerate(parts)):
-            return None  # (X[0], X[-1], … wraps around: not one slice)
+        if step == 0 or any(r != (source, start + step * t) for t, r in enumerate(rows)):
+            return None
         if step == 1 and start == 0 and draft.recs[source].shape[:1] == (count,):
             return source
         stop = start + step * count

@@ -23,19 +23,9 @@ import numpy as np
 
 from ..core.op import OPS
 from .draft import Draft, Rec, Value, freeze
-from .rows import single_row_slices, unstack_rows
+from .rows import row_of, single_row_slices, unstack_rows
 
 __all__ = ["vectorize_pass"]
-
-
-def _row(rec: Rec) -> tuple[int, int] | None:
-    """``(array id, t)`` when ``rec`` is ``array[t]`` (a getitem of one int)."""
-    if rec.op == "getitem" and len(rec.inputs) == 1:
-        index = rec.attrs.get("index")
-        if isinstance(index, tuple) and len(index) == 1 and isinstance(index[0], int) \
-                and not isinstance(index[0], bool) and index[0] >= 0:
-            return rec.inputs[0], index[0]
-    return None
 
 
 def vectorize_pass(draft: Draft) -> None:
@@ -52,7 +42,7 @@ def _one_round(draft: Draft) -> bool:
     live = draft.live()
     rows: dict[int, dict[int, int]] = {}  # array id -> t -> row rec id
     for rec in live:
-        found = _row(rec)
+        found = row_of(rec)
         if found is not None:
             rows.setdefault(found[0], {})[found[1]] = rec.id
     # One row is no loop: lifting a lone step onto a stack of one adds a copy per node.
@@ -60,8 +50,8 @@ def _one_round(draft: Draft) -> bool:
                if len(r) >= 2 and type(draft.recs[a].shape[0]) is int}
     if not lengths:
         return False
-    row_of = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
-    exact, general, twins = _groups(draft, live, row_of)
+    row_at = {rid: (a, t) for a, r in rows.items() if a in lengths for t, rid in r.items()}
+    exact, general, twins = _groups(draft, live, row_at)
     if twins:  # a step computing one value twice (softmax(z_t) and log_softmax(z_t) of
         draft.replace_all(twins)  # z_t = h_t @ V written twice) would hide the loop
         return True
@@ -117,7 +107,7 @@ def _window(draft: Draft, row: tuple[int, int], lo: int, count: int, length: int
 _Groups = list[tuple[tuple, dict[int, int]]]
 
 
-def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
+def _groups(draft: Draft, live: list[Rec], row_at: dict[int, tuple[int, int]]
             ) -> tuple[_Groups, _Groups, dict[int, int]]:
     """Per-step nodes grouped by op, attrs and what they read: ``exact`` groups read
     equal consts at every step; ``general`` ones may read a different const at each
@@ -132,14 +122,14 @@ def _groups(draft: Draft, live: list[Rec], row_of: dict[int, tuple[int, int]]
     clashes: set[Any] = set()
     consts: dict[Any, int] = {}  # equal consts (each step builds its own) count as one
     for rec in live:
-        if rec.op in ("input", "param", "const") or rec.id in row_of or OPS[rec.op].batch is None:
+        if rec.op in ("input", "param", "const") or rec.id in row_at or OPS[rec.op].batch is None:
             continue
         same: list[tuple[str, Any]] = []
         loose: list[tuple[str, Any]] = []
         step = None
         for src in rec.inputs:
-            if src in row_of:  # the step is the first row's t; others may be t + offset
-                array, t = row_of[src]
+            if src in row_at:  # the step is the first row's t; others may be t + offset
+                array, t = row_at[src]
                 step = t if step is None else step
                 same.append(("row", (array, t - step)))
                 loose.append(("row", (array, t - step)))
@@ -256,7 +246,7 @@ def _sum_rows(draft: Draft) -> None:
         by_array: dict[int, list[tuple[int, int, int]]] = {}
         others = []
         for rid, sign in terms:
-            row = _row(draft.recs[rid])
+            row = row_of(draft.recs[rid])
             if row is None:
                 others.append((rid, sign))
             else:
