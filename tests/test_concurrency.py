@@ -138,9 +138,10 @@ def test_every_returned_array_stays_unchanged_after_later_calls_for_every_op():
     # (a scan node's value is the tuple of its outputs; it is fetched through its unpacks)
     # (cross_entropy_and_grad: the optimizer's fusion of a loss fetched with its gradient)
     covered = {n.op for n in nodes} | {"scan", "cross_entropy_and_grad"}
-    # recurrence ops are made only by passes from unrolled loops (tested in test_recurrence);
+    # recurrence ops are made only by passes from unrolled loops (tested in test_recurrence),
+    # affine by the optimizer from x @ w + b outside loops (test_affine);
     # sign/zeros_like/reshape_like/expand_dims/size come from vjp rules met elsewhere.
-    elsewhere = {"recurrence", "reverse_recurrence", "sign", "zeros_like", "size",
+    elsewhere = {"recurrence", "reverse_recurrence", "affine", "sign", "zeros_like", "size",
                  "broadcast_to", "expand_dims", "reshape_like", "sum_to"}
     assert set(OPS) - covered <= elsewhere, set(OPS) - covered - elsewhere
     rng = np.random.default_rng(0)

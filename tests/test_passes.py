@@ -68,9 +68,11 @@ def test_optimized_rnn_equals_numpy_and_batches_projections(onehot):
     got_o, got_s = got[:len(outs)], got[len(outs):]
     np.testing.assert_allclose(got_o, ref_o, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(got_s, ref_s, rtol=1e-12, atol=1e-14)
-    # x_t @ U and s_t @ V became one matmul each (or a take); the recurrence s @ W, per
-    # step until then, became one recurrence node.
-    assert _ops(og).count("matmul") == (1 if onehot else 2)
+    # x_t @ U + b and s_t @ V + c became one product each (an affine: the bias added by
+    # the product), or a lookup; the recurrence s @ W, per step until then, became one
+    # recurrence node.
+    assert _ops(og).count("matmul") == 0
+    assert _ops(og).count("affine") == (1 if onehot else 2)
     assert _ops(og).count("recurrence") == 1
     assert _ops(og).count("softmax") == 1
     if onehot:

@@ -244,6 +244,13 @@ def gather_grad(emit: Callable, node: Any, args: list, batched: list[bool]) -> A
     return emit("gather_grad", g, ids, like, axis=_step_axis(node.attrs.get("axis", -1)))
 
 
+def affine(emit: Callable, node: Any, args: list, batched: list[bool]) -> Any:
+    """Rows of every step through one shared ``w`` and ``b``: x carries the steps' axis."""
+    if not batched[0] or batched[1] or batched[2]:
+        return None
+    return emit("affine", *args)
+
+
 _ELEMENTWISE = ("add", "sub", "mul", "div", "pow", "neg", "tanh", "sigmoid", "relu", "exp",
                 "log", "sign", "equal", "not_equal", "less", "less_equal", "greater",
                 "greater_equal", "logical_and", "logical_or", "logical_not", "where", "maximum",
@@ -260,5 +267,5 @@ BATCH_RULES: dict[str, Callable[..., Any]] = {
     "one_hot": same_op, "zeros_like": same_op, "sum_to": like, "reshape_like": like,
     "broadcast_to": like, "cross_entropy": cross_entropy,
     "cross_entropy_grad": cross_entropy_grad, "gather": gather, "gather_grad": gather_grad,
-    "advanced_getitem": advanced_getitem, "pad": pad, "squeeze": squeeze,
+    "advanced_getitem": advanced_getitem, "pad": pad, "squeeze": squeeze, "affine": affine,
 }

@@ -4,7 +4,7 @@
 The primitives (:mod:`tinygraph.core.primitives`, and numpy's elementwise ops,
 reductions and indexing in :mod:`~tinygraph.core.prim_math`,
 :mod:`~tinygraph.core.prim_reduce` and :mod:`~tinygraph.core.prim_shape`) and the fused ops the
-optimizer emits (:mod:`tinygraph.core.recurrence`,
+optimizer emits (:mod:`tinygraph.core.prim_affine`, :mod:`tinygraph.core.recurrence`,
 :mod:`tinygraph.core.reverse_recurrence`) are registered here, all the same
 way, each with its batch rule from :mod:`tinygraph.core.batch_rules`;
 ``register`` adds a user's own op.
@@ -22,6 +22,7 @@ import dataclasses
 
 from .batch_rules import BATCH_RULES
 from .op import LEAF_OPS, OPS, Op, register
+from .prim_affine import AFFINE
 from .prim_loss import LOSS
 from .prim_math import MATH
 from .prim_reduce import REDUCE
@@ -34,7 +35,7 @@ from .shape_rules import DtypeMismatch
 
 __all__ = ["Op", "OPS", "LEAF_OPS", "register", "DtypeMismatch"]
 
-for _record in [*PRIMITIVES, *LOSS, *MATH, *REDUCE, *SHAPE, RECURRENCE, REVERSE_RECURRENCE,
-                SCAN, UNPACK]:
+for _record in [*PRIMITIVES, *LOSS, *MATH, *REDUCE, *SHAPE, AFFINE, RECURRENCE,
+                REVERSE_RECURRENCE, SCAN, UNPACK]:
     # Batch rules live in one table (as JAX's batchers do) and join each record here.
     register(dataclasses.replace(_record, batch=_record.batch or BATCH_RULES.get(_record.name)))

@@ -27,7 +27,8 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
   backward is a reverse scan (plans call it before :func:`optimize`'s passes).
 - :func:`optimize`: reroll, vectorize what reads the loop's rows, hoist, sink,
   accumulate gradient sums, tidy the loops, the ``recurrence`` kernel rule
-  (:mod:`tinygraph.passes.kernels`), then folding, CSE and the two lookups.
+  (:mod:`tinygraph.passes.kernels`), then folding, CSE and the two lookups; last,
+  whole-sequence products and their biases as one ``affine`` (:mod:`tinygraph.passes.affine`).
 
 >>> import numpy as np, tinygraph as tg
 >>> g = tg.Graph()
@@ -50,6 +51,7 @@ from ..core.node import Node
 from ..core.op import OPS, bind_forward
 from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
+from .affine import affine_pass
 from .body_cse import body_cse_pass
 from .concat_slices import concat_slices_pass
 from .draft import Draft, Rec, freeze
@@ -237,5 +239,5 @@ OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, ve
                                *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
                                recurrence_kernel_pass, concat_slices_pass,
                                _fold, _cse, _onehot_take, _bias_into_table, _cse,
-                               fuse_cross_entropy_pass]
+                               fuse_cross_entropy_pass, affine_pass]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")

