@@ -50,6 +50,7 @@ from .buffers import stacked_matmul
 from .codegen import fresh_output, generate
 from .feeds import missing_feed
 from .interpreter import failure, last_uses
+from .projections import fuse_projections
 from .scan import ScanKernel
 from .stacks import stack_destinations
 
@@ -150,6 +151,7 @@ class Plan:
                 self.steps.append(Step(node, forward, tuple(slot[s.name] for s in node.inputs),
                                    i, frees))
         self.fetch_slots = [slot[n.name] for n in roots]
+        self.steps = fuse_projections(self.steps, self.fetch_slots)
         self.input_names = [node.name for _, node in self.inputs]
         self._detach = [n.op == "param" for n in roots]
         self.escaping = self._values_leaving_the_plan()

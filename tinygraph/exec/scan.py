@@ -26,6 +26,7 @@ import numpy as np
 from ..core.loop_weight import loop_weight
 from ..core.node import Node
 from ..errors import EvaluationError, FeedError, GraphError
+from .projections import ProjectedRows, project
 from .scan_loop import generate_loop
 
 __all__ = ["ScanKernel", "scan_steps", "empty_outputs"]
@@ -70,9 +71,18 @@ class ScanKernel:
         # Input shapes and dtypes -> how their outputs were laid out (and rows per step),
         # for inputs whose carries keep their shapes: such calls run every step in the loop.
         self._layouts: dict[tuple, tuple] = {}
+        # Sequences fed as the operands of their projection: (sequence index, has a bias).
+        self._projected: list[tuple[int, bool]] = []
+
+    def project_inputs(self, projected: list[tuple[int, bool]]) -> None:
+        """Sequences ``j`` come as ``X`` with ``W`` (and ``b``) after the other arguments:
+        the scan computes ``X @ W (+ b)`` itself (:mod:`tinygraph.exec.projections`)."""
+        self._projected = list(projected)
 
     def __call__(self, *args: np.ndarray) -> tuple:
         k, m = self.k, self.m
+        if self._projected:
+            args = self._projections(args)
         steps = scan_steps(self.node, args[k:k + m])
         try:
             return self._run(args, steps, fast=True)
@@ -80,6 +90,24 @@ class ScanKernel:
             raise
         except Exception:  # noqa: BLE001 - rerun the plain way: its error names the node
             return self._run(args, steps, fast=False)
+
+    def _projections(self, args: Sequence[Any]) -> tuple:
+        """The arguments with each projected sequence made (whole, or row by row)."""
+        count = len(self.node.inputs)
+        out, extra = list(args[:count]), iter(args[count:])
+        for j, biased in self._projected:
+            w = next(extra)
+            b = next(extra) if biased else None
+            out[self.k + j] = project(out[self.k + j], w, b, self._reusable(j))
+        return tuple(out)
+
+    def _reusable(self, j: int) -> bool:
+        """Whether sequence ``j``'s row can live in one buffer for all steps: nothing a
+        step returns may alias it (a carry that is the row itself would be overwritten
+        by the next row)."""
+        name = self.node.attrs["inputs"][self.k + j]
+        return all(node.name != name or slot not in self.plan.escaping
+                   for slot, node in self.plan.inputs)
 
     def _loop_weights(self, names: Sequence[str]) -> list[int]:
         """The captured values (argument positions) the body reads only as ``rows @ w``.
@@ -210,8 +238,8 @@ class ScanKernel:
 def _signature(args: Sequence[Any], k: int, m: int) -> tuple:
     """The shapes and dtypes of a scan's arguments, a sequence's without its length: what
     its outputs' layout depends on."""
-    return tuple(((a.shape[1:] if k <= i < k + m else a.shape), a.dtype)
-                 if isinstance(a, np.ndarray) else (np.shape(a), type(a))
+    return tuple(((a.shape[1:] if k <= i < k + m else a.shape), a.dtype, type(a))
+                 if isinstance(a, np.ndarray | ProjectedRows) else (np.shape(a), type(a))
                  for i, a in enumerate(args))
 
 
