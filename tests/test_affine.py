@@ -24,12 +24,14 @@ forward = OPS["affine"].forward
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("x_shape, n", [((7, 3), 5),        # wider out: bias in the product
+@pytest.mark.parametrize("x_shape, n", [((40, 3), 5),       # wider out, many rows: in the product
                                          ((4, 6, 3), 9),     # a stack of steps, wider out
+                                         ((7, 3), 5),        # wider out, few rows: add in place
                                          ((7, 5), 2),        # narrower out: add in place
                                          ((2, 3, 5), 5),     # n == k: add in place
                                          ((0, 4), 6),        # no rows
-                                         ((3, 1), 4)])       # k = 1
+                                         ((12, 1), 4),       # k = 1, in the product
+                                         ((3, 1), 4)])       # k = 1, add in place
 def test_forward_equals_numpy_on_both_paths(x_shape, n, dtype):
     x = RNG.normal(size=x_shape).astype(dtype)
     w = RNG.normal(size=(x_shape[-1], n)).astype(dtype)
@@ -39,6 +41,21 @@ def test_forward_equals_numpy_on_both_paths(x_shape, n, dtype):
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-13,
                                atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_the_bias_rides_in_the_product_only_for_many_rows_widening():
+    from tinygraph.core.prim_affine import bias_in_product
+
+    assert bias_in_product(40, 3, 5) and bias_in_product(24, 3, 9)
+    assert not bias_in_product(7, 3, 5)      # copying w would cost more than the add
+    assert not bias_in_product(3200, 64, 64)  # n == k: nothing to save
+    assert bias_in_product(3200, 64, 768) and not bias_in_product(50, 64, 128)
+
+
+def test_forward_of_a_strided_stack_equals_numpy():
+    x = RNG.normal(size=(3, 8, 4))[:, ::2]  # (3, 4, 4), not contiguous: numpy's matmul
+    w, b = RNG.normal(size=(4, 3)), RNG.normal(size=3)
+    np.testing.assert_allclose(forward(x, w, b), x @ w + b, rtol=1e-13, atol=1e-13)
 
 
 def test_forward_reads_views_and_row_shaped_biases_and_leaves_inputs_alone():

@@ -34,6 +34,7 @@ sums in the same order for one row block or many.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..core.forwards import dot
-from ..core.prim_affine import affine_forward
+from ..core.prim_affine import affine_forward, bias_in_product
 
 __all__ = ["LOOP_MIN_ROWS", "ProjectedRows", "fuse_projections", "project"]
 
@@ -69,8 +70,9 @@ class ProjectedRows:
         self.shape = (*x.shape[:-1], n)
         self.ndim = len(self.shape)
         self.dtype = np.result_type(x, w) if b is None else np.result_type(x, w, b)
-        if b is not None and n > k:
-            # The bias as a row of the weights, as affine_forward does for the whole product.
+        if b is not None and bias_in_product(math.prod(x.shape[:-1]), k, n):
+            # The bias as a row of the weights where affine_forward puts it there for the
+            # whole product (the same sizes decide): the two paths compute alike.
             self._x = np.empty((*x.shape[:-1], k + 1), dtype=self.dtype)
             self._x[..., :k] = x
             self._x[..., k] = 1.0
