@@ -5,15 +5,16 @@ The optimizer hoists a loop's input projection out of its body
 ``affine(X, W, b)`` over the whole (T, B, D) sequence, read by the scan one row
 at a time. Which is faster depends on the rows per step:
 
-- few rows (B = 1 .. 16): one large product instead of T small ones saves T
+- few rows (B = 1 .. 8): one large product instead of T small ones saves T
   calls' overhead, and the result is small. A GRU forward at B = 1 runs
   0.59 of a numpy loop hoisted against 0.80 in the loop.
-- many rows (B >= 32): the calls cost little next to their arithmetic, and the
+- more rows (B >= 16): the calls cost little next to their arithmetic, and the
   hoisted (T, B, n) result is megabytes written to memory and read back, while
   a step's rows stay in cache when the step computes them. Measured side by
   side on a 2-core Xeon (one BLAS thread, three processes), the docs'
   MinimalGatedUnit forward at B = 32 ran 0.88-0.90 of the numpy loop in the loop
-  against 0.94-0.98 hoisted (B = 64: 0.95 against 1.05).
+  against 0.94-0.98 hoisted (B = 16: 0.86-0.87 against 0.89-0.91; B = 64: 0.95
+  against 1.05; B = 8: a tie, 0.77-0.80 against 0.76-0.79).
 
 So a plan keeps the choice until it runs: :func:`fuse_projections` hands the
 scan the projection's operands instead of its result, and the scan (through
@@ -21,9 +22,9 @@ scan the projection's operands instead of its result, and the scan (through
 :data:`LOOP_MIN_ROWS` rows, else gives the loop a :class:`ProjectedRows`
 whose row ``t`` is computed when the step reads it (for weights up to
 :data:`LOOP_MAX_WEIGHT_BYTES`: see there). The choice depends on
-shapes alone, so a given input always takes the same path; both use the same
-product (the bias in it as a row of ``W``, as ``affine`` does), which OpenBLAS
-sums in the same order for one row block or many.
+shapes alone, so a given input always takes the same path; both compute the
+same product (the bias in it as a row of ``W`` where ``affine`` puts it there),
+which OpenBLAS sums in the same order for one row block or many.
 
 >>> import numpy as np
 >>> x, w, b = np.ones((3, 2, 4)), np.ones((4, 5)), np.arange(5.0)
@@ -48,7 +49,7 @@ from ..core.prim_affine import affine_forward, bias_in_product
 __all__ = ["LOOP_MIN_ROWS", "ProjectedRows", "fuse_projections", "project"]
 
 # Rows per step from which a loop computes its input projection a step at a time.
-LOOP_MIN_ROWS = 32
+LOOP_MIN_ROWS = 16
 # ...and whose weights are at most this large: a product of few rows packs all of ``W``
 # for each call, so a wide projection (a GRU's 64 x 768, 384 KiB) costs more a step at
 # a time than once (GRU and LSTM at B = 32: 2-3 % slower in the loop), a narrow one
