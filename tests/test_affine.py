@@ -139,3 +139,17 @@ def test_inside_a_loop_body_the_add_stays():
     built = passes.rewrite(g, [final], [affine_pass])[0]
     scan = next(n for n in built.nodes.values() if n.op == "scan")
     assert "affine" not in _ops(scan.attrs["body"])
+
+
+@pytest.mark.parametrize("make", [lambda: RNG.normal(size=(4, 3, 5)),              # one BLAS call
+                                  lambda: RNG.normal(size=(4, 6, 5))[:, ::2],      # strided
+                                  lambda: RNG.normal(size=(2, 4, 3, 5)).astype(np.float32),
+                                  lambda: RNG.integers(-3, 3, size=(4, 3, 5))])    # ints
+def test_stacked_product_equals_numpy(make):
+    from tinygraph.core.prim_affine import stacked_product
+
+    x = make()
+    w = RNG.normal(size=(5, 2)).astype(x.dtype if x.dtype.kind == "f" else np.float64)
+    got, want = stacked_product(x, w), np.matmul(x, w)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -35,7 +35,7 @@ from .op import Op, new_node, unbroadcast, wanted_grads
 from .shape_rules import Spec
 from .shapes import ShapeMismatch
 
-__all__ = ["AFFINE", "affine_forward", "bias_in_product"]
+__all__ = ["AFFINE", "affine_forward", "bias_in_product", "stacked_product"]
 
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -52,6 +52,19 @@ def bias_in_product(rows: int, k: int, n: int) -> bool:
     return n > k and rows >= 4 * (k + 1)
 
 
+def stacked_product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` for a stack of rows ``x`` (…, k) and a matrix ``w`` (k, n).
+
+    A C-ordered float stack is one (rows, k) @ (k, n) BLAS call: numpy's matmul
+    of a stack runs one small product per leading index (a (50, 1, 128) @
+    (128, 64) output head: 50 calls).
+    """
+    if (x.ndim >= 3 and x.flags.c_contiguous and x.dtype == w.dtype
+            and x.dtype in _FLOATS and w.ndim == 2):
+        return dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
+    return np.matmul(x, w)
+
+
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``x @ w + b`` for ``x`` (…, k), ``w`` (k, n) and ``b`` broadcasting along rows."""
     k, n = w.shape
@@ -66,12 +79,7 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         weights[:k] = w
         weights[k] = b.reshape(n)
         return dot(ones, weights).reshape(*x.shape[:-1], n)
-    if floats and x.ndim >= 3 and x.flags.c_contiguous:
-        # One (rows, k) @ (k, n) BLAS call: numpy's matmul of a stack runs one small
-        # product per leading index (a (50, 1, 128) @ (128, 64) output head: 50 calls).
-        y = dot(x.reshape(rows, k), w).reshape(*x.shape[:-1], n)
-    else:
-        y = np.matmul(x, w)
+    y = stacked_product(x, w)
     if y.ndim >= 1 and (b.ndim == 1 and b.shape[0] == y.shape[-1] and b.dtype == y.dtype
                         or y.dtype == np.result_type(y, b)
                         and np.broadcast_shapes(y.shape, b.shape) == y.shape):

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..core.forwards import dot
-from ..core.prim_affine import affine_forward, bias_in_product
+from ..core.prim_affine import affine_forward, bias_in_product, stacked_product
 
 __all__ = ["LOOP_MIN_ROWS", "ProjectedRows", "fuse_projections", "project"]
 
@@ -102,7 +102,7 @@ def project(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, reuse: bool) -> 
             and w.nbytes <= LOOP_MAX_WEIGHT_BYTES and x.dtype in _FLOATS and x.dtype == w.dtype
             and (b is None or b.dtype == x.dtype and b.size == w.shape[1])):
         return ProjectedRows(x, w, None if b is None else b.reshape(-1), reuse)
-    return np.matmul(x, w) if b is None else affine_forward(x, w, b)
+    return stacked_product(x, w) if b is None else affine_forward(x, w, b)
 
 
 def fuse_projections(steps: list, fetch_slots: Sequence[int]) -> list:
