@@ -41,10 +41,11 @@ WARMUP_CALLS = 20
 
 
 def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS) -> dict:
-    """Seconds per call of each variant: interleaved rounds (every variant in turn), the
-    median over rounds. Each variant is warmed up first, as pyperf does: 20 calls or
-    0.2 s, whichever is shorter (W1's forward needs ~20 calls to settle, 0.38-0.40 of
-    the numpy loop after 3 and 0.35-0.36 after 20; the numpy loop is warmed alike)."""
+    """Seconds per call of each variant: interleaved rounds (every variant in turn, every
+    other round in reverse order), the median over rounds. Each variant is warmed up
+    first, as pyperf does: 20 calls or 0.2 s, whichever is shorter (W1's forward needs
+    ~20 calls to settle, 0.38-0.40 of the numpy loop after 3 and 0.35-0.36 after 20;
+    the numpy loop is warmed alike)."""
     calls = {}
     for name, f in variants.items():
         start, count = time.perf_counter(), 0
@@ -54,8 +55,11 @@ def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS
         once = (time.perf_counter() - start) / count
         calls[name] = max(1, int(np.ceil(MIN_TIMING_S / max(once, 1e-9))))
     times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for name, f in variants.items():
+    order = list(variants.items())
+    for r in range(rounds):
+        # Every other round in reverse order: a variant timed right after another one
+        # measured up to 8 % slower than the same variant later in the round (A/A).
+        for name, f in (order if r % 2 == 0 else order[::-1]):
             n = calls[name]
             start = time.perf_counter()
             for _ in range(n):
