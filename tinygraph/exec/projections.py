@@ -46,7 +46,8 @@ import numpy as np
 from ..core.forwards import dot
 from ..core.prim_affine import affine_forward, bias_in_product, stacked_product
 
-__all__ = ["LOOP_MIN_ROWS", "ProjectedRows", "fuse_projections", "project"]
+__all__ = ["LOOP_MAX_WEIGHT_BYTES", "LOOP_MIN_ROWS", "ProjectedRows", "fuse_projections",
+           "project"]
 
 # Rows per step from which a loop computes its input projection a step at a time.
 LOOP_MIN_ROWS = 16
@@ -61,8 +62,8 @@ _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 class ProjectedRows:
     """``x @ w (+ b)`` for a (T, rows, k) sequence ``x``, row ``t`` computed when read.
 
-    ``out``: the row is computed into one buffer reused by every step (only where
-    nothing the step returns can alias it); else a new array per step.
+    ``reuse``: the row is computed into one buffer reused by every step (only where
+    nothing the step returns can alias it); else into a new array per step.
     """
 
     def __init__(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
