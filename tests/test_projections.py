@@ -57,7 +57,7 @@ def test_mgu_forward_equals_numpy_on_both_paths(path):
     assert np.allclose(got[0], numpy_mgu(X, p), rtol=0, atol=1e-12)
     # The scan computed both projections itself, on the fast path (no fallback).
     (kernel,) = _scan_kernels(compiled)
-    assert [j for j, _ in kernel._projected] == [0, 1]
+    assert [j for j, *_ in kernel._projected] == [0, 1]
     assert compiled.plan.fallback_reason is None
     again = compiled(X, np.zeros((4, 5)))  # the generated loop from step 0 on
     assert np.array_equal(again[0], got[0])

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..core.forwards import dot
-from ..core.prim_affine import affine_forward, bias_in_product, stacked_product
+from ..core.prim_affine import affine_forward, bias_as_row, bias_in_product, stacked_product
 
 __all__ = ["LOOP_MAX_WEIGHT_BYTES", "LOOP_MIN_ROWS", "ProjectedRows", "fuse_projections",
            "project"]
@@ -75,13 +75,7 @@ class ProjectedRows:
         if b is not None and bias_in_product(math.prod(x.shape[:-1]), k, n):
             # The bias as a row of the weights where affine_forward puts it there for the
             # whole product (the same sizes decide): the two paths compute alike.
-            self._x = np.empty((*x.shape[:-1], k + 1), dtype=self.dtype)
-            self._x[..., :k] = x
-            self._x[..., k] = 1.0
-            self._w = np.empty((k + 1, n), dtype=self.dtype)
-            self._w[:k] = w
-            self._w[k] = b
-            self._b = None
+            (self._x, self._w), self._b = bias_as_row(x, w, b), None
         else:
             self._x, self._w, self._b = x, w, b
         self._out = np.empty(self.shape[1:], self.dtype) if reuse else None

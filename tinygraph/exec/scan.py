@@ -71,13 +71,14 @@ class ScanKernel:
         # Input shapes and dtypes -> how their outputs were laid out (and rows per step),
         # for inputs whose carries keep their shapes: such calls run every step in the loop.
         self._layouts: dict[tuple, tuple] = {}
-        # Sequences fed as the operands of their projection: (sequence index, has a bias).
-        self._projected: list[tuple[int, bool]] = []
+        # Sequences fed as the operands of their projection: (sequence index, has a bias,
+        # whether its row may live in one buffer for all steps).
+        self._projected: list[tuple[int, bool, bool]] = []
 
     def project_inputs(self, projected: list[tuple[int, bool]]) -> None:
         """Sequences ``j`` come as ``X`` with ``W`` (and ``b``) after the other arguments:
         the scan computes ``X @ W (+ b)`` itself (:mod:`tinygraph.exec.projections`)."""
-        self._projected = list(projected)
+        self._projected = [(j, biased, self._reusable(j)) for j, biased in projected]
 
     def __call__(self, *args: np.ndarray) -> tuple:
         k, m = self.k, self.m
@@ -95,10 +96,10 @@ class ScanKernel:
         """The arguments with each projected sequence made (whole, or row by row)."""
         count = len(self.node.inputs)
         out, extra = list(args[:count]), iter(args[count:])
-        for j, biased in self._projected:
+        for j, biased, reusable in self._projected:
             w = next(extra)
             b = next(extra) if biased else None
-            out[self.k + j] = project(out[self.k + j], w, b, self._reusable(j))
+            out[self.k + j] = project(out[self.k + j], w, b, reusable)
         return tuple(out)
 
     def _reusable(self, j: int) -> bool:
@@ -238,7 +239,7 @@ class ScanKernel:
 def _signature(args: Sequence[Any], k: int, m: int) -> tuple:
     """The shapes and dtypes of a scan's arguments, a sequence's without its length: what
     its outputs' layout depends on."""
-    return tuple(((a.shape[1:] if k <= i < k + m else a.shape), a.dtype, type(a))
+    return tuple(((a.shape[1:] if k <= i < k + m else a.shape), a.dtype)
                  if isinstance(a, np.ndarray | ProjectedRows) else (np.shape(a), type(a))
                  for i, a in enumerate(args))
 
