@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .fast_tanh import tanh_kernel
 from .forwards import dot as fast_dot
 from .loop_weight import loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
@@ -74,6 +75,8 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
         a, b = a + b, None  # small steps: one add over all of them beats one per step
     states = np.empty(a.shape, dtype)
     z = np.empty(step, dtype)
+    if activation == "tanh":
+        act = tanh_kernel(z.size, dtype)  # numpy's, or one from exp where that is faster
     w = loop_weight(w, rows=int(np.prod(step[:-1])), steps=len(a))
     dot, add = fast_dot, np.add
     prev = s0

@@ -1,0 +1,121 @@
+"""tanh from exp for large float64 steps (tinygraph/core/fast_tanh.py).
+
+The reference is Python's ``math.tanh`` value by value (the C library's, not
+numpy's loops); plans and the recurrence kernel are forced onto the exp form
+(or off it) through the module's switch, whatever this machine measures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+import tinygraph_rnn as rnn
+from tinygraph.core import fast_tanh
+from tinygraph.core.fast_tanh import FAST_TANH_MIN_VALUES, tanh_from_exp, tanh_kernel
+
+# The documented bound against the exact value (2.3e-16), plus the reference's own
+# rounding (math.tanh is within one unit in the last place: up to 1.1e-16).
+ABS = 3.4e-16
+
+
+def exact(x: np.ndarray) -> np.ndarray:
+    return np.array([math.tanh(v) for v in x.ravel()]).reshape(x.shape)
+
+
+@pytest.fixture
+def exp_form(monkeypatch):
+    """Plans built in the test use the exp form (as on a machine where it is faster)."""
+    monkeypatch.setattr(fast_tanh, "_measured", lambda: True)
+    monkeypatch.delenv(fast_tanh.EXACT_TANH_ENV, raising=False)
+
+
+def test_exp_form_is_within_its_documented_error():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20_000) * 3, rng.uniform(-25, 25, 5_000),
+                        10.0 ** rng.uniform(-12, 0, 5_000) * rng.choice([-1, 1], 5_000)])
+    got, want = tanh_from_exp(x), exact(x)
+    assert np.max(np.abs(got - want)) <= ABS
+    wide = np.abs(x) >= 0.5
+    assert np.max(np.abs(got - want)[wide] / np.abs(want[wide])) <= 4.5e-16 + 2.3e-16
+
+
+def test_exp_form_keeps_infinities_nan_signed_zero_and_huge_values_quietly():
+    x = np.array([-np.inf, -1e308, -800.0, -0.0, 0.0, 5e-324, 800.0, 1e308, np.inf, np.nan])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = tanh_from_exp(x)
+    assert got[:-1].tolist() == [-1.0, -1.0, -1.0, -0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert np.signbit(got[3]) and not np.signbit(got[4])
+    assert np.isnan(got[-1])
+
+
+def test_exp_form_may_write_over_its_input():
+    x = np.random.default_rng(1).standard_normal((64, 128))
+    want = exact(x)
+    got = tanh_from_exp(x, out=x)
+    assert got is x
+    assert np.max(np.abs(x - want)) <= ABS
+
+
+def test_small_or_non_float64_steps_keep_numpys_tanh(exp_form):
+    assert tanh_kernel(FAST_TANH_MIN_VALUES - 1, np.float64) is np.tanh
+    assert tanh_kernel(1 << 20, np.float32) is np.tanh
+    fast = tanh_kernel(FAST_TANH_MIN_VALUES, np.float64)
+    assert fast is not np.tanh
+    # A step that turns out small (the batch shrank) still gets numpy's values exactly.
+    small = np.random.default_rng(2).standard_normal((3, 5))
+    assert np.array_equal(fast(small), np.tanh(small))
+
+
+def test_the_environment_variable_asks_for_numpys_tanh(monkeypatch):
+    monkeypatch.setattr(fast_tanh, "_measured", lambda: True)
+    monkeypatch.setenv(fast_tanh.EXACT_TANH_ENV, "1")
+    assert tanh_kernel(1 << 16, np.float64) is np.tanh
+    monkeypatch.setenv(fast_tanh.EXACT_TANH_ENV, "0")
+    assert tanh_kernel(1 << 16, np.float64) is not np.tanh
+
+
+def _tanh_graph():
+    g = tg.Graph("big tanh")
+    x = g.input("x", shape=(None, 128))
+    w = g.param("W", np.random.default_rng(3).standard_normal((128, 128)) / 11)
+    return g, tg.tanh(x @ w) * 2.0, w
+
+
+def test_a_plan_computes_a_large_tanh_from_exp_within_the_bound(exp_form):
+    g, y, w = _tanh_graph()
+    x = np.random.default_rng(4).standard_normal((64, 128))  # 8,192 values a step
+    fn = g.compile(y, inputs=["x"])
+    for _ in range(3):  # the first call runs step by step, later ones the generated code
+        got = fn(x=x)
+    assert np.max(np.abs(got - 2.0 * exact(x @ w.value))) <= ABS + 1e-15
+    assert fast_tanh._large_tanh in fn.plan._body.__globals__.values()
+
+
+def test_with_the_variable_set_a_plan_gives_numpys_tanh_exactly(monkeypatch):
+    monkeypatch.setattr(fast_tanh, "_measured", lambda: True)
+    monkeypatch.setenv(fast_tanh.EXACT_TANH_ENV, "1")
+    g, y, w = _tanh_graph()
+    x = np.random.default_rng(5).standard_normal((64, 128))
+    fn = g.compile(y, inputs=["x"])
+    for _ in range(3):
+        got = fn(x=x)
+    assert np.array_equal(got, np.tanh(x @ w.value) * 2.0)
+    assert fast_tanh._large_tanh not in fn.plan._body.__globals__.values()
+
+
+def test_the_vanilla_recurrence_kernel_uses_it_and_matches_a_numpy_loop(exp_form):
+    T, B, D, H = 12, 32, 16, 128  # 4,096 state values a step
+    cell = rnn.VanillaRNNCell(input_size=D, hidden_size=H, output_size=4, seed=0)
+    net = rnn.unroll(cell, steps=T)
+    xs = np.random.default_rng(6).standard_normal((T, B, D))
+    got = net.run(xs)["states"]
+    p = cell.params
+    s, want = np.zeros((B, H)), []
+    for x in xs:
+        s = np.tanh(x @ p["U"] + s @ p["W"] + p["b"])
+        want.append(s)
+    np.testing.assert_allclose(got, np.stack(want), rtol=0, atol=1e-14)
