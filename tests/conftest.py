@@ -48,6 +48,17 @@ def optimized_equals_interpreter(monkeypatch):
     monkeypatch.setattr(tg.Graph, "run", _run_both_ways)
 
 
+@pytest.fixture(autouse=True)
+def tanh_from_exp_in_plans(monkeypatch):
+    """Plans compute large float64 tanh steps from exp on every machine, as on one where
+    that was timed faster (tinygraph/core/fast_tanh.py): the suite then runs the same
+    code and gets the same values wherever it runs, whatever a timing would say."""
+    from tinygraph.core import fast_tanh
+
+    monkeypatch.setattr(fast_tanh, "_measured", lambda: True)
+    monkeypatch.delenv(fast_tanh.EXACT_TANH_ENV, raising=False)
+
+
 @pytest.fixture
 def small_buffers(monkeypatch):
     """Plans keep buffers from 32 KiB on, as without malloc tuning: tests of the buffered

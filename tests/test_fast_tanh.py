@@ -12,6 +12,9 @@ import math
 import numpy as np
 import pytest
 
+from test_projections import numpy_mgu
+from test_scan import MinimalGatedUnit
+
 import tinygraph as tg
 import tinygraph_rnn as rnn
 from tinygraph.core import fast_tanh
@@ -78,32 +81,45 @@ def test_the_environment_variable_asks_for_numpys_tanh(monkeypatch):
     assert tanh_kernel(1 << 16, np.float64) is not np.tanh
 
 
-def _tanh_graph():
-    g = tg.Graph("big tanh")
-    x = g.input("x", shape=(None, 128))
-    w = g.param("W", np.random.default_rng(3).standard_normal((128, 128)) / 11)
-    return g, tg.tanh(x @ w) * 2.0, w
+def _mgu_run(T=5, B=64, H=128):
+    """The docs' MinimalGatedUnit at 64 x 128 = 8,192 values in its tanh, run three times
+    (the first calls run step by step, later ones the generated loop), and a numpy loop."""
+    rng = np.random.default_rng(4)
+    net = rnn.unroll(MinimalGatedUnit(input_size=8, hidden_size=H, seed=1), steps=T)
+    p = {k: v.value for k, v in net.params.items()}
+    X = rng.normal(size=(T, B, 8))
+    view, seq, nodes = net._view()
+    fn = view.compile(nodes, inputs=[seq, *[n.name for n in net._initial]])
+    for _ in range(3):
+        got = fn(X, np.zeros((B, H)))
+    (kernel,) = [step.forward for step in fn.plan.steps if step.node.op == "scan"]
+    return got[0], numpy_mgu(X, p), kernel._loop.__globals__
 
 
-def test_a_plan_computes_a_large_tanh_from_exp_within_the_bound(exp_form):
-    g, y, w = _tanh_graph()
-    x = np.random.default_rng(4).standard_normal((64, 128))  # 8,192 values a step
-    fn = g.compile(y, inputs=["x"])
-    for _ in range(3):  # the first call runs step by step, later ones the generated code
-        got = fn(x=x)
-    assert np.max(np.abs(got - 2.0 * exact(x @ w.value))) <= ABS + 1e-15
-    assert fast_tanh._large_tanh in fn.plan._body.__globals__.values()
+def test_a_scan_body_computes_a_large_tanh_from_exp_within_the_bound(exp_form):
+    got, want, loop_names = _mgu_run()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    assert fast_tanh._large_tanh in loop_names.values()
 
 
-def test_with_the_variable_set_a_plan_gives_numpys_tanh_exactly(monkeypatch):
+def test_with_the_variable_set_a_scan_keeps_numpys_tanh(monkeypatch):
     monkeypatch.setattr(fast_tanh, "_measured", lambda: True)
     monkeypatch.setenv(fast_tanh.EXACT_TANH_ENV, "1")
-    g, y, w = _tanh_graph()
-    x = np.random.default_rng(5).standard_normal((64, 128))
+    got, want, loop_names = _mgu_run()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    assert fast_tanh._large_tanh not in loop_names.values()
+    assert np.tanh in loop_names.values()
+
+
+def test_a_plain_plan_keeps_numpys_tanh(exp_form):
+    g = tg.Graph("big tanh")
+    x = g.input("x", shape=(None, 128))
+    y = tg.tanh(x) * 2.0
     fn = g.compile(y, inputs=["x"])
+    xv = np.random.default_rng(5).standard_normal((64, 128)) * 1e-9  # where the exp form is coarse
     for _ in range(3):
-        got = fn(x=x)
-    assert np.array_equal(got, np.tanh(x @ w.value) * 2.0)
+        got = fn(x=xv)
+    assert np.array_equal(got, np.tanh(xv) * 2.0)
     assert fast_tanh._large_tanh not in fn.plan._body.__globals__.values()
 
 

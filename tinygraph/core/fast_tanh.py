@@ -15,18 +15,19 @@ from one exp::
 Accuracy: within 2.3e-16 of the exact value (|tanh| <= 1, so that is about
 one unit in the last place of values near 1), and within 4.5e-16 relative for
 |x| >= 0.5. Near 0 the subtraction ``1 - e`` cancels: the relative error grows
-to about 1e-16 / |x| (1e-13 at |x| = 1e-3), and values under ~1e-16 come out 0.
-That is the order of rounding a pre-activation already carries (a sum of
-products of O(1) values is only known to ~1e-16 absolute), and far inside the
-1e-12 the optimizer promises (``docs/performance.md``). ``inf``, ``nan`` and
-the sign of zero come out as numpy's.
+to about 1e-16 / |x| (1e-13 at |x| = 1e-3), and values under ~1e-16 come out
+as 0 or +-5.6e-17. So it is used only inside recurrent loops, where a
+pre-activation is a sum of products of O(1) values and carries rounding of
+that order already (~1e-16 absolute), far inside the 1e-12 the optimizer
+promises (``docs/performance.md``): the vanilla recurrence kernel and the tanh
+steps of scan bodies, for float64 steps of at least ``FAST_TANH_MIN_VALUES``
+values, through :func:`tanh_kernel`. A tanh anywhere else is ``np.tanh``.
+``inf``, ``nan`` and the sign of zero come out as numpy's.
 
-Optimized plans and the vanilla recurrence kernel use it through
-:func:`tanh_kernel` for float64 steps of at least ``FAST_TANH_MIN_VALUES``
-values, and only where it is clearly faster: the first time it is wanted,
+It is used only where it is clearly faster: the first time it is wanted,
 :func:`exp_form_faster` times both on 8,192 values (a few milliseconds, once
 per process). The interpreter (``g.run(..., optimize=False)``) always calls
-``np.tanh``; so does every plan when ``TINYGRAPH_EXACT_TANH=1`` is set.
+``np.tanh``; so does every loop when ``TINYGRAPH_EXACT_TANH=1`` is set.
 
 >>> import numpy as np
 >>> x = np.linspace(-5, 5, 11)

@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
     z = np.empty(step, dtype)
     if activation == "tanh":
         act = tanh_kernel(z.size, dtype)  # numpy's, or one from exp where that is faster
-    w = loop_weight(w, rows=int(np.prod(step[:-1])), steps=len(a))
+    w = loop_weight(w, rows=math.prod(step[:-1]), steps=len(a))
     dot, add = fast_dot, np.add
     prev = s0
     # Iterating an array yields its rows as views, at C speed.

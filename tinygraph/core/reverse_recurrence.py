@@ -29,6 +29,7 @@ graph as built).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -61,7 +62,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
         return _small_steps(g, d, wt, dtype)
     dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dz.dtype)
-    wt = loop_weight(wt, rows=int(np.prod(g.shape[1:-1])), steps=len(g))
+    wt = loop_weight(wt, rows=math.prod(g.shape[1:-1]), steps=len(g))
     dot, add, mul = fast_dot, np.add, np.multiply
     mul(g[-1], d[-1], dz[-1])
     later = dz[-1]

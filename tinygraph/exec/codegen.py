@@ -7,8 +7,8 @@ Besides the plain ``v3 = f3(v1, v2)``, a line may
   (:mod:`tinygraph.exec.buffers`), unless the value reaches the caller;
 - write the parts of a stack straight into its rows (:mod:`tinygraph.exec.stacks`);
 - skip a reverse-mode shape helper when the shapes already agree (a tuple compare);
-- call a faster function for the same maths where this machine has one (a large
-  float64 tanh from exp: :mod:`tinygraph.core.fast_tanh`).
+- in a loop's body, call a faster function for the same maths where this machine
+  has one (a large float64 tanh from exp: :mod:`tinygraph.core.fast_tanh`).
 
 The source is kept as ``plan.python_source`` for debugging.
 """
@@ -65,7 +65,8 @@ def generate(plan: Plan, sizes: list[int]
         call = f"f{out}({', '.join(f'v{a}' for a in args)}"
         if position in plan.stacks:
             lines.extend(stack_lines(plan.steps, plan.stacks, position, names))
-            names[f"f{out}"] = _faster_kernel(step, names[f"f{out}"], sizes[position])
+            names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"],
+                                                sizes[position])
             if frees:
                 lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
             registers.release(frees)
@@ -97,7 +98,8 @@ def generate(plan: Plan, sizes: list[int]
             # No shape test needed: when broadcasting makes the result larger than
             # the dead operand, numpy raises before writing, and the plan falls back.
             lines.append(f"    v{out} = {call}, out=v{target})")
-        names[f"f{out}"] = _faster_kernel(step, names[f"f{out}"], sizes[position])
+        names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"],
+                                                sizes[position])
         if frees:
             lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
         registers.release(frees)
@@ -169,10 +171,11 @@ class _Registers:
             heapq.heappush(self._free, int(self.names[slot][1:]))
 
 
-def _faster_kernel(step: Any, forward: Callable, size: int) -> Callable:
-    """``forward``, or a faster function computing the same for this step's size: a large
-    float64 tanh from exp where numpy's tanh is slow (:mod:`tinygraph.core.fast_tanh`)."""
-    if forward is np.tanh and not step.node.attrs:
+def _faster_kernel(plan: Plan, step: Any, forward: Callable, size: int) -> Callable:
+    """``forward``, or a faster function computing nearly the same for this step's size:
+    in a loop's body, a large float64 tanh from exp where numpy's tanh is slow
+    (:mod:`tinygraph.core.fast_tanh`, which says why only there)."""
+    if plan.in_loop and forward is np.tanh and not step.node.attrs:
         return tanh_kernel(size // step.node.dtype.itemsize, step.node.dtype)
     return forward
 

@@ -161,6 +161,9 @@ class Plan:
         self.fallback_reason: str | None = None  # why the last fallback happened, if one did
         self._failed_sizes: set[tuple] = set()  # input sizes the fast path failed on
         self.python_source: str | None = None  # the generated code, once made
+        # A scan's body, run once per step: its code may call kernels that are only
+        # accurate enough for a loop's sums (a tanh from exp: core/fast_tanh.py).
+        self.in_loop = False
         self.line_of_step: dict[int, int] = {}  # generated line -> step position
         self.slot_names: dict[int, str] = {}  # slot -> the generated code's local for it
         self._code: Any = None

@@ -61,6 +61,7 @@ class ScanKernel:
         body = a["body"]
         self.plan = make_plan(body, [body.node(n) for n in a["outputs"][:self.k + self.ny]],
                          fed=a["inputs"])
+        self.plan.in_loop = True  # its generated code may use loop-only kernels (codegen.py)
         position = {name: i for i, name in enumerate(a["inputs"])}
         self.arg_of_input = [position[n.name] for _, n in self.plan.inputs]
         self.weights = self._loop_weights(a["inputs"])
