@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-
 from test_projections import numpy_mgu
 from test_scan import MinimalGatedUnit
 
