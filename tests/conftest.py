@@ -1,6 +1,7 @@
 """Suite-wide check: every graph any test runs is run both ways.
 
-Each ``Graph.run`` with the default optimized plan is repeated with the plain
+Each ``Graph.run`` with the default optimized plan (and each ``call_checked`` of a
+compiled plan, ``UnrolledRNN.run``'s way in) is repeated with the plain
 interpreter (``optimize=False``), the reference, and the two results must
 agree to 1e-12 — so the rewrite passes are tested on every graph of the suite,
 not only on the graphs written for them.
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import tinygraph as tg
+from tinygraph.exec.compiled import CompiledGraph
 
 _original_run = tg.Graph.run
 
@@ -43,9 +45,23 @@ def _run_both_ways(self, fetches, feeds=None, optimize=True, check_finite=False)
     return result
 
 
+_original_call_checked = CompiledGraph.call_checked
+
+
+def _call_checked_both_ways(self, fed):
+    # The lean entry point front ends use (UnrolledRNN.run): checked the same way.
+    result = _original_call_checked(self, fed)
+    if self.finite is None and not tracemalloc.is_tracing():
+        reference = _original_run(self.graph, self.fetches, fed, optimize=False)
+        _assert_close(result, reference,
+                      f"compiled plan vs interpreter on graph '{self.graph.name}'")
+    return result
+
+
 @pytest.fixture(autouse=True)
 def optimized_equals_interpreter(monkeypatch):
     monkeypatch.setattr(tg.Graph, "run", _run_both_ways)
+    monkeypatch.setattr(CompiledGraph, "call_checked", _call_checked_both_ways)
 
 
 @pytest.fixture(autouse=True)

@@ -247,8 +247,8 @@ def test_ids_inputs_equal_one_hot_vectors_and_become_a_row_lookup():
     np.testing.assert_allclose(got["outputs"], want["outputs"], rtol=1e-12)
     np.testing.assert_allclose(got["states"], want["states"], rtol=1e-12)
     assert [n.name for n in by_ids.inputs][:2] == ["t=0/ids", "t=1/ids"]
-    view = by_ids._sequence_view[0]  # what run() evaluates: one sequence of ids
-    plan = next(iter(view._plans.values()))
+    # What run() evaluates: its view of one sequence of ids, compiled.
+    plan = next(iter(by_ids._runners.values())).plan
     ops = [n.op for n in plan.graph.nodes.values()]
     assert "one_hot" not in ops and ops.count("take") == 1  # one lookup for all steps
     with pytest.raises(tg.FeedError, match=r"integer ids in \[0, 5\)"):

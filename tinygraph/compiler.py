@@ -119,4 +119,4 @@ def compile_plan(graph: Graph, fetches: Any, inputs: Sequence[Any] | None = None
     names = input_names(graph, fetches, inputs)
     finite = FiniteInterpreter(graph, fetches) if check_finite else None
     return CompiledGraph(graph, make_plan(graph, fetches, names, optimize=optimize), names,
-                         finite=finite)
+                         finite=finite, fetches=fetches)

@@ -49,6 +49,7 @@ from tinygraph.core.shapes import format_shape
 from .bidirectional import Bidirectional, BidirectionalNet
 from .cells import Cell
 from .lengths import check_lengths, hold_after
+from .sequence_checks import check_ids, check_xs
 from .stepping import ParamTable, call_step, check_output, check_state, fed_array, flat, structured
 
 __all__ = ["unroll", "Unrolled", "MAX_STEPS"]
@@ -173,6 +174,7 @@ class Unrolled:
             node.meta["role"] = "initial_state"
         self.initial_state = structured(self._initial, self._single)
         self._sequence_view: tuple | None = None  # what run() evaluates, made on first use
+        self._runners: dict[tuple, Any] = {}  # that view compiled, per set of fed names
         self.inputs: list[tg.Node] = []
         self.states: list[Any] = []
         self.outputs: list[tg.Node] = []
@@ -269,7 +271,10 @@ class Unrolled:
             # keep the optimized plan on its batched-over-time path.
             feeds.update({node.name: np.zeros((arr.shape[1], node.shape[1]), dtype=node.dtype)
                           for node in self._initial})
-        outputs, *states = view.run(stacked, feeds)
+        if initial_state is None:  # every feed made or checked above: skip run()'s checks
+            outputs, *states = self._compiled(view, stacked, feeds).call_checked(feeds)
+        else:
+            outputs, *states = view.run(stacked, feeds)
         states = tuple(states)
         if lens is not None:  # arrays are (T, B, ·) here, B = 1 for one sequence
             outputs, states = hold_after(outputs, states, lens)
@@ -294,29 +299,19 @@ class Unrolled:
             self._sequence_view = (view, name, nodes)
         return self._sequence_view
 
-    def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
-        if self.ids:
-            return self._check_ids(xs)
-        T, D = self.steps, self.cell.input_size  # noqa: N806
-        want = (f"the step inputs '{self.inputs[0].name}' … '{self.inputs[-1].name}' want xs of "
-                f"shape (T={T}, D={D}) or (T={T}, B, D={D})")
-        arr = fed_array(xs, self.cell.dtype, want)
-        if arr.ndim not in (2, 3) or arr.shape[0] != T or arr.shape[-1] != D:
-            raise tg.FeedError(f"{want}; got shape {format_shape(arr.shape)}")
-        return arr, arr.ndim == 3
+    def _compiled(self, view: tg.Graph, stacked: list[tg.Node], feeds: dict) -> Any:
+        """The view compiled for these feeds' names (made once per set of names)."""
+        names = tuple(feeds)
+        fn = self._runners.get(names)
+        if fn is None:
+            fn = self._runners[names] = view.compile(stacked, inputs=list(names))
+        return fn
 
-    def _check_ids(self, xs: Any) -> tuple[np.ndarray, bool]:
-        T, D = self.steps, self.cell.input_size  # noqa: N806
-        want = (f"the step inputs '{self.inputs[0].name}' … '{self.inputs[-1].name}' want "
-                f"integer ids in [0, {D}) of shape (T={T},) or (T={T}, B)")
-        arr = np.asarray(xs)
-        if arr.dtype.kind not in "iu":
-            raise tg.FeedError(f"{want}; got dtype {arr.dtype}")
-        if arr.ndim not in (1, 2) or arr.shape[0] != T:
-            raise tg.FeedError(f"{want}; got shape {format_shape(arr.shape)}")
-        if arr.size and (arr.min() < 0 or arr.max() >= D):
-            raise tg.FeedError(f"{want}; got ids from {arr.min()} to {arr.max()}")
-        return arr.astype(np.int64, copy=False), arr.ndim == 2
+    def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
+        names = (self.inputs[0].name, self.inputs[-1].name)
+        if self.ids:
+            return check_ids(xs, self.steps, self.cell.input_size, names)
+        return check_xs(xs, self.steps, self.cell.input_size, self.cell.dtype, names)
 
     def _initial_feeds(self, initial_state: Any, batch: int | None) -> dict[tg.Node, np.ndarray]:
         values = flat(initial_state)

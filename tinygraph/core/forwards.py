@@ -12,6 +12,7 @@ to the formula changes every caller.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ def exp_shifted(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, 
     """
     if axis in (-1, x.ndim - 1) and x.size and x.dtype.kind == "f":
         top = x.max()
-        if np.isfinite(top):
+        if math.isfinite(top):  # a numpy float is a Python float: no ufunc call
             z = np.subtract(x, top)
             np.exp(z, out=z)
             sums = row_sums(z)
@@ -72,6 +73,10 @@ def exp_shifted(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray, 
 
 
 _BLAS_ROW_MAX = 4096
+# With fewer rows numpy's reduction is as fast (AMD EPYC, one thread: 50 rows of 64,
+# 5.1 against 7.7 µs; 200 rows, 11.8 against 8.9), and a BLAS call right after other
+# work costs far more than its arithmetic (W1's 50 x 64 logits: 93 against 19 µs).
+_BLAS_ROWS_MIN = 128
 # The smallest row sum of exp(x - max(x)) taken as is: the row's own max is then
 # within ~30 + log(classes) of the array's, and what underflows in it weighs < 1e-290.
 _SUM_FLOOR = float(np.exp(-30.0))
@@ -79,12 +84,12 @@ _SUM_FLOOR = float(np.exp(-30.0))
 
 def row_sums(z: np.ndarray) -> np.ndarray:
     """Sums along the last axis, kept: ``z @ ones`` (one BLAS call) for a C-ordered float64
-    array with short rows, numpy's (pairwise, more accurate) reduction otherwise. BLAS
+    array of many short rows, numpy's (pairwise, more accurate) reduction otherwise. BLAS
     adds a row in a few running sums: for up to 4,096 float64 values the error stays
     below ~1e-13 relative; float32 or longer rows keep numpy's reduction, which is
     also fast on long rows."""
     if (z.flags.c_contiguous and z.dtype == np.float64 and z.ndim >= 1 and z.size
-            and z.shape[-1] <= _BLAS_ROW_MAX):
+            and z.shape[-1] <= _BLAS_ROW_MAX and z.size >= _BLAS_ROWS_MIN * z.shape[-1]):
         classes = z.shape[-1]
         flat = np.dot(z.reshape(-1, classes), np.ones(classes, z.dtype))
         return flat.reshape(*z.shape[:-1], 1)
