@@ -27,7 +27,8 @@ Fetched nodes keep their names, so ``new.run("y", ...)`` works as before.
   backward is a reverse scan (plans call it before :func:`optimize`'s passes).
 - :func:`optimize`: reroll, vectorize what reads the loop's rows, hoist, sink,
   accumulate gradient sums, tidy the loops, the ``recurrence`` kernel rule
-  (:mod:`tinygraph.passes.kernels`), then folding, CSE and the two lookups; last,
+  (:mod:`tinygraph.passes.kernels`), then folding, adds of zeros, CSE and the two
+  lookups; last,
   whole-sequence products and their biases as one ``affine`` (:mod:`tinygraph.passes.affine`).
 
 >>> import numpy as np, tinygraph as tg
@@ -143,6 +144,26 @@ def _fold(draft: Draft) -> None:
                                                   name=rec.name))
 
 
+def _zero_adds(draft: Draft) -> None:
+    """``zeros_like(a) + b`` -> ``b`` when ``b`` already has the sum's (known) shape and dtype.
+
+    Gradients start as zeros that a sum is added to (a param's gradient carried
+    through a loop whose terms all moved out of it): the add copies ``b`` for nothing.
+    ``b`` must be computed here (not an input, param or const, which the caller
+    would then receive itself) and not fetched already (two results, one array).
+    """
+    for rec in draft.live():
+        if rec.op != "add" or None in rec.shape:
+            continue
+        for zero, other in (rec.inputs, rec.inputs[::-1]):
+            kept = draft.recs[other]
+            if (draft.recs[zero].op == "zeros_like" and kept.shape == rec.shape
+                    and kept.dtype == rec.dtype and other not in draft.root_set
+                    and kept.op not in ("input", "param", "const")):
+                draft.replace(rec.id, other)
+                break
+
+
 # ------------------------------------------------------- one_hot @ M -> take
 
 
@@ -238,6 +259,6 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, lerp_pass,
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
                                recurrence_kernel_pass, concat_slices_pass,
-                               _fold, _cse, _onehot_take, _bias_into_table, _cse,
+                               _fold, _zero_adds, _cse, _onehot_take, _bias_into_table, _cse,
                                fuse_cross_entropy_pass, affine_pass]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")
