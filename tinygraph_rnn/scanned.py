@@ -130,6 +130,7 @@ class Scanned:
         self.states = structured(tuple(ys[1:1 + n]), self._single)
         self.logits = ys[1 + n] if has_logits[0] else self.outputs
         self.scan_node = self.outputs.inputs[0]
+        self._runner: Any = None  # run()'s compiled graph, made on first use
 
     def run(self, xs: Any, initial_state: Any = None, lengths: Any = None) -> dict[str, Any]:
         """Forward propagation over a sequence of any length T.
@@ -170,14 +171,21 @@ class Scanned:
                                    f"({node.shape[1]},) or (B={batch}, {node.shape[1]}); got "
                                    f"{format_shape(v.shape)}")
             feeds[node] = np.broadcast_to(v, (batch, node.shape[1]))
-        parts = list(flat(self.states))
-        result = self.graph.run({"outputs": self.outputs, "states": parts}, feeds)
+        # Every feed checked above: the compiled graph runs without g.run's checks.
+        result = self._compiled().call_checked({node.name: v for node, v in feeds.items()})
         outputs, states = result["outputs"], tuple(result["states"])
         if lens is not None:  # arrays are (T, B, ·) here, B = 1 for one sequence
             outputs, states = hold_after(outputs, states, lens)
         if not batched:
             outputs, states = outputs[:, 0], tuple(s[:, 0] for s in states)
         return {"outputs": outputs, "states": structured(states, self._single)}
+
+    def _compiled(self) -> Any:
+        """The outputs and state parts compiled for the sequence and initial states (once)."""
+        if self._runner is None:
+            fetches = {"outputs": self.outputs, "states": list(flat(self.states))}
+            self._runner = self.graph.compile(fetches, inputs=[self.inputs, *self._initial])
+        return self._runner
 
     def _check_xs(self, xs: Any) -> tuple[np.ndarray, bool]:
         D = self.cell.input_size  # noqa: N806

@@ -65,8 +65,7 @@ def generate(plan: Plan, sizes: list[int]
         call = f"f{out}({', '.join(f'v{a}' for a in args)}"
         if position in plan.stacks:
             lines.extend(stack_lines(plan.steps, plan.stacks, position, names))
-            names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"],
-                                                sizes[position])
+            names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"], sizes[position])
             if frees:
                 lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
             registers.release(frees)
@@ -98,8 +97,7 @@ def generate(plan: Plan, sizes: list[int]
             # No shape test needed: when broadcasting makes the result larger than
             # the dead operand, numpy raises before writing, and the plan falls back.
             lines.append(f"    v{out} = {call}, out=v{target})")
-        names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"],
-                                                sizes[position])
+        names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"], sizes[position])
         if frees:
             lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
         registers.release(frees)
