@@ -4,7 +4,7 @@ Prints a markdown table of median times and ratios to the plain numpy loop of
 the seed's equations, measured in this one process with the variants
 interleaved (each round runs every variant once, in turn), plus scaling rows.
 
-    python benchmarks/run.py [--rounds N] [--quick] [--only W1,W3]
+    python benchmarks/run.py [--rounds N] [--budget S] [--only W1,W3] [--no-scaling]
 """
 
 from __future__ import annotations
