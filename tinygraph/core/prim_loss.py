@@ -117,9 +117,8 @@ def _gradient(g: np.ndarray, p: np.ndarray, targets: np.ndarray, mask: np.ndarra
         scale = g / _kept(mask, targets, batch_axes)
         if batch_axes:  # one mean per leading index: its g over its own row count
             scale = _per_prefix(scale, p.ndim)
-        if (np.result_type(p, scale) == p.dtype and np.ndim(scale) <= p.ndim
-                and all(s in (1, n) for s, n in zip(np.shape(scale)[::-1], p.shape[::-1],
-                                                     strict=False))):
+        if (np.result_type(p, scale) == p.dtype
+                and np.broadcast_shapes(np.shape(scale), p.shape) == p.shape):
             p *= scale  # in place (p is this call's own array): scale never widens it
             return p
         return p * scale

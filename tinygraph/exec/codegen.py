@@ -60,12 +60,11 @@ def generate(plan: Plan, sizes: list[int]
         registers.take(step.out)
         out, args = step.out, step.args
         frees = (*step.frees, *registers.drops_at.get(position, ()))
-        names[f"f{out}"] = step.forward
+        names[f"f{out}"] = _faster_kernel(plan, step, step.forward, sizes[position])
         first_line = len(lines) + 1
         call = f"f{out}({', '.join(f'v{a}' for a in args)}"
         if position in plan.stacks:
             lines.extend(stack_lines(plan.steps, plan.stacks, position, names))
-            names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"], sizes[position])
             if frees:
                 lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
             registers.release(frees)
@@ -88,7 +87,7 @@ def generate(plan: Plan, sizes: list[int]
             # np.dot and the stacked matmul take out= themselves (np.dot of two matrices
             # is about twice as fast as the np.matmul ufunc writing into a buffer).
             names[f"f{out}"] = (step.forward if step.forward in (stacked_matmul, dot)
-                                else _BUFFERED_FORWARD.get(step.node.op, step.forward))
+                                else _BUFFERED_FORWARD.get(step.node.op, names[f"f{out}"]))
             lines.append(f"    v{out} = into_buffer(f{out}, {out}, buffers, "
                          f"{', '.join(f'v{a}' for a in args)})")
         elif target is None:
@@ -97,7 +96,6 @@ def generate(plan: Plan, sizes: list[int]
             # No shape test needed: when broadcasting makes the result larger than
             # the dead operand, numpy raises before writing, and the plan falls back.
             lines.append(f"    v{out} = {call}, out=v{target})")
-        names[f"f{out}"] = _faster_kernel(plan, step, names[f"f{out}"], sizes[position])
         if frees:
             lines.append(f"    del {', '.join(f'v{f}' for f in frees)}")
         registers.release(frees)
