@@ -9,7 +9,9 @@ product where that is cheaper (see there). Only top-level records are
 rewritten: inside a loop body a step's rows stay in cache and the add is cheap.
 
 A match is ``add(matmul(x, w), b)`` in either operand order, where the product
-is read by that add alone and is not fetched, ``x`` has two or more axes, ``w``
+is read by that add alone (or else only for its shape, as the like of
+reverse mode's ``sum_to``: those read the ``affine`` node instead, which has
+the product's shape) and is not fetched, ``x`` has two or more axes, ``w``
 is a matrix, ``b`` broadcasts along the rows without widening the result, and
 all three share one float dtype.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.op import OPS
 from .draft import Draft, Rec
 
 __all__ = ["affine_pass"]
@@ -44,9 +47,21 @@ def affine_pass(draft: Draft) -> None:
             product, bias = draft.recs[p], draft.recs[b]
             if _matches(draft, rec, product, bias):
                 x, w = product.inputs
-                draft.replace(rec.id, draft.add("affine", [x, w, b], name=rec.name,
-                                                meta=rec.meta))
+                new = draft.add("affine", [x, w, b], name=rec.name, meta=rec.meta)
+                for like in _shape_readers(draft, product, rec):
+                    draft.rewire(like.id, product.id, new)
+                draft.replace(rec.id, new)
                 break
+
+
+def _shape_readers(draft: Draft, product: Rec, add: Rec) -> list[Rec]:
+    """The readers of ``product`` other than ``add``, each reading it as a like only."""
+    return [r for r in draft.readers(product.id) if r.id != add.id]
+
+
+def _reads_shape_only(reader: Rec, product: Rec) -> bool:
+    return (reader.op in OPS and OPS[reader.op].identity_when_shapes_agree
+            and reader.inputs[0] != product.id and product.id in reader.inputs[1:])
 
 
 def _matches(draft: Draft, rec: Rec, product: Rec, bias: Rec) -> bool:
@@ -57,4 +72,5 @@ def _matches(draft: Draft, rec: Rec, product: Rec, bias: Rec) -> bool:
             and x.dtype == w.dtype == bias.dtype == rec.dtype
             and len(bias.shape) <= len(rec.shape) and bias.shape[-1:] == rec.shape[-1:]
             and all(d == 1 for d in bias.shape[:-1])
-            and [r.id for r in draft.readers(product.id)] == [rec.id])
+            and rec.id in [r.id for r in draft.readers(product.id)]
+            and all(_reads_shape_only(r, product) for r in _shape_readers(draft, product, rec)))

@@ -142,6 +142,15 @@ class Draft:
             self.users[old] = {}
             self._replace_root(old, new)
 
+    def rewire(self, user: int, old: int, new: int) -> None:
+        """``user`` reads ``new`` wherever it read ``old``; other users of ``old`` keep it."""
+        self._edits += 1
+        rec = self.recs[user]
+        rec.inputs = [new if i == old else i for i in rec.inputs]
+        self.users[new][user] = None
+        self.users[old].pop(user, None)
+        self._release(old)
+
     def _replace_root(self, old: int, new: int) -> None:
         if old in self.root_set:
             places = self._root_places.pop(old)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..core.op import OPS
 from ..core.recurrence import ACTIVATIONS
 from .draft import Draft, Rec
@@ -87,7 +89,12 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     likes = [rec.inputs[i] for i in range(k, k + m)
              if len(inputs[i].shape) >= 1 and len(draft.recs[rec.inputs[i]].shape) >= 2
              and not stored_by_a_scan(draft, rec.inputs[i])]
-    dz_all = draft.add("reverse_recurrence", [outer[g], outer[slope], outer[weight], *likes],
+    d, attrs = outer[slope], {}
+    states = _tanh_states(draft, d, rec)
+    if states is not None:  # d = 1 - s*s: the kernel computes it a step at a time
+        d, attrs = states, {"slope": "tanh"}
+        likes = [states if like == outer[slope] else like for like in likes]
+    dz_all = draft.add("reverse_recurrence", [outer[g], d, outer[weight], *likes], attrs,
                        name=rec.name)
     for u in users:
         y = outs[u.attrs["index"]]
@@ -98,6 +105,23 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
             value = draft.add(wrapper.op, [value, outer.get(wrapper.inputs[1], value)],
                               name=f"{rec.name}/{wrapper.op}")
         draft.replace(u.id, value)
+
+
+def _tanh_states(draft: Draft, d: int, scan: Rec) -> int | None:
+    """``s`` when ``d`` is ``1 - s * s`` (tanh's slope, as its vjp writes it) of ``s``'s shape
+    and dtype, read by ``scan`` alone; else None."""
+    sub = draft.recs[d]
+    if sub.op != "sub" or [r.id for r in draft.readers(d)] != [scan.id]:
+        return None
+    one, square = (draft.recs[i] for i in sub.inputs)
+    if one.op != "const" or one.attrs["value"].size != 1 or square.op != "mul":
+        return None
+    if square.inputs[0] != square.inputs[1] or len(draft.readers(square.id)) != 1:
+        return None
+    s = draft.recs[square.inputs[0]]
+    if s.shape != sub.shape or not s.dtype == sub.dtype == one.dtype:
+        return None
+    return s.id if np.all(one.attrs["value"] == 1) else None
 
 
 def _wrappers(y: Any, inner: Any) -> list:

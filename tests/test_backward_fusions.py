@@ -1,0 +1,164 @@
+"""Training plans that stop streaming (T, B, H) arrays through memory.
+
+Three rewrites, each checked against hand-written numpy:
+
+- ``reverse_recurrence(..., slope="tanh")`` computes ``1 - s_t**2`` a step at a
+  time from the states (core/reverse_recurrence.py);
+- a hoisted ``x @ U + b`` read also as a ``sum_to`` like becomes one ``affine``
+  (passes/affine.py);
+- ``concat([s0, S[:-1]])ᵀ @ dZ`` is summed part by part (passes/split_contractions.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygraph as tg
+import tinygraph_rnn as rnn
+from tinygraph.core.reverse_recurrence import SLOPE_PER_STEP_MIN
+
+RNG = np.random.default_rng(11)
+
+
+def numpy_chain(g, s, wt):
+    """dz_t = (g_t + dz_{t+1} @ wt) * (1 - s_t**2), from the last step back."""
+    dz, later = np.empty_like(g), None
+    for t in reversed(range(len(g))):
+        total = g[t] if later is None else g[t] + later @ wt
+        later = dz[t] = total * (1.0 - s[t] ** 2)
+    return dz
+
+
+# (2, 4): the small-step kernel; (3, 40): three calls a step, the slope over all steps;
+# (32, 128): at SLOPE_PER_STEP_MIN values a step, the slope a step at a time.
+@pytest.mark.parametrize(("batch", "hidden"), [(2, 4), (3, 40), (32, 128)])
+def test_the_tanh_slope_kernel_equals_numpy_and_the_given_slope_bit_for_bit(batch, hidden):
+    steps = 5
+    gv = RNG.standard_normal((steps, batch, hidden))
+    sv = np.tanh(RNG.standard_normal((steps, batch, hidden)))
+    wt = RNG.standard_normal((hidden, hidden)) / np.sqrt(hidden)
+    g = tg.Graph()
+    G, S = g.input("g", shape=(steps, None, hidden)), g.input("s", shape=(steps, None, hidden))
+    Wt = g.param("Wt", wt)
+    D = g.input("d", shape=(steps, None, hidden))
+    with_slope = g.add_node("reverse_recurrence", [G, S, Wt], {"slope": "tanh"})
+    given = g.add_node("reverse_recurrence", [G, D, Wt], {})
+    got, plain = g.run([with_slope, given], {"g": gv, "s": sv, "d": 1.0 - sv * sv})
+    np.testing.assert_allclose(got, numpy_chain(gv, sv, wt), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(got, plain)  # the same two numpy calls make each d[t]
+    assert (batch * hidden >= SLOPE_PER_STEP_MIN) == (hidden == 128)
+
+
+def test_an_unknown_slope_is_refused_naming_the_node():
+    g = tg.Graph()
+    G = g.input("g", shape=(2, 1, 3))
+    with pytest.raises(tg.GraphError, match="slope"):
+        g.add_node("reverse_recurrence", [G, G, g.param("Wt", np.eye(3))], {"slope": "relu"},
+                   name="back")
+
+
+def _vanilla_training(steps, batch, hidden, vocab=5):
+    cell = rnn.VanillaRNNCell(vocab, hidden, vocab, seed=3)
+    net = rnn.unroll(cell, steps)
+    g = net.graph
+    targets = g.input("targets", shape=(steps, None), dtype="int64")
+    loss = tg.cross_entropy(net.logits[0], targets[0])
+    for t in range(1, steps):
+        loss = loss + tg.cross_entropy(net.logits[t], targets[t])
+    names = ("U", "W", "b", "V", "c")
+    grads = tg.grad(loss, [net.params[k] for k in names])
+    xs = RNG.standard_normal((steps, batch, vocab))
+    ys = RNG.integers(0, vocab, (steps, batch))
+    feeds = {node.name: xs[t] for t, node in enumerate(net.inputs)} | {"targets": ys}
+    fn = g.compile([loss, *grads], inputs=list(feeds))
+    return fn, feeds, dict(cell.params), xs, ys
+
+
+def _numpy_bptt(p, xs, ys):
+    steps, batch = ys.shape
+    s, states, probs, loss = np.zeros((batch, p["W"].shape[0])), [], [], 0.0
+    states.append(s)
+    for t in range(steps):
+        s = np.tanh(xs[t] @ p["U"] + s @ p["W"] + p["b"])
+        z = s @ p["V"] + p["c"]
+        e = np.exp(z - z.max(-1, keepdims=True))
+        probs.append(e / e.sum(-1, keepdims=True))
+        states.append(s)
+        loss -= np.log(probs[-1][np.arange(batch), ys[t]]).sum() / batch
+    grads = {k: np.zeros_like(v) for k, v in p.items()}
+    carry = np.zeros_like(s)
+    for t in reversed(range(steps)):
+        do = probs[t].copy()
+        do[np.arange(batch), ys[t]] -= 1.0
+        do /= batch
+        grads["V"] += states[t + 1].T @ do
+        grads["c"] += do.sum(0)
+        dz = (do @ p["V"].T + carry) * (1 - states[t + 1] ** 2)
+        grads["U"] += xs[t].T @ dz
+        grads["W"] += states[t].T @ dz
+        grads["b"] += dz.sum(0)
+        carry = dz @ p["W"].T
+    return loss, grads
+
+
+@pytest.mark.parametrize(("batch", "hidden"), [(2, 4), (32, 128)])
+def test_vanilla_training_plan_streams_no_slope_no_bias_pass_and_no_joined_states(
+        batch, hidden):
+    fn, feeds, p, xs, ys = _vanilla_training(4, batch, hidden)
+    nodes = list(fn.plan.graph.nodes.values())
+    back = [n for n in nodes if n.op == "reverse_recurrence"]
+    assert len(back) == 1 and back[0].attrs.get("slope") == "tanh"
+    forward = next(n for n in nodes if n.op == "recurrence")
+    assert forward in back[0].inputs  # the states themselves, not 1 - s*s
+    assert forward.inputs[0].op == "affine"  # x @ U + b as one op, though a like reads it
+    assert not any(n.op == "concat" and len(n.shape) == 3 for n in nodes)
+    loss, *grads = fn(**feeds)
+    want_loss, want = _numpy_bptt(p, xs, ys)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+    for got, k in zip(grads, ("U", "W", "b", "V", "c"), strict=True):
+        np.testing.assert_allclose(got, want[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_a_slope_also_read_elsewhere_stays_a_given_slope():
+    # d = 1 - s*s fetched too: it is computed anyway, so the kernel reads it.
+    steps, hidden = 4, 3
+    g = tg.Graph()
+    G, S = g.input("g", shape=(steps, 2, hidden)), g.input("s", shape=(steps, 2, hidden))
+    wt = RNG.standard_normal((hidden, hidden)) * 0.5
+    Wt = g.param("Wt", wt)
+    d = [1.0 - S[t] * S[t] for t in range(steps)]
+    dz = G[steps - 1] * d[-1]
+    chain = [dz]
+    for t in reversed(range(steps - 1)):
+        dz = (G[t] + dz @ Wt) * d[t]
+        chain.append(dz)
+    fetch = [tg.stack(chain[::-1]), tg.stack(d)]
+    feeds = {"g": RNG.standard_normal((steps, 2, hidden)),
+             "s": np.tanh(RNG.standard_normal((steps, 2, hidden)))}
+    fn = g.compile(fetch, inputs=["g", "s"])
+    back = [n for n in fn.plan.graph.nodes.values() if n.op == "reverse_recurrence"]
+    assert all("slope" not in n.attrs for n in back)
+    got, slopes = fn(**feeds)
+    np.testing.assert_allclose(got, numpy_chain(feeds["g"], feeds["s"], wt), rtol=1e-12)
+    np.testing.assert_allclose(slopes, 1.0 - feeds["s"] ** 2, rtol=1e-15)
+
+
+def test_a_contraction_over_a_join_read_elsewhere_keeps_the_join():
+    g = tg.Graph()
+    S, s0 = g.input("S", shape=(4, 2, 3)), g.input("s0", shape=(1, 2, 3))
+    Y = g.input("Y", shape=(4, 2, 5))
+    joined = tg.concat([s0, S[:-1]])
+    grad = tg.transpose(tg.reshape(joined, (-1, 3))) @ tg.reshape(Y, (-1, 5))
+    feeds = {"S": RNG.standard_normal((4, 2, 3)), "s0": RNG.standard_normal((1, 2, 3)),
+             "Y": RNG.standard_normal((4, 2, 5))}
+    want_join = np.concatenate([feeds["s0"], feeds["S"][:-1]])
+    want = want_join.reshape(-1, 3).T @ feeds["Y"].reshape(-1, 5)
+    alone = g.compile(grad, inputs=list(feeds))
+    assert "concat" not in [n.op for n in alone.plan.graph.nodes.values()]
+    np.testing.assert_allclose(alone(**feeds), want, rtol=1e-13)
+    both = g.compile([grad, joined], inputs=list(feeds))
+    assert "concat" in [n.op for n in both.plan.graph.nodes.values()]
+    got, got_join = both(**feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_array_equal(got_join, want_join)
