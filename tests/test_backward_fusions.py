@@ -1,12 +1,11 @@
 """Training plans that stop streaming (T, B, H) arrays through memory.
 
-Three rewrites, each checked against hand-written numpy:
+Two rewrites, each checked against hand-written numpy:
 
 - ``reverse_recurrence(..., slope="tanh")`` computes ``1 - s_t**2`` a step at a
   time from the states (core/reverse_recurrence.py);
 - a hoisted ``x @ U + b`` read also as a ``sum_to`` like becomes one ``affine``
-  (passes/affine.py);
-- ``concat([s0, S[:-1]])ᵀ @ dZ`` is summed part by part (passes/split_contractions.py).
+  (passes/affine.py).
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def _numpy_bptt(p, xs, ys):
 
 
 @pytest.mark.parametrize(("batch", "hidden"), [(2, 4), (32, 128)])
-def test_vanilla_training_plan_streams_no_slope_no_bias_pass_and_no_joined_states(
+def test_vanilla_training_plan_streams_no_slope_and_no_bias_pass(
         batch, hidden):
     fn, feeds, p, xs, ys = _vanilla_training(4, batch, hidden)
     nodes = list(fn.plan.graph.nodes.values())
@@ -112,7 +111,6 @@ def test_vanilla_training_plan_streams_no_slope_no_bias_pass_and_no_joined_state
     forward = next(n for n in nodes if n.op == "recurrence")
     assert forward in back[0].inputs  # the states themselves, not 1 - s*s
     assert forward.inputs[0].op == "affine"  # x @ U + b as one op, though a like reads it
-    assert not any(n.op == "concat" and len(n.shape) == 3 for n in nodes)
     loss, *grads = fn(**feeds)
     want_loss, want = _numpy_bptt(p, xs, ys)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
@@ -142,23 +140,3 @@ def test_a_slope_also_read_elsewhere_stays_a_given_slope():
     got, slopes = fn(**feeds)
     np.testing.assert_allclose(got, numpy_chain(feeds["g"], feeds["s"], wt), rtol=1e-12)
     np.testing.assert_allclose(slopes, 1.0 - feeds["s"] ** 2, rtol=1e-15)
-
-
-def test_a_contraction_over_a_join_read_elsewhere_keeps_the_join():
-    g = tg.Graph()
-    S, s0 = g.input("S", shape=(4, 2, 3)), g.input("s0", shape=(1, 2, 3))
-    Y = g.input("Y", shape=(4, 2, 5))
-    joined = tg.concat([s0, S[:-1]])
-    grad = tg.transpose(tg.reshape(joined, (-1, 3))) @ tg.reshape(Y, (-1, 5))
-    feeds = {"S": RNG.standard_normal((4, 2, 3)), "s0": RNG.standard_normal((1, 2, 3)),
-             "Y": RNG.standard_normal((4, 2, 5))}
-    want_join = np.concatenate([feeds["s0"], feeds["S"][:-1]])
-    want = want_join.reshape(-1, 3).T @ feeds["Y"].reshape(-1, 5)
-    alone = g.compile(grad, inputs=list(feeds))
-    assert "concat" not in [n.op for n in alone.plan.graph.nodes.values()]
-    np.testing.assert_allclose(alone(**feeds), want, rtol=1e-13)
-    both = g.compile([grad, joined], inputs=list(feeds))
-    assert "concat" in [n.op for n in both.plan.graph.nodes.values()]
-    got, got_join = both(**feeds)
-    np.testing.assert_allclose(got, want, rtol=1e-13)
-    np.testing.assert_array_equal(got_join, want_join)

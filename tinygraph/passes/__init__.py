@@ -70,7 +70,6 @@ from .sequence import sequence_view
 from .sink import reassociate_pass, sink_pass
 from .slices import slice_sums_pass
 from .split import split_joined_products_pass
-from .split_contractions import split_contractions_pass
 from .stored_concats import stored_concats_pass
 from .tidy import saved_carries_pass, tidy_pass, unread_outputs_pass
 from .vectorize import vectorize_pass
@@ -260,7 +259,6 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, lerp_pass,
 OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
                                recurrence_kernel_pass, concat_slices_pass,
-                               split_contractions_pass, _fold, _zero_adds, _cse,
-                               _onehot_take, _bias_into_table, _cse,
+                               _fold, _zero_adds, _cse, _onehot_take, _bias_into_table, _cse,
                                fuse_cross_entropy_pass, affine_pass]
 optimize = _public(OPTIMIZE_PASSES, "All passes: reroll, hoist, sink, kernels, fold, CSE, lookups.")
