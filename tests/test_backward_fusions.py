@@ -1,11 +1,11 @@
-"""Training plans that stop streaming (T, B, H) arrays through memory.
-
-Two rewrites, each checked against hand-written numpy:
+"""Training plans of the vanilla cell: what the kernels take over, checked against numpy.
 
 - ``reverse_recurrence(..., slope="tanh")`` computes ``1 - s_t**2`` a step at a
   time from the states (core/reverse_recurrence.py);
 - a hoisted ``x @ U + b`` read also as a ``sum_to`` like becomes one ``affine``
-  (passes/affine.py).
+  (passes/affine.py);
+- a loss on the last step only still runs the forward as one ``recurrence``, the
+  carries each step started from rebuilt from its states (passes/kernels.py).
 """
 
 from __future__ import annotations
@@ -140,3 +140,48 @@ def test_a_slope_also_read_elsewhere_stays_a_given_slope():
     got, slopes = fn(**feeds)
     np.testing.assert_allclose(got, numpy_chain(feeds["g"], feeds["s"], wt), rtol=1e-12)
     np.testing.assert_allclose(slopes, 1.0 - feeds["s"] ** 2, rtol=1e-15)
+
+
+@pytest.mark.parametrize(("batch", "hidden"), [(1, 8), (3, 5)])
+def test_a_loss_on_the_last_step_only_runs_the_forward_as_one_recurrence(batch, hidden):
+    # Sequence classification: nothing reads the states but the backward, which reads the
+    # carries each step started from; they are rebuilt from the kernel's states.
+    steps, vocab = 7, 4
+    cell = rnn.VanillaRNNCell(vocab, hidden, vocab, seed=5)
+    net = rnn.unroll(cell, steps)
+    g = net.graph
+    target = g.input("target", shape=(None,), dtype="int64")
+    loss = tg.cross_entropy(net.logits[-1], target)
+    names = ("U", "W", "b", "V", "c")
+    fn = g.compile([loss, *tg.grad(loss, [net.params[k] for k in names])],
+                   inputs=[*net.inputs, target])
+    ops = [n.op for n in fn.plan.graph.nodes.values()]
+    assert ops.count("recurrence") == 1
+    xs = RNG.standard_normal((steps, batch, vocab))
+    y = RNG.integers(0, vocab, batch)
+    got = fn(**{n.name: xs[t] for t, n in enumerate(net.inputs)}, target=y)
+    p = dict(cell.params)
+    s, states = np.zeros((batch, hidden)), [np.zeros((batch, hidden))]
+    for t in range(steps):
+        s = np.tanh(xs[t] @ p["U"] + s @ p["W"] + p["b"])
+        states.append(s)
+    z = s @ p["V"] + p["c"]
+    e = np.exp(z - z.max(-1, keepdims=True))
+    prob = e / e.sum(-1, keepdims=True)
+    want = {"loss": -np.log(prob[np.arange(batch), y]).mean()}
+    do = prob.copy()
+    do[np.arange(batch), y] -= 1.0
+    do /= batch
+    want["V"], want["c"] = s.T @ do, do.sum(0)
+    grads = {k: np.zeros_like(p[k]) for k in ("U", "W", "b")}
+    ds = do @ p["V"].T
+    for t in reversed(range(steps)):
+        dz = ds * (1 - states[t + 1] ** 2)
+        grads["U"] += xs[t].T @ dz
+        grads["W"] += states[t].T @ dz
+        grads["b"] += dz.sum(0)
+        ds = dz @ p["W"].T
+    want |= grads
+    np.testing.assert_allclose(got[0], want["loss"], rtol=1e-12)
+    for value, k in zip(got[1:], names, strict=True):
+        np.testing.assert_allclose(value, want[k], rtol=1e-10, atol=1e-13, err_msg=k)

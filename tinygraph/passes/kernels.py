@@ -158,12 +158,24 @@ def _to_recurrence(draft: Draft, rec: Rec) -> None:
     if len(weight.shape) != 2 or len(seq.shape) != 2 or len(carry_in.shape) != 2:
         return
     users = draft.readers(rec.id)
-    if any(u.op != "unpack" or u.attrs["index"] >= 1 + ny for u in users):
-        return  # the saved carries are read (a gradient): keep the scan
+    if any(u.op != "unpack" or u.attrs["index"] > 1 + ny for u in users):
+        return
     if not any(u.attrs["index"] >= 1 for u in users):
         return  # only the last carry is read: the scan keeps memory flat, the kernel would not
     init, xs, w = rec.inputs[0], rec.inputs[si], rec.inputs[wi]
     states = draft.add("recurrence", [xs, w, init], {"activation": act.op}, name=rec.name)
     last = draft.add("getitem", [states], {"index": (-1,)}, name=f"{rec.name}.last")
     for u in users:
-        draft.replace(u.id, last if u.attrs["index"] == 0 else states)
+        index = u.attrs["index"]
+        draft.replace(u.id, last if index == 0 else states if index < 1 + ny
+                      else _saved_carries(draft, init, states, u.name))
+
+
+def _saved_carries(draft: Draft, init: int, states: int, name: str) -> int:
+    """The carries each step started from: ``[init, s_0, …, s_{T-2}]`` (a gradient reads
+    them; a loss on the last step only leaves no per-step output to rebuild them from)."""
+    first = draft.add("getitem", [states], {"index": (0,)}, name=f"{name}/first")
+    head = draft.add("expand_dims", [draft.add("broadcast_to", [init, first], name=f"{name}/init")],
+                     {"axis": 0}, name=f"{name}/head")
+    rest = draft.add("getitem", [states], {"index": ((None, -1, None),)}, name=f"{name}/rest")
+    return draft.add("concat", [head, rest], {"axis": 0}, name=name)
