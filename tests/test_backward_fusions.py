@@ -4,8 +4,9 @@
   time from the states (core/reverse_recurrence.py);
 - a hoisted ``x @ U + b`` read also as a ``sum_to`` like becomes one ``affine``
   (passes/affine.py);
-- a loss on the last step only still runs the forward as one ``recurrence``, the
-  carries each step started from rebuilt from its states (passes/kernels.py).
+- a loss on the last step only still runs the forward as one ``recurrence`` (the
+  carries each step started from rebuilt from its states) and the backward as one
+  ``reverse_recurrence(..., carry_in=True)`` (passes/kernels.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,31 @@ def test_the_tanh_slope_kernel_equals_numpy_and_the_given_slope_bit_for_bit(batc
     np.testing.assert_allclose(got, numpy_chain(gv, sv, wt), rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(got, plain)  # the same two numpy calls make each d[t]
     assert (batch * hidden >= SLOPE_PER_STEP_MIN) == (hidden == 128)
+
+
+# (2, 4) and (3, 40): the slope over all steps at once; (32, 128): a step at a time.
+@pytest.mark.parametrize(("batch", "hidden"), [(2, 4), (3, 40), (32, 128)])
+def test_a_chain_entered_by_its_carry_equals_numpy(batch, hidden):
+    steps = 6
+    cv = RNG.standard_normal((batch, hidden))
+    sv = np.tanh(RNG.standard_normal((steps, batch, hidden)))
+    wt = RNG.standard_normal((hidden, hidden)) / np.sqrt(hidden)
+    gv = np.zeros((steps, batch, hidden))
+    gv[-1] = cv  # the carry is a gradient arriving at the last step only
+    g = tg.Graph()
+    C, S = g.input("c", shape=(None, hidden)), g.input("s", shape=(steps, None, hidden))
+    D = g.input("d", shape=(steps, None, hidden))
+    Wt = g.param("Wt", wt)
+    from_carry = g.add_node("reverse_recurrence", [C, D, Wt], {"carry_in": True})
+    with_slope = g.add_node("reverse_recurrence", [C, S, Wt], {"carry_in": True,
+                                                               "slope": "tanh"})
+    got, got_slope = g.run([from_carry, with_slope], {"c": cv, "s": sv, "d": 1.0 - sv * sv})
+    want = numpy_chain(gv, sv, wt)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(got_slope, got)
+    with pytest.raises(tg.EvaluationError, match="reverse_recurrence.*differ"):
+        g.run(from_carry, {"c": np.zeros((batch + 1, hidden)), "d": 1.0 - sv * sv},
+              optimize=False)
 
 
 def test_an_unknown_slope_is_refused_naming_the_node():
@@ -143,9 +169,10 @@ def test_a_slope_also_read_elsewhere_stays_a_given_slope():
 
 
 @pytest.mark.parametrize(("batch", "hidden"), [(1, 8), (3, 5)])
-def test_a_loss_on_the_last_step_only_runs_the_forward_as_one_recurrence(batch, hidden):
+def test_a_loss_on_the_last_step_only_runs_both_loops_on_the_kernels(batch, hidden):
     # Sequence classification: nothing reads the states but the backward, which reads the
-    # carries each step started from; they are rebuilt from the kernel's states.
+    # carries each step started from (rebuilt from the kernel's states); the gradient
+    # enters the backward chain through its initial carry alone.
     steps, vocab = 7, 4
     cell = rnn.VanillaRNNCell(vocab, hidden, vocab, seed=5)
     net = rnn.unroll(cell, steps)
@@ -155,8 +182,11 @@ def test_a_loss_on_the_last_step_only_runs_the_forward_as_one_recurrence(batch, 
     names = ("U", "W", "b", "V", "c")
     fn = g.compile([loss, *tg.grad(loss, [net.params[k] for k in names])],
                    inputs=[*net.inputs, target])
-    ops = [n.op for n in fn.plan.graph.nodes.values()]
-    assert ops.count("recurrence") == 1
+    nodes = list(fn.plan.graph.nodes.values())
+    assert [n.op for n in nodes].count("recurrence") == 1
+    back = [n for n in nodes if n.op == "reverse_recurrence"]
+    assert len(back) == 1 and back[0].attrs.get("carry_in") is True  # no per-step gradient
+    assert "scan" not in [n.op for n in nodes]
     xs = RNG.standard_normal((steps, batch, vocab))
     y = RNG.integers(0, vocab, batch)
     got = fn(**{n.name: xs[t] for t, n in enumerate(net.inputs)}, target=y)

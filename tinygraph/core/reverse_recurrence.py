@@ -18,6 +18,11 @@ time while its rows are in cache, instead of two passes over a (T, B, H)
 array far larger than the caches (W2's backward loop 12 % faster, the same
 bits: each ``d[t]`` is computed by the same two numpy calls).
 
+With ``carry_in=True`` the first input is one (B, H) carry instead of ``g``:
+the gradient enters at the last step only (a loss on the last state, as in
+sequence classification), ``dz_{T-1} = c * d[T-1]`` and ``dz_t = (dz_{t+1} @
+Wt) * d[t]`` before it, two numpy calls a step.
+
 An optional fourth input only lends its shape: reverse mode wraps values in
 ``sum_to(x, like)``, which changes nothing when x already has like's shape.
 The kernel checks at run time that the likes' rows have the shape of the
@@ -63,8 +68,10 @@ def tanh_slope(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.subtract(np.ones((), out.dtype), out, out=out)
 
 
-def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
-                     *likes: np.ndarray, slope: str | None = None) -> np.ndarray:
+def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray, *likes: np.ndarray,
+                     slope: str | None = None, carry_in: bool = False) -> np.ndarray:
+    if carry_in:
+        return _from_carry(g, d, wt, likes, slope)
     # ``likes`` stand for values whose shape the graph before fusion tested step by step
     # (reverse mode's sum_to wrappers); fusing assumed no step broadcast a batch of 1
     # against a batch of B. Steps and batch sizes must agree, else the plan runs the
@@ -94,6 +101,32 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray,
         dot(later, wt, carry)
         add(carry, g_t, carry)
         mul(carry, d_t, row)
+        later = row
+    return dz
+
+
+def _from_carry(c: np.ndarray, d: np.ndarray, wt: np.ndarray, likes: tuple,
+                slope: str | None) -> np.ndarray:
+    """``dz_{T-1} = c * d[T-1]``, then ``dz_t = (dz_{t+1} @ wt) * d[t]``: two calls a step."""
+    if c.shape != d.shape[1:] or any(like.shape[:2] != d.shape[:2] for like in likes):
+        raise ValueError(f"reverse_recurrence: the carry {format_shape(c.shape)}, the rows of "
+                         f"d {format_shape(d.shape)} and the likes "
+                         f"{[format_shape(like.shape) for like in likes]} differ")
+    dtype = np.result_type(c, d, wt)
+    dz = np.empty(d.shape, dtype)
+    if not len(d):
+        return dz
+    per_step = slope is not None and d[0].size >= SLOPE_PER_STEP_MIN and d.dtype == dtype
+    if slope is not None and not per_step:
+        d = tanh_slope(d)
+    row_slope = np.empty(d.shape[1:], dtype) if per_step else None
+    wt = loop_weight(wt, rows=math.prod(d.shape[1:-1]), steps=len(d))
+    dot, mul = fast_dot, np.multiply
+    mul(c, tanh_slope(d[-1], row_slope) if per_step else d[-1], dz[-1])
+    later = dz[-1]
+    for d_t, row in zip(d[-2::-1], dz[-2::-1], strict=True):
+        dot(later, wt, row)
+        mul(row, tanh_slope(d_t, row_slope) if per_step else d_t, row)
         later = row
     return dz
 
@@ -148,11 +181,16 @@ def _reverse_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
         raise ValueError(f"slope must be one of {SLOPES} or absent, got {attrs['slope']!r}")
     if len(specs) < 3:
         raise ShapeMismatch(f"takes g, d, Wt and optionally likes; got {len(specs)} inputs")
+    if attrs.get("carry_in", False) not in (True, False):
+        raise ValueError(f"carry_in must be True or False, got {attrs['carry_in']!r}")
+    carry_in = attrs.get("carry_in", False)
     (g, dg), (d, dd), (wt, dw) = specs[:3]
-    if len(g) != 3 or len(d) != 3 or len(wt) != 2 or any(len(s) < 2 for s, _ in specs[3:]):
-        raise ShapeMismatch("needs (T, B, H) g and d, an (H, H) Wt (and (T, B, …) likes); got "
-                            + ", ".join(format_shape(s) for s, _ in specs))
-    shape = broadcast_shapes(g, d)
+    if (len(g) != (2 if carry_in else 3) or len(d) != 3 or len(wt) != 2
+            or any(len(s) < 2 for s, _ in specs[3:])):
+        first = "a (B, H) carry" if carry_in else "(T, B, H) g"
+        raise ShapeMismatch(f"needs {first}, a (T, B, H) d, an (H, H) Wt (and (T, B, …) "
+                            "likes); got " + ", ".join(format_shape(s) for s, _ in specs))
+    shape = (d[0], *broadcast_shapes(g, d[1:])) if carry_in else broadcast_shapes(g, d)
     hidden = {x for x in (shape[2], wt[0], wt[1]) if x is not None}
     if len(hidden) > 1:
         raise ShapeMismatch(f"sizes disagree: g {format_shape(g)}, d {format_shape(d)}, "
@@ -165,6 +203,7 @@ def _reverse_shape(specs: list[Spec], attrs: dict) -> tuple[tuple, np.dtype]:
 def _reverse_vjp(node, h, needs=None):
     """The adjoint, built from primitives: forward in time, as the original ran."""
     g, d, wt, *likes = node.inputs
+    carry_in = node.attrs.get("carry_in", False)
     states = None
     if node.attrs.get("slope") == "tanh":
         states, d = d, 1.0 - d * d
@@ -177,7 +216,7 @@ def _reverse_vjp(node, h, needs=None):
         k.append(total * d[t])
         later = node[t + 1] if t + 1 < steps else None
         if needs is None or needs[1]:
-            grad_d.append(total * (g[t] if later is None else g[t] + later @ wt))
+            grad_d.append(total * _summed(g, t, later, wt, carry_in))
         if later is not None:
             if needs is None or needs[2]:
                 term = later.T @ k[t]
@@ -188,11 +227,23 @@ def _reverse_vjp(node, h, needs=None):
         grad = unbroadcast(new_node("stack", *grad_d, axis=0), d)
         return grad if states is None else grad * (states * -2.0)  # d = 1 - s**2
 
-    return wanted_grads(needs, lambda: unbroadcast(new_node("stack", *k, axis=0), g), d_grad,
-                  lambda: grad_wt, *[None] * len(likes))
+    def g_grad() -> Any:  # the carry enters the sum at the last step only
+        return unbroadcast(k[-1], g) if carry_in else unbroadcast(
+            new_node("stack", *k, axis=0), g)
+
+    return wanted_grads(needs, g_grad, d_grad, lambda: grad_wt, *[None] * len(likes))
+
+
+def _summed(g: Any, t: int, later: Any, wt: Any, carry_in: bool) -> Any:
+    """What step ``t`` multiplies by its slope: ``g[t] + dz_{t+1} @ Wt`` (the carry alone
+    at the last step, ``dz_{t+1} @ Wt`` alone before it, for ``carry_in``)."""
+    if carry_in:
+        return g if later is None else later @ wt
+    return g[t] if later is None else g[t] + later @ wt
 
 
 REVERSE_RECURRENCE = Op("reverse_recurrence", None, _reverse_forward, _reverse_shape, _reverse_vjp,
             doc="dz_t = (g[t] + dz_{t+1} @ wt) * d[t] for t from T-1 down: all dz (T, B, H); "
-                "slope='tanh': d holds s and d[t] = 1 - s[t]**2",
+                "slope='tanh': d holds s and d[t] = 1 - s[t]**2; carry_in: g is a (B, H) "
+                "carry that enters at the last step only",
                 fresh=True)

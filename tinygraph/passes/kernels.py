@@ -45,10 +45,12 @@ def _strip(node: Any) -> Any:
 
 def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     """A backward loop ``c' = ((c + g_t) * d_t) @ Wt`` handing out ``dz_t = (c + g_t) * d_t``:
-    the ``reverse_recurrence`` op, ``dz_t = (g_t + dz_{t+1} @ Wt) * d_t``, from a zero carry."""
+    the ``reverse_recurrence`` op, ``dz_t = (g_t + dz_{t+1} @ Wt) * d_t``, from a zero carry;
+    or ``c' = (c * d_t) @ Wt`` from a given carry (a loss on the last step only): the op
+    with ``carry_in``."""
     a = rec.attrs
     body, k, m, ny = a["body"], a["num_carry"], a["num_xs"], a["num_ys"]
-    if k != 1 or ny < 1 or draft.recs[rec.inputs[0]].op != "zeros_like":
+    if k != 1 or ny < 1:
         return
     inputs = [body.node(n) for n in a["inputs"]]
     outs = [body.node(n) for n in a["outputs"]]
@@ -59,18 +61,17 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     dz, weight = _strip(mm.inputs[0]), mm.inputs[1]
     if dz.op != "mul" or position.get(weight, 0) < k + m:
         return
-    for total, slope in (dz.inputs, dz.inputs[::-1]):
-        if total.op == "add" and 1 <= position.get(slope, 0) < k + m:
-            break
-    else:
+    found = _summed(dz, carry_in, position, k + m)
+    if found is None:
         return
-    terms = [_strip(t) for t in total.inputs]
-    if carry_in not in terms:
+    g, slope = found  # g None: the gradient enters through the initial carry alone
+    if g is None and draft.recs[rec.inputs[0]].op == "zeros_like":
+        return  # nothing enters at all: left to the other passes
+    if g is not None and draft.recs[rec.inputs[0]].op != "zeros_like":
         return
-    g = total.inputs[1 - terms.index(carry_in)]
-    if not 1 <= position.get(g, 0) < k + m or any(_strip(y) is not dz for y in outs[1:1 + ny]):
+    if any(_strip(y) is not dz for y in outs[1:1 + ny]):
         return
-    if any(len(n.shape) != 2 for n in (g, slope, weight, carry_in)):
+    if any(len(n.shape) != 2 for n in (carry_in if g is None else g, slope, weight, carry_in)):
         return
     for y in outs[1:1 + ny]:  # shape helpers must read per-step values, like dz itself
         if any(not k <= position.get(w.inputs[1], -1) < k + m for w in _wrappers(y, dz)):
@@ -89,12 +90,14 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
     likes = [rec.inputs[i] for i in range(k, k + m)
              if len(inputs[i].shape) >= 1 and len(draft.recs[rec.inputs[i]].shape) >= 2
              and not stored_by_a_scan(draft, rec.inputs[i])]
-    d, attrs = outer[slope], {}
+    attrs: dict[str, Any] = {} if g is not None else {"carry_in": True}
+    d = outer[slope]
     states = _tanh_states(draft, d, rec)
     if states is not None:  # d = 1 - s*s: the kernel computes it a step at a time
-        d, attrs = states, {"slope": "tanh"}
+        d, attrs = states, {**attrs, "slope": "tanh"}
         likes = [states if like == outer[slope] else like for like in likes]
-    dz_all = draft.add("reverse_recurrence", [outer[g], d, outer[weight], *likes], attrs,
+    first = outer[g] if g is not None else rec.inputs[0]
+    dz_all = draft.add("reverse_recurrence", [first, d, outer[weight], *likes], attrs,
                        name=rec.name)
     for u in users:
         y = outs[u.attrs["index"]]
@@ -105,6 +108,22 @@ def _to_reverse_recurrence(draft: Draft, rec: Rec) -> None:
             value = draft.add(wrapper.op, [value, outer.get(wrapper.inputs[1], value)],
                               name=f"{rec.name}/{wrapper.op}")
         draft.replace(u.id, value)
+
+
+def _summed(dz: Any, carry_in: Any, position: dict, sequences_end: int) -> tuple | None:
+    """``(g, slope)`` when ``dz`` is ``(carry + g_t) * slope_t``, ``(None, slope)`` when it is
+    ``carry * slope_t`` (both per-step inputs); else None."""
+    for total, slope in (dz.inputs, dz.inputs[::-1]):
+        if not 1 <= position.get(slope, 0) < sequences_end:
+            continue
+        if _strip(total) is carry_in:
+            return None, slope
+        if total.op == "add":
+            terms = [_strip(t) for t in total.inputs]
+            if carry_in in terms:
+                g = total.inputs[1 - terms.index(carry_in)]
+                return (g, slope) if 1 <= position.get(g, 0) < sequences_end else None
+    return None
 
 
 def _tanh_states(draft: Draft, d: int, scan: Rec) -> int | None:
