@@ -52,6 +52,30 @@ def test_the_bias_rides_in_the_product_only_for_many_rows_widening():
     assert bias_in_product(3200, 64, 768) and not bias_in_product(50, 64, 128)
 
 
+def test_a_large_input_rides_with_its_bias_in_blocks_of_rows(monkeypatch):
+    # Small limits here stand for the module's MiB ones: rows not a multiple of a block,
+    # and a strided stack, each compared with numpy written out.
+    from tinygraph.core import prim_affine
+    monkeypatch.setattr(prim_affine, "_COPY_WHOLE_MAX_BYTES", 8 * 4 * 100)
+    monkeypatch.setattr(prim_affine, "_COPY_BLOCK_BYTES", 8 * 4 * 30)
+    w, b = RNG.standard_normal((3, 7)), RNG.standard_normal(7)
+    for x in (RNG.standard_normal((1001, 3)), RNG.standard_normal((50, 21, 6))[:, ::2, :3]):
+        np.testing.assert_allclose(forward(x, w, b), x @ w + b, rtol=1e-13, atol=1e-14)
+
+
+def test_a_large_input_is_not_copied_whole():
+    import tracemalloc
+    x, w, b = RNG.standard_normal((40_000, 64)), RNG.standard_normal((64, 128)), np.ones(128)
+    tracemalloc.start()
+    try:
+        y = forward(x, w, b)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(y[::997], x[::997] @ w + b, rtol=1e-12)
+    assert peak < y.nbytes + x.nbytes // 4  # the result and one block, not [x | 1] whole
+
+
 def test_forward_of_a_strided_stack_equals_numpy():
     x = RNG.normal(size=(3, 8, 4))[:, ::2]  # (3, 4, 4), not contiguous: numpy's matmul
     w, b = RNG.normal(size=(4, 3)), RNG.normal(size=3)

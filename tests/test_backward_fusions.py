@@ -73,6 +73,11 @@ def test_a_chain_entered_by_its_carry_equals_numpy(batch, hidden):
     with pytest.raises(tg.EvaluationError, match="reverse_recurrence.*differ"):
         g.run(from_carry, {"c": np.zeros((batch + 1, hidden)), "d": 1.0 - sv * sv},
               optimize=False)
+    # A (1, H) carry meets the batch as it would in the loop: c * d[T-1] broadcasts.
+    one = cv[:1]
+    gv[-1] = np.broadcast_to(one, cv.shape)
+    np.testing.assert_allclose(g.run(from_carry, {"c": one, "d": 1.0 - sv * sv}),
+                               numpy_chain(gv, sv, wt), rtol=1e-12, atol=1e-14)
 
 
 def test_an_unknown_slope_is_refused_naming_the_node():

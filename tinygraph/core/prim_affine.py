@@ -64,6 +64,33 @@ def bias_as_row(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
     return ones, weights
 
 
+# ``[x | 1]`` is one copy up to this size; a larger ``x`` is copied in blocks of rows of
+# about ``_COPY_BLOCK_BYTES``, whose copy would add all of its size to the peak memory (a
+# 10,000-step sequence's projection: 1.21x the budget of 1.5x the inputs plus one (T, H)
+# array; 0.97x in blocks). Blocks cost ~3 % more on a (3200, 65) @ (65, 768) product.
+_COPY_WHOLE_MAX_BYTES = 4 << 20
+_COPY_BLOCK_BYTES = 1 << 20
+
+
+def _bias_in_rows(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``x @ w + b`` for a matrix ``x``, as ``[x | 1] @ [[w], [b]]``: in one product, or for a
+    large ``x`` one block of rows at a time through one reused ``[x | 1]`` buffer (the
+    same bits: each row meets the same matrix)."""
+    rows, k = x.shape
+    row_bytes = (k + 1) * x.itemsize
+    block = rows if rows * row_bytes <= _COPY_WHOLE_MAX_BYTES else max(
+        256, _COPY_BLOCK_BYTES // row_bytes)
+    ones, weights = bias_as_row(x[:block], w, b)
+    if block >= rows:
+        return dot(ones, weights)
+    out = np.empty((rows, w.shape[1]), x.dtype)
+    for start in range(0, rows, block):
+        part = x[start:start + block]
+        ones[:len(part), :k] = part
+        dot(ones[:len(part)], weights, out[start:start + len(part)])
+    return out
+
+
 def stacked_product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x @ w`` for a stack of rows ``x`` (…, k) and a matrix ``w`` (k, n).
 
@@ -85,8 +112,7 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     rows = math.prod(x.shape[:-1])
     if (floats and x.ndim >= 2 and b.size == n and b.dtype == x.dtype
             and bias_in_product(rows, k, n)):
-        ones, weights = bias_as_row(x, w, b)
-        return dot(ones.reshape(rows, k + 1), weights).reshape(*x.shape[:-1], n)
+        return _bias_in_rows(x.reshape(rows, k), w, b).reshape(*x.shape[:-1], n)
     y = stacked_product(x, w)
     if y.ndim >= 1 and (b.ndim == 1 and b.shape[0] == y.shape[-1] and b.dtype == y.dtype
                         or y.dtype == np.result_type(y, b)

@@ -107,13 +107,21 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray, *likes: np.nd
 
 def _from_carry(c: np.ndarray, d: np.ndarray, wt: np.ndarray, likes: tuple,
                 slope: str | None) -> np.ndarray:
-    """``dz_{T-1} = c * d[T-1]``, then ``dz_t = (dz_{t+1} @ wt) * d[t]``: two calls a step."""
-    if c.shape != d.shape[1:] or any(like.shape[:2] != d.shape[:2] for like in likes):
+    """``dz_{T-1} = c * d[T-1]``, then ``dz_t = (dz_{t+1} @ wt) * d[t]``: two calls a step.
+
+    ``c`` and a row of ``d`` broadcast as in the loop it replaces (a (1, H) carry against
+    a batch); the likes' steps and batch must be the result's.
+    """
+    try:
+        rows = np.broadcast_shapes(c.shape, d.shape[1:])
+    except ValueError:
+        rows = ()
+    if len(rows) != 2 or any(like.shape[:2] != (len(d), rows[0]) for like in likes):
         raise ValueError(f"reverse_recurrence: the carry {format_shape(c.shape)}, the rows of "
                          f"d {format_shape(d.shape)} and the likes "
                          f"{[format_shape(like.shape) for like in likes]} differ")
     dtype = np.result_type(c, d, wt)
-    dz = np.empty(d.shape, dtype)
+    dz = np.empty((len(d), *rows), dtype)
     if not len(d):
         return dz
     per_step = slope is not None and d[0].size >= SLOPE_PER_STEP_MIN and d.dtype == dtype
