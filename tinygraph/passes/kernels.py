@@ -19,7 +19,7 @@ from ..core.op import OPS
 from ..core.recurrence import ACTIVATIONS
 from .draft import Draft, Rec
 from .likes import stored_by_a_scan
-from .tidy import unread_outputs_pass
+from .tidy import carries_before_steps, unread_outputs_pass
 
 __all__ = ["recurrence_kernel_pass"]
 
@@ -187,14 +187,6 @@ def _to_recurrence(draft: Draft, rec: Rec) -> None:
     for u in users:
         index = u.attrs["index"]
         draft.replace(u.id, last if index == 0 else states if index < 1 + ny
-                      else _saved_carries(draft, init, states, u.name))
-
-
-def _saved_carries(draft: Draft, init: int, states: int, name: str) -> int:
-    """The carries each step started from: ``[init, s_0, …, s_{T-2}]`` (a gradient reads
-    them; a loss on the last step only leaves no per-step output to rebuild them from)."""
-    first = draft.add("getitem", [states], {"index": (0,)}, name=f"{name}/first")
-    head = draft.add("expand_dims", [draft.add("broadcast_to", [init, first], name=f"{name}/init")],
-                     {"axis": 0}, name=f"{name}/head")
-    rest = draft.add("getitem", [states], {"index": ((None, -1, None),)}, name=f"{name}/rest")
-    return draft.add("concat", [head, rest], {"axis": 0}, name=name)
+                      # the carries a gradient reads: a loss on the last step only
+                      # leaves no per-step output to rebuild them from but these states
+                      else carries_before_steps(draft, init, states, u.name))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from .bodies import copy_body, prune, read_counts
 from .draft import Draft, Rec, per_scan
 
-__all__ = ["tidy_pass", "unread_outputs_pass", "saved_carries_pass"]
+__all__ = ["carries_before_steps", "tidy_pass", "unread_outputs_pass", "saved_carries_pass"]
 
 
 def _saved_from_outputs(draft: Draft, rec: Rec) -> None:
@@ -48,12 +48,17 @@ def _saved_from_outputs(draft: Draft, rec: Rec) -> None:
             stacked = draft.recs[draft.add("unpack", [rec.id], {
                 "index": j, "shape": u.shape, "dtype": u.dtype.name}, name=f"{rec.name}.out{j}")]
             stacked_by_index[j] = stacked
-        first = draft.add("getitem", [stacked.id], {"index": (0,)}, name=f"{u.name}/first")
-        init = draft.add("broadcast_to", [rec.inputs[i], first], name=f"{u.name}/init")
-        head = draft.add("expand_dims", [init], {"axis": 0}, name=f"{u.name}/head")
-        rest = draft.add("getitem", [stacked.id], {"index": ((None, -1, None),)},
-                         name=f"{u.name}/rest")
-        draft.replace(u.id, draft.add("concat", [head, rest], {"axis": 0}, name=u.name))
+        draft.replace(u.id, carries_before_steps(draft, rec.inputs[i], stacked.id, u.name))
+
+
+def carries_before_steps(draft: Draft, init: int, states: int, name: str) -> int:
+    """The carries each step started from, ``[init, s_0, …, s_{T-2}]``, as a join of the
+    initial carry (broadcast to a state's shape) and all stacked new carries but the last."""
+    first = draft.add("getitem", [states], {"index": (0,)}, name=f"{name}/first")
+    start = draft.add("broadcast_to", [init, first], name=f"{name}/init")
+    head = draft.add("expand_dims", [start], {"axis": 0}, name=f"{name}/head")
+    rest = draft.add("getitem", [states], {"index": ((None, -1, None),)}, name=f"{name}/rest")
+    return draft.add("concat", [head, rest], {"axis": 0}, name=name)
 
 
 def _drop_unread_outputs(draft: Draft, rec: Rec) -> None:
