@@ -65,7 +65,7 @@ SLOPES = ("tanh",)
 def tanh_slope(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``1 - s**2`` as the unfused graph computes it (``s * s``, then ``1 - that``)."""
     out = np.multiply(s, s, out=out)
-    return np.subtract(np.ones((), out.dtype), out, out=out)
+    return np.subtract(1.0, out, out=out)  # a Python 1.0 keeps out's dtype (float32 too)
 
 
 def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray, *likes: np.ndarray,
@@ -83,24 +83,24 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray, *likes: np.nd
     dtype = np.result_type(g, d, wt)
     if not len(g):
         return np.empty(g.shape, dtype)
-    if slope is not None:
-        if g[0].size >= SLOPE_PER_STEP_MIN and d.dtype == dtype:
-            return _tanh_steps(g, d, wt, dtype)
+    # A tanh slope from the states: a step at a time on large steps, else all at once.
+    per_step = slope is not None and g[0].size >= SLOPE_PER_STEP_MIN and d.dtype == dtype
+    if slope is not None and not per_step:
         d = tanh_slope(d)
-    if g[0].size * wt.shape[1] <= AUGMENT_MAX and np.isfinite(g).all() \
+    if not per_step and g[0].size * wt.shape[1] <= AUGMENT_MAX and np.isfinite(g).all() \
             and np.isfinite(wt).all():  # inf * 0 would be NaN in the identity block
         return _small_steps(g, d, wt, dtype)
     dz = np.empty(g.shape, dtype)
     carry = np.empty(g.shape[1:], dz.dtype)
     wt = loop_weight(wt, rows=math.prod(g.shape[1:-1]), steps=len(g))
     dot, add, mul = fast_dot, np.add, np.multiply
-    mul(g[-1], d[-1], dz[-1])
+    mul(g[-1], tanh_slope(d[-1], dz[-1]) if per_step else d[-1], dz[-1])
     later = dz[-1]
     # Rows from the second last back to the first, as views, at C speed.
     for g_t, d_t, row in zip(g[-2::-1], d[-2::-1], dz[-2::-1], strict=True):
         dot(later, wt, carry)
         add(carry, g_t, carry)
-        mul(carry, d_t, row)
+        mul(carry, tanh_slope(d_t, row) if per_step else d_t, row)  # the slope in row first
         later = row
     return dz
 
@@ -135,24 +135,6 @@ def _from_carry(c: np.ndarray, d: np.ndarray, wt: np.ndarray, likes: tuple,
     for d_t, row in zip(d[-2::-1], dz[-2::-1], strict=True):
         dot(later, wt, row)
         mul(row, tanh_slope(d_t, row_slope) if per_step else d_t, row)
-        later = row
-    return dz
-
-
-def _tanh_steps(g: np.ndarray, s: np.ndarray, wt: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The large-step loop with ``d[t] = 1 - s[t]**2`` computed into one reused row."""
-    dz = np.empty(g.shape, dtype)
-    carry, d = np.empty(g.shape[1:], dtype), np.empty(g.shape[1:], dtype)
-    wt = loop_weight(wt, rows=math.prod(g.shape[1:-1]), steps=len(g))
-    dot, add, mul, sub, one = fast_dot, np.add, np.multiply, np.subtract, np.ones((), dtype)
-    mul(g[-1], tanh_slope(s[-1], d), dz[-1])
-    later = dz[-1]
-    for g_t, s_t, row in zip(g[-2::-1], s[-2::-1], dz[-2::-1], strict=True):
-        dot(later, wt, carry)
-        add(carry, g_t, carry)
-        mul(s_t, s_t, d)
-        sub(one, d, d)
-        mul(carry, d, row)
         later = row
     return dz
 

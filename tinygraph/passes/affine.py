@@ -48,14 +48,15 @@ def affine_pass(draft: Draft) -> None:
             if _matches(draft, rec, product, bias):
                 x, w = product.inputs
                 new = draft.add("affine", [x, w, b], name=rec.name, meta=rec.meta)
-                for like in _shape_readers(draft, product, rec):
+                for like in _other_readers(draft, product, rec):
                     draft.rewire(like.id, product.id, new)
                 draft.replace(rec.id, new)
                 break
 
 
-def _shape_readers(draft: Draft, product: Rec, add: Rec) -> list[Rec]:
-    """The readers of ``product`` other than ``add``, each reading it as a like only."""
+def _other_readers(draft: Draft, product: Rec, add: Rec) -> list[Rec]:
+    """The readers of ``product`` other than ``add`` (a match needs each to read it as a
+    like only: :func:`_reads_shape_only`)."""
     return [r for r in draft.readers(product.id) if r.id != add.id]
 
 
@@ -73,4 +74,4 @@ def _matches(draft: Draft, rec: Rec, product: Rec, bias: Rec) -> bool:
             and len(bias.shape) <= len(rec.shape) and bias.shape[-1:] == rec.shape[-1:]
             and all(d == 1 for d in bias.shape[:-1])
             and rec.id in [r.id for r in draft.readers(product.id)]
-            and all(_reads_shape_only(r, product) for r in _shape_readers(draft, product, rec)))
+            and all(_reads_shape_only(r, product) for r in _other_readers(draft, product, rec)))
