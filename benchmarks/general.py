@@ -45,7 +45,10 @@ def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS
     other round in reverse order), the median over rounds. Each variant is warmed up
     first, as pyperf does: 20 calls or 0.2 s, whichever is shorter (W1's forward needs
     ~20 calls to settle, 0.38-0.40 of the numpy loop after 3 and 0.35-0.36 after 20;
-    the numpy loop is warmed alike)."""
+    the numpy loop is warmed alike). Each timed block starts with one untimed call: a
+    variant timed right after the numpy BPTT measured 1.09-1.20x slower than the same
+    callable timed after another tinygraph variant (A/A, AMD EPYC), paying for the caches
+    and freed memory the reference left; a training loop calls its step back to back."""
     calls = {}
     for name, f in variants.items():
         start, count = time.perf_counter(), 0
@@ -61,6 +64,7 @@ def median_times(variants: dict[str, Callable[[], object]], rounds: int = ROUNDS
         # measured up to 8 % slower than the same variant later in the round (A/A).
         for name, f in (order if r % 2 == 0 else order[::-1]):
             n = calls[name]
+            f()  # untimed: the caches and freed memory the previous variant left are not its cost
             start = time.perf_counter()
             for _ in range(n):
                 f()
