@@ -172,6 +172,16 @@ def test_initial_params_follow_the_seed_rule():
     assert not np.array_equal(other.params["W"], cell.params["W"])
 
 
+def test_param_spec_initializers_by_name():
+    rng, f64 = np.random.default_rng(0), np.dtype("float64")
+    np.testing.assert_array_equal(rnn.ParamSpec((2, 3), init="ones").initialize(rng, f64),
+                                  np.ones((2, 3)))
+    np.testing.assert_array_equal(rnn.ParamSpec((4,), init="zeros").initialize(rng, f64),
+                                  np.zeros(4))
+    with pytest.raises(tg.GraphError, match="'uniform', 'zeros', 'ones'"):
+        rnn.ParamSpec((2,), init="normal").initialize(rng, f64)
+
+
 @pytest.mark.parametrize("cls", [rnn.GRUCell, rnn.LSTMCell])
 def test_gated_cells_declare_fused_weights(cls):
     gates = len(cls.gates)

@@ -48,10 +48,11 @@ class ParamSpec:
     ----------
     shape : tuple of int
         The parameter's shape.
-    init : {"uniform", "zeros"} or callable
+    init : {"uniform", "zeros", "ones"} or callable
         ``"uniform"`` draws from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) as
-        the seed text does; ``"zeros"`` gives zeros; a callable
-        ``init(rng, shape)`` returns the array.
+        the seed text does; ``"zeros"`` gives zeros and ``"ones"`` ones (a
+        layer norm's gain, say); a callable ``init(rng, shape)`` returns the
+        array.
     fan_in : int, optional
         The bound's fan-in; defaults to ``shape[0]`` (the input size of a
         row-vector weight ``x @ W``).
@@ -76,13 +77,15 @@ class ParamSpec:
             value = np.asarray(self.init(rng, shape), dtype=dtype)
         elif self.init == "zeros":
             value = np.zeros(shape, dtype=dtype)
+        elif self.init == "ones":
+            value = np.ones(shape, dtype=dtype)
         elif self.init == "uniform":
             fan_in = self.fan_in or (shape[0] if shape else 1)
             bound = 1.0 / np.sqrt(fan_in)
             value = rng.uniform(-bound, bound, size=shape).astype(dtype)
         else:
-            raise tg.GraphError(f"unknown initializer {self.init!r}; use 'uniform', 'zeros' "
-                                "or a callable init(rng, shape)")
+            raise tg.GraphError(f"unknown initializer {self.init!r}; use 'uniform', 'zeros', "
+                                "'ones' or a callable init(rng, shape)")
         if value.shape != shape:
             raise tg.ShapeError(f"initializer gave shape {value.shape}, the spec wants {shape}")
         return value
