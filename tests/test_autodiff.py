@@ -563,3 +563,32 @@ def test_slices_that_leave_a_gap_or_are_not_asked_to_join_stay_sums():
         gx, value, expected = _slice_sum_grads(pieces, join)
         assert gx.op == "add"
         np.testing.assert_array_equal(value, expected)
+
+
+def test_a_broadcast_operand_is_summed_before_it_is_divided_or_negated():
+    # A layer norm's (B, 1) deviation: its gradient sums the (B, H) cotangent first,
+    # then divides and negates B values, not B x H; a mean over known sizes divides by
+    # a constant before broadcasting back.
+    g = tg.Graph()
+    x, d = g.input("x", shape=(None, 8)), g.input("d", shape=(None, 1))
+    loss = tg.sum(x / d - d) + tg.sum(tg.mean(x * x, axis=1, keepdims=True) * d)
+    gd, gx = tg.grad(loss, [d, x])
+    of_d = [n for n in g.schedule(gd) if n.meta.get("grad")]
+    assert [n.op for n in of_d if n.op in ("neg", "div") and n.shape == (None, 8)] == []
+    assert "size" not in [n.op for n in g.schedule(gx) if n.meta.get("grad")]
+    rng = np.random.default_rng(0)
+    xs, ds = rng.normal(size=(3, 8)), rng.uniform(1.0, 2.0, size=(3, 1))
+    got_d, got_x = g.run([gd, gx], {"x": xs, "d": ds})
+
+    def value(xv, dv):
+        return float(np.sum(xv / dv - dv) + np.sum((xv * xv).mean(axis=1, keepdims=True) * dv))
+
+    for got, arr, other, first in ((got_d, ds, xs, False), (got_x, xs, ds, True)):
+        numeric = np.zeros_like(arr)
+        for i in np.ndindex(arr.shape):
+            up, down = arr.copy(), arr.copy()
+            up[i] += EPS
+            down[i] -= EPS
+            numeric[i] = ((value(up, other) - value(down, other)) if first else
+                          (value(other, up) - value(other, down))) / (2 * EPS)
+        np.testing.assert_allclose(got, numeric, rtol=RTOL, atol=ATOL)
