@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/scan_bench.py
 	$(PY) benchmarks/general.py
 	$(PY) benchmarks/variants.py
+	$(PY) benchmarks/custom_cells.py
 
 # Its own process: it limits BLAS to one thread before numpy loads.
 bench-scan: $(STAMP)

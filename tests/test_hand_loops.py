@@ -16,6 +16,7 @@ import pytest
 from test_random_cells import BINARY, UNARY, numpy_forward, random_recipe
 
 import tinygraph as tg
+import tinygraph_rnn as rnn
 
 D, H, B, V = 3, 4, 2, 5
 STYLES = ("rows", "batch_first", "inputs_first", "inputs_inside")
@@ -671,3 +672,23 @@ def test_a_stack_of_rows_wrapping_around_the_end_is_left_a_stack():
     x = RNG_STACK.normal(size=(4, 2))
     np.testing.assert_array_equal(rewritten.run(rewritten.node(picked.name), {"X": x}),
                                   np.stack([x[0], x[-1], x[-2]]))
+
+
+def test_the_custom_cells_benchmark_computes_what_its_numpy_loops_compute():
+    # benchmarks/custom_cells.py (make bench) times four cells users write against numpy
+    # loops of the same equations; here, at small sizes, the two agree.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "custom_cells.py"
+    spec = importlib.util.spec_from_file_location("custom_cells_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    X = np.random.default_rng(0).normal(size=(5, 3, 2))
+    for name, cls in module.CELLS.items():
+        net = rnn.unroll(cls(input_size=2, hidden_size=4, seed=1), 5)
+        p = {k: v.value for k, v in net.params.items()}
+        got = net.run(X)["states"]
+        got = got[0] if isinstance(got, tuple) else got
+        want = np.stack(module.numpy_forward(name, hidden=4)(X, p))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=name)
