@@ -134,3 +134,21 @@ def test_the_vanilla_recurrence_kernel_uses_it_and_matches_a_numpy_loop(exp_form
         s = np.tanh(x @ p["U"] + s @ p["W"] + p["b"])
         want.append(s)
     np.testing.assert_allclose(got, np.stack(want), rtol=0, atol=1e-14)
+
+
+def test_the_recurrence_kernels_scaled_loop_is_within_its_bound_and_quiet(exp_form):
+    # With W = 0 every step is tanh(a_t) alone: the kernel's 2 / (1 + exp(-2 z)) - 1
+    # against math.tanh, value by value (documented: within 3.4e-16).
+    from tinygraph.core.recurrence import RECURRENCE
+
+    rng = np.random.default_rng(7)
+    a = np.concatenate([rng.standard_normal((6, 32, 64)) * 3,
+                        rng.uniform(-25, 25, (2, 32, 64))])
+    # Last step only: 0 * inf and 0 * nan in the next step's product would be nan.
+    a[-1, 0, :8] = [-np.inf, -1e308, -800.0, -400.0, 400.0, 1e308, np.inf, np.nan]
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = RECURRENCE.forward(a, np.zeros((64, 64)), np.zeros((32, 64)))
+    assert got[-1, 0, :7].tolist() == [-1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
+    assert np.isnan(got[-1, 0, 7])
+    finite = np.isfinite(a)
+    assert np.max(np.abs(got - exact(np.where(finite, a, 0.0)))[finite]) <= 4.5e-16

@@ -22,6 +22,9 @@ that order already (~1e-16 absolute), far inside the 1e-12 the optimizer
 promises (``docs/performance.md``): the vanilla recurrence kernel and the tanh
 steps of scan bodies, for float64 steps of at least ``FAST_TANH_MIN_VALUES``
 values, through :func:`tanh_kernel`. A tanh anywhere else is ``np.tanh``.
+The recurrence kernel goes one step further: it multiplies by ``-2 W`` and
+adds ``-2 a`` (exact), so its product is ``-2 z`` and ``2 / (1 + exp(-2 z)) - 1``
+takes four calls (within 3.4e-16; a zero comes out as +0.0).
 ``inf``, ``nan`` and the sign of zero come out as numpy's.
 
 It is used only where it is clearly faster: the first time it is wanted,
