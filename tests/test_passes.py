@@ -261,7 +261,7 @@ def test_bias_moves_into_the_gathered_table():
     np.testing.assert_array_equal(og.run("y", {"ids": v}), E.value[v] + b.value)
 
 
-@pytest.mark.parametrize("rows", [5, 40])  # one-hot product / sorted runs of equal ids
+@pytest.mark.parametrize("rows", [5, 40])  # one-hot product / a weighted bincount
 @pytest.mark.parametrize("special", [None, np.inf, np.nan])
 def test_take_grad_scatter_matches_add_at_even_with_non_finite_gradients(special, rows):
     from tinygraph.core.ops import OPS
@@ -274,6 +274,22 @@ def test_take_grad_scatter_matches_add_at_even_with_non_finite_gradients(special
     np.add.at(want, ids, g)  # the definition: every pick adds its row
     got = OPS["take_grad"].forward(g, ids, np.zeros((rows, 2)))
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_take_grad_into_a_table_of_matrices_keeps_the_dtype(dtype):
+    from tinygraph.core.ops import OPS
+
+    ids = RNG.integers(0, 50, size=(7, 9))
+    g = RNG.standard_normal((7, 9, 2, 3)).astype(dtype)
+    want = np.zeros((50, 2, 3))
+    np.add.at(want, ids, g.astype(np.float64))
+    got = OPS["take_grad"].forward(g, ids, np.zeros((50, 2, 3), dtype))
+    assert got.dtype == np.dtype(dtype) and got.shape == (50, 2, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-14 if dtype == "float64" else 1e-6,
+                               atol=1e-15 if dtype == "float64" else 1e-6)
+    with pytest.raises(IndexError, match="out of range"):
+        OPS["take_grad"].forward(g, ids + 50, np.zeros((50, 2, 3), dtype))
 
 
 def test_stacked_parts_are_written_into_the_stack_and_stay_correct():
