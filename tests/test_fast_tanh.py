@@ -98,7 +98,9 @@ def _mgu_run(T=5, B=64, H=128):
 def test_a_scan_body_computes_a_large_tanh_from_exp_within_the_bound(exp_form):
     got, want, loop_names = _mgu_run()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
-    assert fast_tanh._large_tanh in loop_names.values()
+    # The loop ignores overflow once for all its steps, so it calls the five-call form.
+    assert fast_tanh.large_tanh_unguarded in loop_names.values()
+    assert fast_tanh._large_tanh not in loop_names.values()
 
 
 def test_with_the_variable_set_a_scan_keeps_numpys_tanh(monkeypatch):
@@ -107,6 +109,7 @@ def test_with_the_variable_set_a_scan_keeps_numpys_tanh(monkeypatch):
     got, want, loop_names = _mgu_run()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
     assert fast_tanh._large_tanh not in loop_names.values()
+    assert fast_tanh.large_tanh_unguarded not in loop_names.values()
     assert np.tanh in loop_names.values()
 
 
@@ -152,3 +155,15 @@ def test_the_recurrence_kernels_scaled_loop_is_within_its_bound_and_quiet(exp_fo
     assert np.isnan(got[-1, 0, 7])
     finite = np.isfinite(a)
     assert np.max(np.abs(got - exact(np.where(finite, a, 0.0)))[finite]) <= 4.5e-16
+
+
+def test_the_unguarded_form_is_within_its_bound_and_quiet_under_the_loops_errstate():
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.standard_normal(20_000) * 3, rng.uniform(-25, 25, 5_000)])
+    x[:6] = [-np.inf, -1e308, -400.0, 400.0, 1e308, np.inf]
+    with np.errstate(over="ignore", invalid="raise", divide="raise"):
+        got = fast_tanh.large_tanh_unguarded(x.copy())
+    assert got[:6].tolist() == [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]
+    assert np.max(np.abs(got - exact(x))) <= 4.5e-16
+    small = rng.standard_normal(10)  # below FAST_TANH_MIN_VALUES: numpy's own
+    assert np.array_equal(fast_tanh.large_tanh_unguarded(small), np.tanh(small))
