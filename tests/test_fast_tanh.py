@@ -167,3 +167,26 @@ def test_the_unguarded_form_is_within_its_bound_and_quiet_under_the_loops_errsta
     assert np.max(np.abs(got - exact(x))) <= 4.5e-16
     small = rng.standard_normal(10)  # below FAST_TANH_MIN_VALUES: numpy's own
     assert np.array_equal(fast_tanh.large_tanh_unguarded(small), np.tanh(small))
+
+
+def test_the_scaled_loop_needs_no_second_sequence_sized_array(exp_form):
+    # -2 a is written into the states' own rows, each overwritten by its state after use.
+    import tracemalloc
+
+    from tinygraph.core.recurrence import RECURRENCE
+
+    rng = np.random.default_rng(9)
+    a, w = rng.standard_normal((200, 32, 64)), rng.standard_normal((64, 64)) * 0.1
+    s0 = np.zeros((32, 64))
+    tracemalloc.start()
+    try:
+        states = RECURRENCE.forward(a, w, s0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.25 * states.nbytes, (peak, states.nbytes)
+    s, want = s0, []
+    for a_t in a:
+        s = np.tanh(s @ w + a_t)
+        want.append(s)
+    np.testing.assert_allclose(states, np.stack(want), rtol=0, atol=1e-14)

@@ -105,11 +105,12 @@ def _tanh_steps_from_exp(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.nda
     prev = s0
     with np.errstate(over="ignore"):  # -2 x overflows to -inf beyond 9e307: tanh is -1 there
         w2 = loop_weight(np.multiply(w, -2.0), rows=math.prod(e.shape[:-1]), steps=len(a))
-        a2 = np.multiply(a, -2.0)
         b2 = None if b is None else np.multiply(b, -2.0)
-        for a_t, row in zip(a2, states, strict=True):
+        # Row t holds -2 a_t until step t has added it, then s_t: no second (T, B, H) array.
+        np.multiply(a, -2.0, out=states)
+        for row in states:
             dot(prev, w2, e)
-            add(e, a_t, e)
+            add(e, row, e)
             if b2 is not None:
                 add(e, b2, e)
             exp(e, e)
