@@ -27,6 +27,7 @@ import numpy as np
 
 from . import shape_rules as rules
 from . import shape_rules_numpy as nrules
+from .arith_vjps import add_vjp, div_vjp, mul_vjp, pow_vjp, sub_vjp
 from .forwards import (
     check_ids,
     concat_forward,
@@ -39,81 +40,11 @@ from .forwards import (
     sum_forward,
     transpose_forward,
 )
-from .node import build
-from .op import Op, new_node, select, unbroadcast, wanted_grads
+from .op import Op, new_node, unbroadcast, wanted_grads
 from .shapes import normalize_axes, normalize_axis
 
 __all__ = ["PRIMITIVES", "sigmoid_forward", "softmax_forward", "log_softmax_forward",
            "check_ids"]
-
-
-def cannot_broadcast(x: Any, other: Any) -> bool:
-    """Does ``x op other`` provably have x's shape at run time (x is never broadcast)?
-
-    True when ``other`` has no more axes than x and each of its axes is a known 1 or a
-    known size equal to x's known size there. Then reverse mode needs no ``sum_to``
-    for x's gradient, and the optimizer never needs x's value just for its shape.
-    """
-    if len(other.shape) > len(x.shape):
-        return False
-    pairs = zip(reversed(x.shape), reversed(other.shape), strict=False)
-    return all(o == 1 or (o is not None and o == d) for d, o in pairs)
-
-
-def _binary_vjp(da: Callable, db: Callable) -> Callable:
-    """A vjp for a broadcasting binary op from its two local derivatives ``d(g, a, b, y)``."""
-    def vjp(node, g, needs=None):
-        a, b = node.inputs
-
-        def reduced(grad, x, other):
-            return grad if cannot_broadcast(x, other) else unbroadcast(grad, x)
-
-        return wanted_grads(needs, lambda: reduced(da(g, a, b, node), a, b),
-                            lambda: reduced(db(g, a, b, node), b, a))
-    return vjp
-
-
-def _sub_vjp(node, g, needs=None):
-    a, b = node.inputs
-    # -g summed to b's shape as -(g summed): the negation runs on b's values, not on g's.
-    return wanted_grads(needs, lambda: g if cannot_broadcast(a, b) else unbroadcast(g, a),
-                        lambda: -(g if cannot_broadcast(b, a) else unbroadcast(g, b)))
-
-
-def _div_vjp(node, g, needs=None):
-    a, b = node.inputs
-    y = node
-
-    def grad_b():
-        if cannot_broadcast(b, a):
-            return -(g * y / b)
-        # b is the same along every axis the sum runs over, so dividing by it commutes
-        # with the sum: a (B, 1) divisor (a layer norm's deviation) divides B values,
-        # not B x H.
-        return -(unbroadcast(g * y, b) / b)
-
-    return wanted_grads(needs, lambda: g / b if cannot_broadcast(a, b) else
-                        unbroadcast(g / b, a), grad_b)
-
-
-def _nonzero_const(node) -> bool:
-    return node.op == "const" and bool(np.all(node.value != 0))
-
-
-def _pow_grad_base(g, a, b, y):
-    # b * a**(b-1) is 0 * 0**-1 = nan at a = b = 0, where the derivative is 0 (as torch):
-    # where b == 0 any finite power does, since b multiplies it.
-    if _nonzero_const(b):
-        return g * b * a ** (b - 1)
-    exponent = select(build("equal", b, 0.0), 1.0, b - 1)
-    return g * b * a ** exponent
-
-
-def _pow_grad_exponent(g, a, b, y):
-    # y * log(a) is 0 * -inf = nan at a = 0, b >= 0, where the derivative is 0 (as torch).
-    if _nonzero_const(a):
-        return g * y * new_node("log", a)
-    return g * y * new_node("log", select(build("equal", a, 0.0), 1.0, a))
 
 
 def _matmul_vjp(node, g, needs=None):
@@ -326,17 +257,15 @@ def _unary(formula: Callable) -> Callable:
 # ------------------------------------------------------------------ records
 
 PRIMITIVES = [
-    Op("add", 2, np.add, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g, lambda g, a, b, y: g), doc="a + b, broadcasting",
+    Op("add", 2, np.add, rules.elementwise, add_vjp, doc="a + b, broadcasting",
             elementwise=True, fresh=True),
-    Op("sub", 2, np.subtract, rules.elementwise, _sub_vjp, doc="a - b, broadcasting",
+    Op("sub", 2, np.subtract, rules.elementwise, sub_vjp, doc="a - b, broadcasting",
             elementwise=True, fresh=True),
-    Op("mul", 2, np.multiply, rules.elementwise, _binary_vjp(
-        lambda g, a, b, y: g * b, lambda g, a, b, y: g * a), doc="a * b, broadcasting",
+    Op("mul", 2, np.multiply, rules.elementwise, mul_vjp, doc="a * b, broadcasting",
             elementwise=True, fresh=True),
-    Op("div", 2, np.true_divide, rules.elementwise_float, _div_vjp, doc="a / b, broadcasting",
+    Op("div", 2, np.true_divide, rules.elementwise_float, div_vjp, doc="a / b, broadcasting",
             elementwise=True, fresh=True),
-    Op("pow", 2, np.power, rules.elementwise, _binary_vjp(_pow_grad_base, _pow_grad_exponent),
+    Op("pow", 2, np.power, rules.elementwise, pow_vjp,
        doc="a ** b, broadcasting (d/db needs a > 0, or a = 0 with b >= 0)", elementwise=True,
        fresh=True),
     Op("neg", 1, np.negative, rules.unary_same, _unary(lambda g, x, y: -g), doc="-a",
