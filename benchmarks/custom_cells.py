@@ -28,7 +28,7 @@ import tinygraph as tg
 import tinygraph_rnn as rnn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from general import median_times  # noqa: E402
+from general import median_times, per_step_training  # noqa: E402
 
 T, B, D, H, V = 100, 32, 64, 128, 64
 
@@ -164,19 +164,7 @@ def forward_row(name: str, X) -> tuple[str, float]:
 
 def training_row(name: str, X, Y, torch) -> tuple[str, float]:
     net = rnn.unroll(CELLS[name](input_size=D, hidden_size=H, seed=0), T)
-    g = net.graph
-    rng = np.random.default_rng(1)
-    w_out = g.param("V_out", rng.normal(size=(H, V)) / np.sqrt(H))
-    b_out = g.param("c_out", np.zeros(V))
-    targets = g.input("targets", shape=(T, None), dtype="int64")
-    loss = tg.cross_entropy(net.outputs[0] @ w_out + b_out, targets[0])
-    for t in range(1, T):
-        loss = loss + tg.cross_entropy(net.outputs[t] @ w_out + b_out, targets[t])
-    loss = loss / float(T)
-    params = [*net.params.values(), w_out, b_out]
-    fn = g.compile([loss, *tg.grad(loss, params)], inputs=[*net.inputs, targets])
-    feeds = {n.name: X[t] for t, n in enumerate(net.inputs)} | {"targets": Y}
-
+    fn, feeds, params = per_step_training(net, X, Y, V, np.random.default_rng(1))
     tp = {n.name: torch.tensor(n.value, requires_grad=True) for n in params}
     xt, yt = torch.tensor(X), torch.tensor(Y)
     step = equations(name, torch, lambda v: torch.cat(v, 1),

@@ -250,6 +250,26 @@ def torch_rows() -> list[tuple[str, float, str]]:
     return rows
 
 
+def per_step_training(net, X, Y, classes: int, rng) -> tuple[Callable, dict, list]:
+    """``net`` with a linear head ``V_out``, ``c_out`` (drawn from ``rng``) and the mean of
+    its per-step cross-entropies, written per step as users write it: the compiled loss
+    and gradients, its feeds (the T step rows of ``X``, ``Y`` as targets) and the params
+    in the gradients' order."""
+    g, steps = net.graph, len(net.outputs)
+    hidden = net.outputs[0].shape[-1]
+    V_out = g.param("V_out", rng.normal(size=(hidden, classes)) / np.sqrt(hidden))
+    c_out = g.param("c_out", np.zeros(classes))
+    targets = g.input("targets", shape=(steps, None), dtype="int64")
+    loss = tg.cross_entropy(net.outputs[0] @ V_out + c_out, targets[0])
+    for t in range(1, steps):
+        loss = loss + tg.cross_entropy(net.outputs[t] @ V_out + c_out, targets[t])
+    loss = loss / float(steps)
+    params = [*net.params.values(), V_out, c_out]
+    fn = g.compile([loss, *tg.grad(loss, params)], inputs=[*net.inputs, targets])
+    feeds = {n.name: X[t] for t, n in enumerate(net.inputs)} | {"targets": Y}
+    return fn, feeds, params
+
+
 def mgu_torch_row(torch) -> tuple[str, float, str]:
     """The MinimalGatedUnit (docs/rnn.md) forward+backward against the same cell as a
     PyTorch eager loop (autograd through T steps of its equations), linear head and
@@ -261,17 +281,7 @@ def mgu_torch_row(torch) -> tuple[str, float, str]:
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(T, B, D)), rng.integers(0, V, (T, B))
     net = rnn.unroll(MinimalGatedUnit(input_size=D, hidden_size=H, seed=0), T)
-    g = net.graph
-    V_out = g.param("V_out", rng.normal(size=(H, V)) / np.sqrt(H))
-    c_out = g.param("c_out", np.zeros(V))
-    targets = g.input("targets", shape=(T, None), dtype="int64")
-    loss = tg.cross_entropy(net.outputs[0] @ V_out + c_out, targets[0])
-    for t in range(1, T):
-        loss = loss + tg.cross_entropy(net.outputs[t] @ V_out + c_out, targets[t])
-    loss = loss / float(T)
-    params = [*net.params.values(), V_out, c_out]
-    fn = g.compile([loss, *tg.grad(loss, params)], inputs=[*net.inputs, targets])
-    feeds = {n.name: X[t] for t, n in enumerate(net.inputs)} | {"targets": Y}
+    fn, feeds, params = per_step_training(net, X, Y, V, rng)
     tp = {n.name: torch.tensor(n.value, requires_grad=True) for n in params}
     xt, yt = torch.tensor(X), torch.tensor(Y)
 
