@@ -57,6 +57,7 @@ def binary_vjp(da: Callable, db: Callable) -> Callable:
 
 
 def sub_vjp(node, g, needs=None):
+    """``d(a - b)``: ``g`` for a, ``-g`` for b, each summed to its operand's shape."""
     a, b = node.inputs
     # -g summed to b's shape as -(g summed): the negation runs on b's values, not on g's.
     return wanted_grads(needs, lambda: g if cannot_broadcast(a, b) else unbroadcast(g, a),
@@ -64,6 +65,7 @@ def sub_vjp(node, g, needs=None):
 
 
 def div_vjp(node, g, needs=None):
+    """``d(a / b)``: ``g / b`` for a, ``-g y / b`` for b, each summed to its operand's shape."""
     a, b = node.inputs
     y = node
 

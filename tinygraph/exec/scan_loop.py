@@ -20,8 +20,9 @@ code inline, so a step costs its numpy calls and little else::
   or overwrites a leaf).
 - Sigmoid's overflow (``exp(-x)`` for x < -709, result 0) is ignored once for the
   loop instead of in every call: entering numpy's errstate costs ~0.6 µs. So is the
-  overflow of a large tanh's ``exp(-2 x)`` (:func:`~tinygraph.core.fast_tanh.
-  large_tanh_unguarded`: five calls where a guarded exp form takes seven).
+  overflow of a large tanh's ``exp(-2 x)``
+  (:func:`~tinygraph.core.fast_tanh.large_tanh_unguarded`: five calls where the
+  guarded exp form takes seven).
 
 Without generated body code (its first call, or a body that loads its inputs
 lazily) the loop calls the body's plan once per step.
