@@ -161,7 +161,7 @@ def _reduce_vjp(node, g, needs=None):
     if node.op == "mean":
         # Divided before it is broadcast: one division per mean, not one per value of x.
         dims = [x.shape[a] for a in axes]
-        g = g / (float(np.prod(dims)) if None not in dims else
+        g = g / (float(math.prod(dims)) if None not in dims else
                  new_node("size", x, axis=axes, dtype=g.dtype.name))
     return (new_node("broadcast_to", g, x),)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .fast_tanh import tanh_kernel
+from .fast_tanh import tanh_from_minus_2z, tanh_kernel
 from .forwards import dot as fast_dot
 from .loop_weight import loop_weight
 from .op import Op, new_node, unbroadcast, wanted_grads
@@ -101,7 +101,7 @@ def _tanh_steps_from_exp(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.nda
     Within 3.4e-16 of the exact tanh (numpy's: 1.1e-16); a zero comes out as +0.0. A
     step below about -354 overflows exp to inf, which gives -1 as it should.
     """
-    dot, add, exp, divide, subtract = fast_dot, np.add, np.exp, np.divide, np.subtract
+    dot, add, tanh_of = fast_dot, np.add, tanh_from_minus_2z
     prev = s0
     with np.errstate(over="ignore"):  # -2 x overflows to -inf beyond 9e307: tanh is -1 there
         w2 = loop_weight(np.multiply(w, -2.0), rows=math.prod(e.shape[:-1]), steps=len(a))
@@ -113,10 +113,7 @@ def _tanh_steps_from_exp(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.nda
             add(e, row, e)
             if b2 is not None:
                 add(e, b2, e)
-            exp(e, e)
-            add(e, 1.0, e)
-            divide(2.0, e, row)
-            subtract(row, 1.0, row)
+            tanh_of(e, row)
             prev = row
     return states
 

@@ -68,6 +68,14 @@ def tanh_slope(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.subtract(1.0, out, out=out)  # a Python 1.0 keeps out's dtype (float32 too)
 
 
+def _slopes(d: np.ndarray, slope: str | None, step_values: int, dtype: np.dtype
+            ) -> tuple[np.ndarray, bool]:
+    """``d`` as the loop reads it, and whether it still holds states whose tanh slope the
+    loop computes a step at a time (large steps), or already the slopes (all at once)."""
+    per_step = slope is not None and step_values >= SLOPE_PER_STEP_MIN and d.dtype == dtype
+    return (tanh_slope(d) if slope is not None and not per_step else d), per_step
+
+
 def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray, *likes: np.ndarray,
                      slope: str | None = None, carry_in: bool = False) -> np.ndarray:
     if carry_in:
@@ -83,10 +91,7 @@ def _reverse_forward(g: np.ndarray, d: np.ndarray, wt: np.ndarray, *likes: np.nd
     dtype = np.result_type(g, d, wt)
     if not len(g):
         return np.empty(g.shape, dtype)
-    # A tanh slope from the states: a step at a time on large steps, else all at once.
-    per_step = slope is not None and g[0].size >= SLOPE_PER_STEP_MIN and d.dtype == dtype
-    if slope is not None and not per_step:
-        d = tanh_slope(d)
+    d, per_step = _slopes(d, slope, g[0].size, dtype)
     if not per_step and g[0].size * wt.shape[1] <= AUGMENT_MAX and np.isfinite(g).all() \
             and np.isfinite(wt).all():  # inf * 0 would be NaN in the identity block
         return _small_steps(g, d, wt, dtype)
@@ -124,9 +129,7 @@ def _from_carry(c: np.ndarray, d: np.ndarray, wt: np.ndarray, likes: tuple,
     dz = np.empty((len(d), *rows), dtype)
     if not len(d):
         return dz
-    per_step = slope is not None and d[0].size >= SLOPE_PER_STEP_MIN and d.dtype == dtype
-    if slope is not None and not per_step:
-        d = tanh_slope(d)
+    d, per_step = _slopes(d, slope, d[0].size, dtype)
     row_slope = np.empty(d.shape[1:], dtype) if per_step else None
     wt = loop_weight(wt, rows=math.prod(d.shape[1:-1]), steps=len(d))
     dot, mul = fast_dot, np.multiply
