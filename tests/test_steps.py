@@ -277,29 +277,32 @@ def test_loops_over_batch_first_data_or_with_a_first_step_apart_reroll(layout):
     assert counts[6] == counts[24], counts
 
 
-def test_per_step_work_no_batch_rule_lifts_costs_one_row_each_in_the_backward():
+def test_per_step_work_no_batch_rule_lifts_is_mapped_over_the_rows():
     # broadcast_to a fixed shape has no batch rule (the shape is a step's), so each step's
-    # loss term stays per step, reading row t of the loop's stacked states. Reverse mode
-    # sums those rows' gradients: they must become one stack of rows, not T zero arrays
-    # of (T, B, H) each (quadratic in T).
-    T = 12
-    g, p, xs, states, (B, D, H, _) = _hand_loop(T, build_inputs_first=False)
-    loss = sum(tg.sum(tg.broadcast_to(s, (2, B, H)) ** 2) for s in states)
-    fn = g.compile([loss, *tg.grad(loss, [p["U"], p["W"]])])
-    ops = [s.node.op for s in fn.plan.steps]
-    assert ops.count("broadcast_to_shape") == T and ops.count("getitem_grad") == 0, ops
-    x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
-    feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0}
-    got = fn(**feeds)
-    hs = _numpy_states(p, x, s0)
-    np.testing.assert_allclose(got[0], sum(2 * (h ** 2).sum() for h in hs), rtol=1e-12)
-    W0, eps = p["W"].value.copy(), 1e-6  # dW[2, 3] by central differences
-    vals = []
-    for d in (eps, -eps):
-        p["W"].value = W0 + d * (np.arange(H * H).reshape(H, H) == 2 * H + 3)
-        vals.append(sum(2 * (h ** 2).sum() for h in _numpy_states(p, x, s0)))
-    p["W"].value = W0
-    np.testing.assert_allclose(got[2][2, 3], (vals[0] - vals[1]) / (2 * eps), rtol=1e-6)
+    # loss term cannot become one op on the stacked states. The T equal terms are a map
+    # over the rows (a loop of their own): the plan does not grow with T, and reverse mode
+    # never builds T zero arrays of (T, B, H) for the rows' gradients (quadratic in T).
+    sizes = {}
+    for T in (12, 30):
+        g, p, xs, states, (B, D, H, _) = _hand_loop(T, build_inputs_first=False)
+        loss = sum(tg.sum(tg.broadcast_to(s, (2, B, H)) ** 2) for s in states)
+        fn = g.compile([loss, *tg.grad(loss, [p["U"], p["W"]])])
+        ops = [s.node.op for s in fn.plan.steps]
+        assert ops.count("getitem_grad") == 0, ops
+        sizes[T] = len(ops)
+        x, s0 = RNG.standard_normal((T, B, D)), RNG.standard_normal((B, H))
+        feeds = {node.name: x[t] for t, node in enumerate(xs)} | {"s0": s0}
+        got = fn(**feeds)
+        hs = _numpy_states(p, x, s0)
+        np.testing.assert_allclose(got[0], sum(2 * (h ** 2).sum() for h in hs), rtol=1e-12)
+        W0, eps = p["W"].value.copy(), 1e-6  # dW[2, 3] by central differences
+        vals = []
+        for d in (eps, -eps):
+            p["W"].value = W0 + d * (np.arange(H * H).reshape(H, H) == 2 * H + 3)
+            vals.append(sum(2 * (h ** 2).sum() for h in _numpy_states(p, x, s0)))
+        p["W"].value = W0
+        np.testing.assert_allclose(got[2][2, 3], (vals[0] - vals[1]) / (2 * eps), rtol=1e-6)
+    assert sizes[12] == sizes[30], sizes
 
 
 def test_a_loop_adding_its_own_const_at_each_step_rerolls():

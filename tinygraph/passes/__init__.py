@@ -54,8 +54,9 @@ from ..core.traverse import Fetches
 from .accumulate import accumulate_pass, contract_pass
 from .affine import affine_pass
 from .body_cse import body_cse_pass
+from .common_subexpr import cse_pass as _cse
 from .concat_slices import concat_slices_pass
-from .draft import Draft, Rec, freeze
+from .draft import Draft, Rec
 from .fused_loss import fuse_cross_entropy_pass
 from .hoist import hoist_pass
 from .joins import join_slice_sums_pass
@@ -103,23 +104,6 @@ def _public(passes: list[Pass], doc: str) -> Callable[..., Graph]:
 
     run_pass.__doc__ = doc
     return run_pass
-
-
-# --------------------------------------------------------------------- cse
-
-
-def _cse(draft: Draft) -> None:
-    seen: dict[Any, int] = {}
-    for rec in draft.live():
-        if rec.op in ("input", "param"):
-            continue
-        if rec.op == "const" and rec.attrs["value"].size > 4096:
-            continue
-        key = (rec.op, tuple(rec.inputs), freeze(rec.attrs) if rec.attrs else None)
-        if key in seen:
-            draft.replace(rec.id, seen[key])
-        else:
-            seen[key] = rec.id
 
 
 # ---------------------------------------------------------- constant folding
@@ -256,7 +240,7 @@ _LOOP_PASSES: list[Pass] = [unread_outputs_pass, body_cse_pass, lerp_pass,
                             slice_sums_pass, reassociate_pass, hoist_pass, accumulate_pass,
                             sink_pass, contract_pass, stored_likes_pass, tidy_pass,
                             saved_carries_pass, stored_concats_pass]
-OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, vectorize_pass,
+OPTIMIZE_PASSES: list[Pass] = [reroll_pass, _unstack_rows, running_sums_pass, _cse, vectorize_pass,
                                *_LOOP_PASSES, *_LOOP_PASSES, join_slice_sums_pass,
                                recurrence_kernel_pass, concat_slices_pass,
                                _fold, _zero_adds, _cse, _onehot_take, _bias_into_table, _cse,

@@ -23,6 +23,7 @@ from typing import Any
 from ..core.backprop import backprop
 from ..core.graph import Graph
 from ..core.node import Node
+from .common_subexpr import cse_pass
 from .draft import Draft
 from .reroll import reroll_pass
 from .rows import unstack_rows
@@ -53,6 +54,7 @@ def regrad(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Node]] | None:
         return None
     running_sums_pass(draft)  # a loss summed in a carry: per-step terms the backward hoists
     unstack_rows(draft)  # stack(ys[0], …, ys[T-1]) -> ys: a stacked loss reads ys itself
+    cse_pass(draft)  # a weight built in every step (concat([V, V])) is one weight
     vectorize_pass(draft)  # per-step losses and heads -> one op on the stacked outputs
     expose_residuals(draft)  # the backward reads stored values instead of recomputing them
     rebuilt, built_roots = draft.build()

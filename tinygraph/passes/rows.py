@@ -37,6 +37,7 @@ def unstack_rows(draft: Draft) -> None:
     stack are first read from its parts, so a stack whose head is special (the
     initial state's) still yields its tail."""
     _stack_row_gradients(draft)
+    _joined_rows(draft)
     for rec in draft.live():
         if rec.op != "stack" or rec.attrs.get("axis", 0) != 0:
             continue
@@ -59,6 +60,44 @@ def unstack_rows(draft: Draft) -> None:
                 whole = _concat_of_runs(draft, parts, rec)
             if whole is not None and whole != rec.id:
                 draft.replace(rec.id, whole)
+
+
+def _joined_rows(draft: Draft) -> None:
+    """Rows joined along another axis read the array too: ``stack(X[0], …, axis=k)`` is
+    ``X`` with its first axis moved to k (a batch-first stack of per-step outputs), and
+    ``concat(X[0], …, X[T-1])`` is ``X`` reshaped to ``(-1, *rest)`` (PyTorch's
+    ``torch.cat(outputs)`` of per-step logits; its targets ``concat(Y[0], …)``): a
+    transpose view and a reshape instead of T row reads and a join that grow with T."""
+    for rec in draft.live():
+        axis = rec.attrs.get("axis", 0)
+        if rec.op not in ("stack", "concat") or len(rec.inputs) < 2 or not isinstance(axis, int) \
+                or (rec.op == "stack" and axis == 0):
+            continue
+        whole = _stack_of_rows(draft, [draft.recs[i] for i in rec.inputs])
+        new = None if whole is None else _moved(draft, whole, rec, axis)
+        if new is not None and draft.recs[new].shape == rec.shape \
+                and draft.recs[new].dtype == rec.dtype:
+            draft.replace(rec.id, new)
+
+
+def _moved(draft: Draft, whole: int, rec: Rec, axis: int) -> int | None:
+    """``whole`` (the parts stacked on axis 0) as ``rec`` joins them along ``axis``."""
+    ndim = len(draft.recs[whole].shape) - 1  # a part's rank
+    stacked = rec.op == "stack"
+    if not -(ndim + stacked) <= axis < ndim + stacked or (not stacked and ndim == 0):
+        return None
+    axis %= ndim + stacked
+    moved = whole
+    if axis:
+        axes = (*range(1, axis + 1), 0, *range(axis + 1, ndim + 1))
+        moved = draft.add("transpose", [whole], {"axes": axes}, name=rec.name + "/moved")
+    if stacked:
+        return moved
+    shape = draft.recs[moved].shape
+    target = (*shape[:axis], -1, *shape[axis + 2:])  # the steps' axis merged into the parts'
+    if None in target:
+        return None
+    return draft.add("reshape", [moved], {"shape": target}, name=rec.name + "/joined")
 
 
 def _concat_of_runs(draft: Draft, parts: list[Rec], stack: Rec) -> int | None:
