@@ -2,12 +2,14 @@
 
 Each row builds a recurrent net and a loss the way some user might (plain
 Python loops over rows, batch-first columns, inputs made before the loop, a
-first step written apart, a backward loop, two layers, a ``tg.scan`` with the
-loss in its carry; per-step losses summed with ``+``, ``-``, Python's ``sum``,
-weighted per step, next-token, padded with ``ignore_index``, written with
-``gather``…), then compiles ``[loss, *tg.grad(loss, params)]`` twice:
-optimized (the default) and as built (``optimize=False``, the plain plan: one
-numpy call per node, which is what a numpy loop of the same maths costs).
+first step written apart, a backward loop, two layers, a bidirectional pair, a
+``tg.scan`` with the loss in its carry; per-step losses summed with ``+``, ``-``,
+Python's ``sum``, weighted per step, next-token, padded with ``ignore_index``,
+written with ``gather``, or one loss on the per-step logits joined PyTorch's ways:
+``concat`` along the batch, ``stack`` batch-first…), then compiles
+``[loss, *tg.grad(loss, params)]`` twice: optimized (the default) and as built
+(``optimize=False``, the plain plan: one numpy call per node, which is what a
+numpy loop of the same maths costs).
 
 Columns: the plan's step count at T=20 and at T=200 (equal when the loop was
 rerolled and the per-step work vectorized: nothing left that grows with T),
@@ -37,7 +39,7 @@ B, D, H, V = 16, 32, 64, 20
 
 def _params(g: tg.Graph, rng: np.random.Generator) -> dict:
     shapes = {"U": (D, H), "W": (H, H), "Uz": (D, H), "Wz": (H, H), "V": (H, V),
-              "U2": (H, H), "W2": (H, H)}
+              "U2": (H, H), "W2": (H, H), "J": (2 * H, H)}
     return {k: g.param(k, rng.normal(size=s) / np.sqrt(s[0])) for k, s in shapes.items()}
 
 
@@ -76,6 +78,10 @@ def _loss(form: str, outs: list, Y, p) -> tg.Node:
         return sum(-tg.mean(tg.gather(tg.log_softmax(z, axis=-1),
                                       tg.expand_dims(Y[t], axis=-1), axis=-1))
                    for t, z in enumerate(logits))
+    if form == "`concat` of logits":  # PyTorch's torch.cat(outputs) against torch.cat(targets)
+        return tg.cross_entropy(tg.concat(logits), tg.concat([Y[t] for t in range(T)]))
+    if form == "batch-first `stack`":  # (B, T, V) logits against (B, T) targets
+        return tg.cross_entropy(tg.stack(logits, axis=1), tg.transpose(Y))
     if form == "last step only":
         return tg.cross_entropy(logits[-1], Y[T - 1])
     raise ValueError(form)
@@ -100,6 +106,12 @@ def _hand_loop(T: int, cell: Callable, style: str, form: str):
     for t in order:
         h = tg.tanh(xs[t] @ p["U"]) if h is None else cell(xs[t], h, p)
         outs[t] = h
+    if style == "bidirectional":  # a second loop from the end; per-step features joined
+        h, back = g.input("h2", shape=(None, H)), [None] * T
+        for t in reversed(range(T)):
+            h = cell(xs[t], h, p)
+            back[t] = h
+        outs = [tg.concat([f, b], axis=-1) @ p["J"] for f, b in zip(outs, back, strict=True)]
     if style == "two layers, two loops":
         h2 = g.input("h2", shape=(None, H))
         for t in range(T):
@@ -151,11 +163,14 @@ ROWS = [
     ("vanilla", "rows `X[t]`", "`-` mean log softmax"),
     ("vanilla", "rows `X[t]`", "gather NLL"),
     ("vanilla", "rows `X[t]`", "last step only"),
+    ("vanilla", "rows `X[t]`", "`concat` of logits"),
+    ("vanilla", "batch-first columns", "batch-first `stack`"),
     ("vanilla", "batch-first columns", "Python `sum`"),
     ("vanilla", "inputs made first", "Python `sum`"),
     ("vanilla", "first step apart", "next token"),
     ("vanilla", "backwards in time", "Python `sum`"),
     ("vanilla", "two layers, two loops", "Python `sum`"),
+    ("vanilla", "bidirectional", "Python `sum`"),
     ("gated", "rows `X[t]`", "Python `sum`"),
     ("gated", "inputs made first", "padded, smoothed"),
     ("gated", "`tg.scan`", "summed in the carry"),
