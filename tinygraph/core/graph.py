@@ -81,7 +81,7 @@ def _plain(value: Any) -> Any:
 
 def _checked_attrs(op: str, name: str, attrs: Any) -> dict[str, Any]:
     """``attrs`` as a dict of names ``op``'s forward takes (a typo fails now, not at run time)."""
-    if attrs is None:
+    if attrs is None or (type(attrs) is dict and not attrs):
         return {}
     if not isinstance(attrs, Mapping):
         raise GraphError(f"node '{name}' ({op}): attrs must be a dict of name -> value, got "
@@ -340,13 +340,18 @@ class Graph:
             raise GraphError(f"unknown op {op!r}; known ops: {', '.join(OPS)}")
         record = OPS[op]
         inputs = tuple(inputs)
+        outer = False  # any input of a graph around this one (a scan body being traced)
         for node in inputs:
             if not isinstance(node, Node):
                 raise GraphError(f"op {op}: inputs must be nodes, got {type(node).__name__}")
-            if node.graph is not self and not self.encloses(node.graph):
-                raise GraphError(f"node '{node.name}' belongs to graph '{node.graph.name}', not "
-                                 f"to graph '{self.name}'; nodes of two graphs cannot be mixed")
-        inputs = tuple(self.capture(node) for node in inputs)
+            if node.graph is not self:
+                if not self.encloses(node.graph):
+                    raise GraphError(f"node '{node.name}' belongs to graph "
+                                     f"'{node.graph.name}', not to graph '{self.name}'; nodes "
+                                     "of two graphs cannot be mixed")
+                outer = True
+        if outer:
+            inputs = tuple(self.capture(node) for node in inputs)
         if record.arity is not None and len(inputs) != record.arity:
             raise GraphError(f"op {op} takes {record.arity} inputs, got {len(inputs)}")
         if record.arity is None and not inputs:
