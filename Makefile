@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/general.py
 	$(PY) benchmarks/variants.py
 	$(PY) benchmarks/custom_cells.py
+	$(PY) benchmarks/build_time.py
 
 # Its own process: it limits BLAS to one thread before numpy loads.
 bench-scan: $(STAMP)
