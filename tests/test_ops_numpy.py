@@ -164,6 +164,29 @@ def test_sigmoid_is_accurate_in_both_tails(dtype, rtol, low, size):
     assert run(tg.sigmoid(x), {"x": np.array([-20.0], dtype)})[0] > 2.0e-9
 
 
+@pytest.mark.parametrize("scale", [1e-8, 1e-3, 0.5, 2.0, 6.0, 30.0])
+def test_erf_is_within_a_few_units_in_the_last_place_of_math_erf(scale):
+    g = tg.Graph()
+    x = g.input("x", shape=(None,))
+    val = np.random.default_rng(7).normal(size=2000) * scale
+    got = run(tg.erf(x), {"x": val})
+    want = np.array([math.erf(v) for v in val])
+    assert np.all(np.abs(got - want) <= 4 * np.spacing(np.abs(want).clip(1e-300)))
+    ends = run(tg.erf(x), {"x": np.array([np.inf, -np.inf, 0.0, -0.0, np.nan])})
+    np.testing.assert_array_equal(ends, [1.0, -1.0, 0.0, -0.0, np.nan])
+    assert np.signbit(ends[3])
+
+
+def test_erf_keeps_float32():
+    g = tg.Graph()
+    x = g.input("x", shape=(None,), dtype="float32")
+    val = np.linspace(-4, 4, 801, dtype=np.float32)
+    got = run(tg.erf(x), {"x": val})
+    assert got.dtype == np.float32
+    want = np.array([math.erf(float(v)) for v in val])
+    assert np.all(np.abs(got - want) <= np.spacing(np.float32(1.0)))
+
+
 def test_log_of_sigmoid_has_a_finite_gradient_far_in_the_tail():
     g = tg.Graph()
     x = g.input("x", shape=(3,), dtype="float32")
