@@ -344,12 +344,9 @@ class Graph:
         for node in inputs:
             if not isinstance(node, Node):
                 raise GraphError(f"op {op}: inputs must be nodes, got {type(node).__name__}")
-            if node.graph is not self:
-                if not self.encloses(node.graph):
-                    raise GraphError(f"node '{node.name}' belongs to graph "
-                                     f"'{node.graph.name}', not to graph '{self.name}'; nodes "
-                                     "of two graphs cannot be mixed")
-                outer = True
+            if node.graph is not self and not (outer := self.encloses(node.graph)):
+                raise GraphError(f"node '{node.name}' belongs to graph '{node.graph.name}', not "
+                                 f"to graph '{self.name}'; nodes of two graphs cannot be mixed")
         if outer:
             inputs = tuple(self.capture(node) for node in inputs)
         if record.arity is not None and len(inputs) != record.arity:
