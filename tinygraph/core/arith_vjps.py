@@ -43,16 +43,17 @@ def cannot_broadcast(x: Any, other: Any) -> bool:
     return all(o == 1 or (o is not None and o == d) for d, o in pairs)
 
 
+def _summed_to(grad: Any, x: Any, other: Any) -> Any:
+    """``grad`` summed down to ``x``'s shape, unless ``x op other`` provably kept it."""
+    return grad if cannot_broadcast(x, other) else unbroadcast(grad, x)
+
+
 def binary_vjp(da: Callable, db: Callable) -> Callable:
     """A vjp for a broadcasting binary op from its two local derivatives ``d(g, a, b, y)``."""
     def vjp(node, g, needs=None):
         a, b = node.inputs
-
-        def reduced(grad, x, other):
-            return grad if cannot_broadcast(x, other) else unbroadcast(grad, x)
-
-        return wanted_grads(needs, lambda: reduced(da(g, a, b, node), a, b),
-                            lambda: reduced(db(g, a, b, node), b, a))
+        return wanted_grads(needs, lambda: _summed_to(da(g, a, b, node), a, b),
+                            lambda: _summed_to(db(g, a, b, node), b, a))
     return vjp
 
 
@@ -60,25 +61,18 @@ def sub_vjp(node, g, needs=None):
     """``d(a - b)``: ``g`` for a, ``-g`` for b, each summed to its operand's shape."""
     a, b = node.inputs
     # -g summed to b's shape as -(g summed): the negation runs on b's values, not on g's.
-    return wanted_grads(needs, lambda: g if cannot_broadcast(a, b) else unbroadcast(g, a),
-                        lambda: -(g if cannot_broadcast(b, a) else unbroadcast(g, b)))
+    return wanted_grads(needs, lambda: _summed_to(g, a, b), lambda: -_summed_to(g, b, a))
 
 
 def div_vjp(node, g, needs=None):
-    """``d(a / b)``: ``g / b`` for a, ``-g y / b`` for b, each summed to its operand's shape."""
+    """``d(a / b)``: ``g / b`` for a, ``-g y / b`` for b, each summed to its operand's shape.
+
+    b is the same along every axis the sum for b runs over, so dividing by it commutes
+    with the sum: a (B, 1) divisor (a layer norm's deviation) divides B values, not B x H.
+    """
     a, b = node.inputs
-    y = node
-
-    def grad_b():
-        if cannot_broadcast(b, a):
-            return -(g * y / b)
-        # b is the same along every axis the sum runs over, so dividing by it commutes
-        # with the sum: a (B, 1) divisor (a layer norm's deviation) divides B values,
-        # not B x H.
-        return -(unbroadcast(g * y, b) / b)
-
-    return wanted_grads(needs, lambda: g / b if cannot_broadcast(a, b) else
-                        unbroadcast(g / b, a), grad_b)
+    return wanted_grads(needs, lambda: _summed_to(g / b, a, b),
+                        lambda: -(_summed_to(g * node, b, a) / b))
 
 
 def _nonzero_const(node) -> bool:

@@ -79,6 +79,13 @@ def _recurrence_forward(a: np.ndarray, w: np.ndarray, s0: np.ndarray,
     if activation == "tanh" and tanh_kernel(z.size, dtype) is not np.tanh:
         return _tanh_steps_from_exp(a, w, s0, b, states, z)
     w = loop_weight(w, rows=math.prod(step[:-1]), steps=len(a))
+    return _steps(a, w, s0, b, act, states, z)
+
+
+def _steps(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.ndarray | None, act: Any,
+           states: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The loop: ``act(s_{t-1} @ w + a_t (+ b))`` into row t of ``states``, through ``z``.
+    ``a`` may be ``states`` itself (row t is read before step t writes it)."""
     dot, add = fast_dot, np.add
     prev = s0
     # Iterating an array yields its rows as views, at C speed.
@@ -101,21 +108,12 @@ def _tanh_steps_from_exp(a: np.ndarray, w: np.ndarray, s0: np.ndarray, b: np.nda
     Within 3.4e-16 of the exact tanh (numpy's: 1.1e-16); a zero comes out as +0.0. A
     step below about -354 overflows exp to inf, which gives -1 as it should.
     """
-    dot, add, tanh_of = fast_dot, np.add, tanh_from_minus_2z
-    prev = s0
     with np.errstate(over="ignore"):  # -2 x overflows to -inf beyond 9e307: tanh is -1 there
         w2 = loop_weight(np.multiply(w, -2.0), rows=math.prod(e.shape[:-1]), steps=len(a))
         b2 = None if b is None else np.multiply(b, -2.0)
         # Row t holds -2 a_t until step t has added it, then s_t: no second (T, B, H) array.
         np.multiply(a, -2.0, out=states)
-        for row in states:
-            dot(prev, w2, e)
-            add(e, row, e)
-            if b2 is not None:
-                add(e, b2, e)
-            tanh_of(e, row)
-            prev = row
-    return states
+        return _steps(states, w2, s0, b2, tanh_from_minus_2z, states, e)
 
 
 # Below this many multiply-adds per step (batch x H x H) a step costs its numpy
